@@ -1,0 +1,1 @@
+//! brainmesh actors: the Brain membership actor, protocol types, signing, storage and metrics.

@@ -1,0 +1,1 @@
+//! brainmesh models: loading and running LLMs with tch (LibTorch).

@@ -1,0 +1,1 @@
+//! brainmesh: one peer = one libp2p swarm + a set of actix actors.
