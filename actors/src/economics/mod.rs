@@ -1,0 +1,1 @@
+//! Economics (whitepaper §3, DESIGN.md §5): pure functions over fixed-point integers.
