@@ -1,1 +1,26 @@
 //! brainmesh models: loading and running LLMs with tch (LibTorch).
+//!
+//! - [`gguf`]: GGUF reader with dequantization (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
+//! - [`hf`]: Hugging Face directories (config.json, memory-mapped safetensors, tokenizer.json).
+//! - [`llama`], [`gpt2`]: the architectures; [`cache`]: the preallocated KV cache.
+//! - [`generate`]: greedy and sampled generation with streaming, stop sequences and batches.
+//! - [`Model`]: one entry point that loads either format.
+//!
+//! This crate knows nothing of the network.
+
+pub mod cache;
+pub mod device;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod gpt2;
+pub mod hf;
+pub mod llama;
+pub mod model;
+pub mod tokenizer;
+
+pub use device::DevicePref;
+pub use error::{ModelError, Result};
+pub use generate::{FinishReason, GenerateConfig, Generation, TokenEvent};
+pub use model::{LoadOptions, LoadProgress, Model, Network};
+pub use tokenizer::{ChatMessage, ChatTemplate, Tokenizer};

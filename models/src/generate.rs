@@ -1,0 +1,453 @@
+//! Generation with a KV cache: greedy and sampling (temperature, top-k, top-p, seed,
+//! repetition penalty), stop tokens and stop sequences, max tokens, a per-token streaming
+//! callback, and several prompts in one left-padded batch.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{ModelError, Result};
+use crate::model::Model;
+
+/// Generation parameters. `temperature == 0` means greedy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateConfig {
+    pub max_new_tokens: usize,
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (None or 0: off).
+    pub top_k: Option<usize>,
+    /// Keep the smallest set of tokens whose probability reaches p (None or 1.0: off).
+    pub top_p: Option<f32>,
+    pub seed: u64,
+    /// > 1 discourages tokens already in the prompt or the output (1.0: off), as in
+    /// transformers' `RepetitionPenaltyLogitsProcessor`.
+    pub repetition_penalty: f32,
+    /// Strings that end a generation; the text is cut before them.
+    pub stop: Vec<String>,
+    /// Keep going past the end-of-sequence token (benchmarks, reference comparisons).
+    pub ignore_eos: bool,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        GenerateConfig {
+            max_new_tokens: 128,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            seed: 0,
+            repetition_penalty: 1.0,
+            stop: Vec::new(),
+            ignore_eos: false,
+        }
+    }
+}
+
+impl GenerateConfig {
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        GenerateConfig { max_new_tokens, ..Default::default() }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(ModelError::InvalidArgument(m));
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return bad(format!("temperature must be >= 0, got {}", self.temperature));
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return bad(format!("top_p must be in (0, 1], got {p}"));
+            }
+        }
+        if !self.repetition_penalty.is_finite() || self.repetition_penalty <= 0.0 {
+            return bad(format!("repetition_penalty must be > 0, got {}", self.repetition_penalty));
+        }
+        Ok(())
+    }
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model produced an end-of-sequence token.
+    Eos,
+    /// A stop sequence appeared.
+    StopSequence,
+    /// `max_new_tokens` reached.
+    Length,
+    /// The context window is full.
+    ContextFull,
+    /// The callback asked to stop.
+    Cancelled,
+}
+
+/// One streamed token.
+#[derive(Debug)]
+pub struct TokenEvent<'a> {
+    /// Which prompt of the batch.
+    pub row: usize,
+    pub token_id: u32,
+    /// New text that became final with this token (may be empty: a partial UTF-8 character,
+    /// or text held back because it could start a stop sequence).
+    pub text: &'a str,
+}
+
+/// The result for one prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub prompt_tokens: usize,
+    /// Generated token ids (an end-of-sequence token that ended the generation included).
+    pub tokens: Vec<u32>,
+    pub text: String,
+    pub finish: FinishReason,
+}
+
+/// splitmix64: small, seedable, good enough for sampling.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Picks the next token from one row of logits (modified in place).
+pub fn pick_token(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig, rng: &mut Rng) -> u32 {
+    if cfg.repetition_penalty != 1.0 {
+        let mut seen = history.to_vec();
+        seen.sort_unstable();
+        seen.dedup();
+        for &t in &seen {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l = if *l > 0.0 { *l / cfg.repetition_penalty } else { *l * cfg.repetition_penalty };
+            }
+        }
+    }
+    if cfg.temperature == 0.0 {
+        return argmax(logits);
+    }
+    let inv_t = 1.0 / cfg.temperature;
+    // Candidates sorted by logit, descending; top-k cuts the list.
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    let k = cfg.top_k.filter(|&k| k > 0 && k < logits.len());
+    if let Some(k) = k {
+        idx.select_nth_unstable_by(k - 1, |&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        idx.truncate(k);
+    }
+    idx.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+    let max = logits[idx[0] as usize];
+    let mut probs: Vec<f64> = idx.iter().map(|&i| (((logits[i as usize] - max) * inv_t) as f64).exp()).collect();
+    let sum: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= sum);
+    if let Some(p) = cfg.top_p.filter(|&p| p < 1.0) {
+        let mut acc = 0.0;
+        let mut keep = probs.len();
+        for (i, &q) in probs.iter().enumerate() {
+            acc += q;
+            if acc >= p as f64 {
+                keep = i + 1;
+                break;
+            }
+        }
+        probs.truncate(keep);
+        idx.truncate(keep);
+    }
+    let total: f64 = probs.iter().sum();
+    let mut r = rng.next_f64() * total;
+    for (i, &q) in probs.iter().enumerate() {
+        r -= q;
+        if r < 0.0 {
+            return idx[i];
+        }
+    }
+    idx[probs.len() - 1]
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    let mut best = 0usize;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Per-row state of a running generation.
+struct Row {
+    prompt: Vec<u32>,
+    tokens: Vec<u32>,
+    /// Final text (stop sequences removed).
+    text: String,
+    /// Bytes of `text` already handed to the callback.
+    emitted: usize,
+    finish: Option<FinishReason>,
+    rng: Rng,
+}
+
+impl Model {
+    /// Generates for one text prompt (`chat`: wrap it in the model's chat template).
+    pub fn generate_text(
+        &self,
+        prompt: &str,
+        chat: bool,
+        cfg: &GenerateConfig,
+        on_token: &mut dyn FnMut(&TokenEvent) -> bool,
+    ) -> Result<Generation> {
+        let text = if chat { self.tokenizer.chat_prompt(prompt) } else { prompt.to_string() };
+        let ids = self.tokenizer.encode(&text)?;
+        let mut out = self.generate(&[ids], cfg, on_token)?;
+        out.pop().ok_or_else(|| ModelError::InvalidArgument("no prompt".into()))
+    }
+
+    /// Generates for a batch of tokenized prompts at once. `on_token` sees every token as it is
+    /// chosen; returning false stops the whole batch.
+    pub fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        cfg: &GenerateConfig,
+        on_token: &mut dyn FnMut(&TokenEvent) -> bool,
+    ) -> Result<Vec<Generation>> {
+        cfg.validate()?;
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        for p in prompts {
+            self.check_prompt(p.len())?;
+        }
+        let _guard = tch::no_grad_guard();
+        let device = self.net.device();
+        let context = self.net.context_length();
+        let max_prompt = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let capacity = (max_prompt + cfg.max_new_tokens).min(context);
+        let pad_id = self.tokenizer.eos_id.unwrap_or(0) as i64;
+        let pads: Vec<usize> = prompts.iter().map(|p| max_prompt - p.len()).collect();
+        let mut rows: Vec<Row> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Row {
+                prompt: p.clone(),
+                tokens: Vec::new(),
+                text: String::new(),
+                emitted: 0,
+                finish: None,
+                rng: Rng::new(cfg.seed.wrapping_add(i as u64)),
+            })
+            .collect();
+        if cfg.max_new_tokens == 0 {
+            return Ok(finish_all(rows, FinishReason::Length));
+        }
+        let mut cache = self.net.new_cache(pads.clone(), capacity)?;
+        let mut input: Vec<i64> = Vec::with_capacity(prompts.len() * max_prompt);
+        for (p, &pad) in prompts.iter().zip(&pads) {
+            input.extend(std::iter::repeat_n(pad_id, pad));
+            input.extend(p.iter().map(|&t| t as i64));
+        }
+        let b = prompts.len() as i64;
+        let mut ids = Tensor::f_from_slice(&input)?.f_view([b, max_prompt as i64])?.f_to_device(device)?;
+        let vocab = self.net.vocab_size();
+        let max_stop = cfg.stop.iter().map(String::len).max().unwrap_or(0);
+        loop {
+            let logits = self.net.forward(&ids, Some(&mut cache), true)?;
+            let logits = logits.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?.f_reshape([b, -1])?;
+            let mut flat = Vec::<f32>::try_from(&logits.f_contiguous()?.f_view([-1])?)?;
+            let width = flat.len() / prompts.len();
+            let mut next = Vec::with_capacity(prompts.len());
+            let mut cancelled = false;
+            for (r, row) in rows.iter_mut().enumerate() {
+                if row.finish.is_some() {
+                    next.push(pad_id);
+                    continue;
+                }
+                let slice = &mut flat[r * width..(r * width + width.min(vocab))];
+                let history: Vec<u32> = if cfg.repetition_penalty != 1.0 {
+                    row.prompt.iter().chain(&row.tokens).copied().collect()
+                } else {
+                    Vec::new()
+                };
+                let tok = pick_token(slice, &history, cfg, &mut row.rng);
+                row.tokens.push(tok);
+                next.push(tok as i64);
+                let is_eos = !cfg.ignore_eos && self.tokenizer.stop_ids.contains(&tok);
+                let mut delta_end = row.emitted;
+                if is_eos {
+                    row.finish = Some(FinishReason::Eos);
+                    delta_end = row.text.len();
+                } else {
+                    let decoded = self.tokenizer.decode(&row.tokens, true)?;
+                    if !decoded.ends_with('\u{FFFD}') {
+                        row.text = decoded;
+                        // Stop sequences: search only the region new text could complete.
+                        let from = floor_char_boundary(&row.text, row.emitted.saturating_sub(max_stop));
+                        if let Some(pos) = cfg.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| row.text[from..].find(s.as_str()).map(|i| from + i)).min() {
+                            row.text.truncate(pos);
+                            row.finish = Some(FinishReason::StopSequence);
+                            delta_end = pos;
+                        } else {
+                            delta_end = row.text.len() - held_back(&row.text, &cfg.stop);
+                        }
+                    }
+                }
+                if row.finish.is_none() && row.tokens.len() >= cfg.max_new_tokens {
+                    row.finish = Some(FinishReason::Length);
+                }
+                if row.finish.is_none() && row.prompt.len() + row.tokens.len() >= context {
+                    row.finish = Some(FinishReason::ContextFull);
+                }
+                if row.finish.is_some() {
+                    delta_end = row.text.len();
+                }
+                let delta_end = delta_end.max(row.emitted);
+                let delta = row.text.get(row.emitted..delta_end).unwrap_or("");
+                let ev = TokenEvent { row: r, token_id: tok, text: delta };
+                if !on_token(&ev) {
+                    cancelled = true;
+                }
+                row.emitted = delta_end;
+            }
+            if cancelled {
+                for row in rows.iter_mut().filter(|r| r.finish.is_none()) {
+                    row.finish = Some(FinishReason::Cancelled);
+                }
+            }
+            if rows.iter().all(|r| r.finish.is_some()) || cache.len() >= cache.capacity() {
+                break;
+            }
+            ids = Tensor::f_from_slice(&next)?.f_view([b, 1])?.f_to_device(device)?;
+        }
+        Ok(finish_all(rows, FinishReason::ContextFull))
+    }
+}
+
+fn finish_all(rows: Vec<Row>, default: FinishReason) -> Vec<Generation> {
+    rows.into_iter()
+        .map(|r| Generation {
+            prompt_tokens: r.prompt.len(),
+            tokens: r.tokens,
+            text: r.text,
+            finish: r.finish.unwrap_or(default),
+        })
+        .collect()
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Bytes at the end of `text` that could be the start of a stop sequence (not yet emitted).
+fn held_back(text: &str, stops: &[String]) -> usize {
+    let mut hold = 0;
+    for s in stops {
+        for n in (1..s.len()).rev() {
+            if n <= text.len() && n > hold && s.is_char_boundary(n) && text.ends_with(&s[..n]) {
+                hold = n;
+                break;
+            }
+        }
+    }
+    hold
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(t: f32) -> GenerateConfig {
+        GenerateConfig { temperature: t, ..Default::default() }
+    }
+
+    #[test]
+    fn greedy_picks_the_largest_logit() {
+        let mut l = vec![0.1, 3.0, -2.0, 2.9];
+        assert_eq!(pick_token(&mut l, &[], &cfg(0.0), &mut Rng::new(0)), 1);
+    }
+
+    #[test]
+    fn repetition_penalty_can_change_the_greedy_choice() {
+        let c = GenerateConfig { repetition_penalty: 2.0, ..cfg(0.0) };
+        let mut l = vec![0.1, 3.0, -2.0, 2.0];
+        assert_eq!(pick_token(&mut l, &[1], &c, &mut Rng::new(0)), 3);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy_whatever_the_seed() {
+        let c = GenerateConfig { top_k: Some(1), ..cfg(1.5) };
+        for seed in 0..50 {
+            let mut l = vec![0.5, 1.0, 0.9, 0.2];
+            assert_eq!(pick_token(&mut l, &[], &c, &mut Rng::new(seed)), 1);
+        }
+    }
+
+    #[test]
+    fn top_p_excludes_the_unlikely_tail() {
+        // probabilities ~ [0.64, 0.24, 0.09, 0.03]: p = 0.8 keeps the first two only
+        let c = GenerateConfig { top_p: Some(0.8), ..cfg(1.0) };
+        let base = [3.0f32, 2.0, 1.0, 0.0];
+        let mut counts = [0usize; 4];
+        let mut rng = Rng::new(7);
+        for _ in 0..2000 {
+            let mut l = base.to_vec();
+            counts[pick_token(&mut l, &[], &c, &mut rng) as usize] += 1;
+        }
+        assert_eq!(counts[2] + counts[3], 0);
+        assert!(counts[0] > counts[1] && counts[1] > 0, "{counts:?}");
+    }
+
+    #[test]
+    fn sampling_follows_the_softmax_distribution() {
+        let base = [1.0f32, 0.0, -1.0];
+        let z: f64 = base.iter().map(|&x| (x as f64).exp()).sum();
+        let mut counts = [0f64; 3];
+        let mut rng = Rng::new(42);
+        let n = 20000;
+        for _ in 0..n {
+            let mut l = base.to_vec();
+            counts[pick_token(&mut l, &[], &cfg(1.0), &mut rng) as usize] += 1.0;
+        }
+        for i in 0..3 {
+            let expected = (base[i] as f64).exp() / z;
+            assert!((counts[i] / n as f64 - expected).abs() < 0.02, "{i}: {counts:?}");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_samples_and_different_seed_different_samples() {
+        let draw = |seed| {
+            let mut rng = Rng::new(seed);
+            (0..32)
+                .map(|_| {
+                    let mut l = vec![0.0f32; 50];
+                    pick_token(&mut l, &[], &cfg(1.0), &mut rng)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(1), draw(1));
+        assert_ne!(draw(1), draw(2));
+    }
+
+    #[test]
+    fn invalid_parameters_are_rejected() {
+        assert!(cfg(-1.0).validate().is_err());
+        assert!(GenerateConfig { top_p: Some(0.0), ..cfg(1.0) }.validate().is_err());
+        assert!(GenerateConfig { repetition_penalty: 0.0, ..cfg(1.0) }.validate().is_err());
+    }
+
+    #[test]
+    fn text_that_may_start_a_stop_sequence_is_held_back() {
+        let stops = vec!["\nUser:".to_string()];
+        assert_eq!(held_back("hello\nUs", &stops), 3);
+        assert_eq!(held_back("hello", &stops), 0);
+    }
+}

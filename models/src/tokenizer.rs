@@ -1,0 +1,311 @@
+//! Tokenizers: the byte-level BPE held in a GGUF file (`tokenizer.ggml.*`) turned into a
+//! `tokenizers::Tokenizer`, or a Hugging Face `tokenizer.json`; plus the chat template.
+
+use std::path::Path;
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::error::{ModelError, Result};
+use crate::gguf::{GgufFile, Value};
+
+/// GGUF token types (llama.cpp `llama_token_type`).
+const TOKEN_TYPE_CONTROL: i64 = 3;
+const TOKEN_TYPE_USER_DEFINED: i64 = 4;
+
+/// The regex llama.cpp uses for `tokenizer.ggml.pre = llama-bpe` (Llama 3 style).
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage { role: role.into(), content: content.into() }
+    }
+}
+
+/// The chat formats this crate can render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatTemplate {
+    /// `<|im_start|>role\ncontent<|im_end|>\n` ... `<|im_start|>assistant\n`, with the system
+    /// message the template inserts when the conversation has none.
+    ChatMl { default_system: Option<String> },
+    /// No template: messages' contents joined by newlines.
+    Plain,
+}
+
+impl ChatTemplate {
+    /// Recognises a Jinja chat template (as found in GGUF `tokenizer.chat_template` or
+    /// `tokenizer_config.json`). Only ChatML is understood; anything else renders plain.
+    pub fn from_jinja(template: Option<&str>) -> Self {
+        let Some(t) = template else { return ChatTemplate::Plain };
+        if !t.contains("<|im_start|>") {
+            return ChatTemplate::Plain;
+        }
+        // SmolLM2-style templates insert a default system prompt when the first message is not
+        // a system message: `{{ '<|im_start|>system\n...<|im_end|>\n' }}`.
+        let default_system = if t.contains("!= 'system'") {
+            let start_pat = "<|im_start|>system\\n";
+            t.find(start_pat).and_then(|s| {
+                let rest = &t[s + start_pat.len()..];
+                rest.find("<|im_end|>").map(|e| rest[..e].replace("\\n", "\n"))
+            })
+        } else {
+            None
+        };
+        ChatTemplate::ChatMl { default_system }
+    }
+
+    /// Renders a conversation, ending with the assistant's turn opened.
+    pub fn render(&self, messages: &[ChatMessage]) -> String {
+        match self {
+            ChatTemplate::ChatMl { default_system } => {
+                let mut s = String::new();
+                if let Some(sys) = default_system {
+                    if messages.first().is_none_or(|m| m.role != "system") {
+                        s.push_str(&format!("<|im_start|>system\n{sys}<|im_end|>\n"));
+                    }
+                }
+                for m in messages {
+                    s.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content));
+                }
+                s.push_str("<|im_start|>assistant\n");
+                s
+            }
+            ChatTemplate::Plain => {
+                let mut s: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+                s.push("");
+                s.join("\n")
+            }
+        }
+    }
+}
+
+/// A tokenizer with the special ids generation needs.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    pub bos_id: Option<u32>,
+    pub eos_id: Option<u32>,
+    /// Whether encoding a prompt should prepend BOS.
+    pub add_bos: bool,
+    pub chat_template: ChatTemplate,
+    /// Token ids that end a generation (EOS and, for ChatML, `<|im_end|>`).
+    pub stop_ids: Vec<u32>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("bos_id", &self.bos_id)
+            .field("eos_id", &self.eos_id)
+            .field("chat_template", &self.chat_template)
+            .finish()
+    }
+}
+
+fn tok_err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Tokenizer(e.to_string())
+}
+
+impl Tokenizer {
+    /// Builds the tokenizer stored in a GGUF file's metadata.
+    pub fn from_gguf(g: &GgufFile) -> Result<Self> {
+        let json = gguf_tokenizer_json(g)?;
+        let inner = tokenizers::Tokenizer::from_bytes(json.to_string().as_bytes()).map_err(tok_err)?;
+        let id = |k: &str| g.get(k).and_then(Value::as_u64).map(|v| v as u32);
+        let bos_id = id("tokenizer.ggml.bos_token_id");
+        let eos_id = id("tokenizer.ggml.eos_token_id");
+        let add_bos = g.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(false);
+        let chat_template = ChatTemplate::from_jinja(g.get("tokenizer.chat_template").and_then(Value::as_str));
+        Ok(Self::finish(inner, bos_id, eos_id, add_bos, chat_template))
+    }
+
+    /// Loads a Hugging Face `tokenizer.json`; the special ids come from the model's config.
+    pub fn from_hf_file(
+        path: &Path,
+        bos_id: Option<u32>,
+        eos_id: Option<u32>,
+        chat_template: Option<&str>,
+    ) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
+        Ok(Self::finish(inner, bos_id, eos_id, false, ChatTemplate::from_jinja(chat_template)))
+    }
+
+    /// Wraps an existing `tokenizers` tokenizer.
+    pub fn from_tokenizers(inner: tokenizers::Tokenizer, bos_id: Option<u32>, eos_id: Option<u32>) -> Self {
+        Self::finish(inner, bos_id, eos_id, false, ChatTemplate::Plain)
+    }
+
+    fn finish(
+        inner: tokenizers::Tokenizer,
+        bos_id: Option<u32>,
+        eos_id: Option<u32>,
+        add_bos: bool,
+        chat_template: ChatTemplate,
+    ) -> Self {
+        let mut stop_ids: Vec<u32> = eos_id.into_iter().collect();
+        if matches!(chat_template, ChatTemplate::ChatMl { .. }) {
+            if let Some(id) = inner.token_to_id("<|im_end|>") {
+                if !stop_ids.contains(&id) {
+                    stop_ids.push(id);
+                }
+            }
+        }
+        Tokenizer { inner, bos_id, eos_id, add_bos, chat_template, stop_ids }
+    }
+
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Encodes text; special tokens written in the text (`<|im_start|>`) become their ids.
+    /// Prepends BOS when the model asks for it.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, false).map_err(tok_err)?;
+        let mut ids = Vec::with_capacity(enc.len() + 1);
+        if self.add_bos {
+            if let Some(b) = self.bos_id {
+                ids.push(b);
+            }
+        }
+        ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
+
+    /// Decodes ids to text, dropping special tokens when `skip_special`.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special).map_err(tok_err)
+    }
+
+    /// The text of a token id, if it is in the vocabulary.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Renders one user message with the model's chat template.
+    pub fn chat_prompt(&self, user: &str) -> String {
+        self.chat_template.render(&[ChatMessage::new("user", user)])
+    }
+
+    /// The tokenizer in Hugging Face `tokenizer.json` form.
+    pub fn to_json(&self, pretty: bool) -> Result<String> {
+        self.inner.to_string(pretty).map_err(tok_err)
+    }
+}
+
+/// Translates `tokenizer.ggml.*` metadata into a `tokenizer.json` document.
+fn gguf_tokenizer_json(g: &GgufFile) -> Result<Json> {
+    let model = g.get_str("tokenizer.ggml.model")?;
+    if model != "gpt2" {
+        return Err(ModelError::Tokenizer(format!(
+            "tokenizer.ggml.model = {model:?} is not supported (only byte-level BPE, \"gpt2\")"
+        )));
+    }
+    let tokens = g
+        .get("tokenizer.ggml.tokens")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ModelError::Metadata("tokenizer.ggml.tokens".into()))?;
+    let merges = g
+        .get("tokenizer.ggml.merges")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ModelError::Metadata("tokenizer.ggml.merges".into()))?;
+    let types = g.get("tokenizer.ggml.token_type").and_then(Value::as_array);
+
+    let mut vocab = Map::with_capacity(tokens.len());
+    let mut added = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let s = t.as_str().ok_or_else(|| ModelError::Metadata(format!("tokenizer.ggml.tokens[{i}]")))?;
+        vocab.insert(s.to_string(), json!(i));
+        let ty = types.and_then(|ts| ts.get(i)).and_then(Value::as_i64).unwrap_or(1);
+        if ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED {
+            added.push(json!({
+                "id": i, "content": s, "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": ty == TOKEN_TYPE_USER_DEFINED, "special": ty == TOKEN_TYPE_CONTROL,
+            }));
+        }
+    }
+    let merges: Vec<Json> = merges
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            m.as_str()
+                .map(|s| json!(s))
+                .ok_or_else(|| ModelError::Metadata(format!("tokenizer.ggml.merges[{i}]")))
+        })
+        .collect::<Result<_>>()?;
+
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let pre = g.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
+    let pre_tokenizer = match pre {
+        "default" | "gpt2" | "gpt-2" => byte_level.clone(),
+        "smollm" | "starcoder" | "refact" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level.clone()]}),
+        "llama-bpe" | "llama3" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]}),
+        other => {
+            return Err(ModelError::Tokenizer(format!(
+                "tokenizer.ggml.pre = {other:?} is not supported (known: default, gpt2, smollm, starcoder, llama-bpe)"
+            )))
+        }
+    };
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab, "merges": merges,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMOL: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+    #[test]
+    fn chatml_template_inserts_the_default_system_prompt_only_without_a_system_message() {
+        let t = ChatTemplate::from_jinja(Some(SMOL));
+        let sys = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+        assert_eq!(t, ChatTemplate::ChatMl { default_system: Some(sys.into()) });
+        let one = t.render(&[ChatMessage::new("user", "hi")]);
+        assert_eq!(
+            one,
+            format!("<|im_start|>system\n{sys}<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+        );
+        let own = t.render(&[ChatMessage::new("system", "S"), ChatMessage::new("user", "hi")]);
+        assert!(own.starts_with("<|im_start|>system\nS<|im_end|>\n"));
+        assert!(!own.contains(sys));
+    }
+
+    #[test]
+    fn templates_without_chatml_markers_render_plain_text() {
+        assert_eq!(ChatTemplate::from_jinja(None), ChatTemplate::Plain);
+        let t = ChatTemplate::from_jinja(Some("{{ messages[0]['content'] }}"));
+        assert_eq!(t.render(&[ChatMessage::new("user", "hello")]), "hello\n");
+    }
+}
