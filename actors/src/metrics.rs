@@ -1,0 +1,119 @@
+//! Prometheus metrics shared by the actors and the network loop.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::protocol::Reject;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RosterLabel {
+    pub brain: String,
+    pub role: String,
+    pub status: String,
+}
+
+/// All counters of one peer. Cheap to clone (shared inside).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    pub rejected: Family<ReasonLabel, Counter>,
+    pub accepted: Family<KindLabel, Counter>,
+    pub connected_peers: Gauge,
+    pub roster: Family<RosterLabel, Gauge>,
+    pub sync_requests: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("brainmesh");
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        let accepted = Family::<KindLabel, Counter>::default();
+        let connected_peers = Gauge::default();
+        let roster = Family::<RosterLabel, Gauge>::default();
+        let sync_requests = Counter::default();
+        registry.register(
+            "messages_rejected",
+            "Messages from peers refused, by reason",
+            rejected.clone(),
+        );
+        registry.register("messages_accepted", "Messages from peers accepted, by kind", accepted.clone());
+        registry.register("connected_peers", "Peers with an open connection", connected_peers.clone());
+        registry.register("roster_members", "Brain roster members by role and status", roster.clone());
+        registry.register("sync_requests", "Roster sync requests served", sync_requests.clone());
+        // Pre-create every reason so a scrape shows zeros rather than nothing.
+        for r in Reject::ALL {
+            let _ = rejected.get_or_create(&ReasonLabel { reason: r.label().into() });
+        }
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+            rejected,
+            accepted,
+            connected_peers,
+            roster,
+            sync_requests,
+        }
+    }
+
+    pub fn reject(&self, reason: Reject) {
+        self.rejected.get_or_create(&ReasonLabel { reason: reason.label().into() }).inc();
+    }
+
+    pub fn accept(&self, kind: &str) {
+        self.accepted.get_or_create(&KindLabel { kind: kind.into() }).inc();
+    }
+
+    pub fn rejected_count(&self, reason: Reject) -> u64 {
+        self.rejected.get_or_create(&ReasonLabel { reason: reason.label().into() }).get()
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        Reject::ALL.iter().map(|r| self.rejected_count(*r)).sum()
+    }
+
+    /// Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(reg) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_are_counted_by_reason_in_the_exposition() {
+        let m = Metrics::new();
+        m.reject(Reject::BadSignature);
+        m.reject(Reject::BadSignature);
+        m.reject(Reject::Oversized);
+        assert_eq!(m.rejected_total(), 3);
+        let text = m.encode();
+        assert!(text.contains("brainmesh_messages_rejected_total{reason=\"bad_signature\"} 2"), "{text}");
+        assert!(text.contains("brainmesh_messages_rejected_total{reason=\"replay\"} 0"), "{text}");
+    }
+}

@@ -1,0 +1,287 @@
+//! Node configuration, layered like Forest's: TOML file → `BRAINMESH_*` environment → flags.
+//!
+//! Every field can be overridden by an environment variable named `BRAINMESH_` + the field's
+//! path in upper case joined by `_`, e.g. `BRAINMESH_HTTP_LISTEN=127.0.0.1:9000`,
+//! `BRAINMESH_NETWORK_BOOTSTRAP=/ip4/1.2.3.4/tcp/4001/p2p/12D3…,/ip4/…` (comma-separated for
+//! lists), `BRAINMESH_BRAIN_POLICY_MAX_MINERS=8`.
+
+use std::path::{Path, PathBuf};
+
+use brainmesh_actors::protocol::Role;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var} is not valid for this field: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Directory holding the identity keys, the sled database and node.json.
+    pub data_dir: PathBuf,
+    /// Roles this peer plays.
+    pub roles: Vec<Role>,
+    /// The Brain this peer registers with.
+    pub brain: u16,
+    /// Models this peer serves (miners) or audits (validators).
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub network: NetworkConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub brain_policy: BrainPolicyConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Multiaddrs to listen on (port 0 picks a free port).
+    pub listen: Vec<String>,
+    /// Multiaddrs of bootstrap peers, ideally with a `/p2p/<peer id>` suffix.
+    pub bootstrap: Vec<String>,
+    /// Membership heartbeat period.
+    pub heartbeat_interval_ms: u64,
+    /// A peer silent for this many heartbeats is marked offline.
+    pub offline_after_heartbeats: u32,
+    /// gossipsub's own mesh-maintenance heartbeat.
+    pub gossip_heartbeat_ms: u64,
+    /// Stop dialling discovered peers once this many are connected.
+    pub max_peers: usize,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["/ip4/0.0.0.0/tcp/4001".into()],
+            bootstrap: vec![],
+            heartbeat_interval_ms: 5_000,
+            offline_after_heartbeats: 3,
+            gossip_heartbeat_ms: 1_000,
+            max_peers: 48,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the status/metrics HTTP server (port 0 picks a free port).
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9090".into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrainPolicyConfig {
+    pub max_validators: usize,
+    pub max_miners: usize,
+    /// Registration fee in base units; peers already registered keep their place if it rises.
+    pub registration_fee: u64,
+}
+
+impl Default for BrainPolicyConfig {
+    fn default() -> Self {
+        let p = brainmesh_actors::roster::BrainPolicy::default();
+        Self { max_validators: p.max_validators, max_miners: p.max_miners, registration_fee: p.registration_fee }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "brainmesh=debug,libp2p=info".
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { filter: "info".into() }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a TOML file and applies `BRAINMESH_*` environment overrides.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let mut value: toml::Value =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        apply_env(&mut value, std::env::vars())?;
+        let cfg: NodeConfig = value
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.roles.is_empty() {
+            return Err(ConfigError::Invalid("`roles` must name at least one of miner, validator, gateway".into()));
+        }
+        if self.network.heartbeat_interval_ms == 0 || self.network.gossip_heartbeat_ms == 0 {
+            return Err(ConfigError::Invalid("heartbeat intervals must be > 0".into()));
+        }
+        for a in self.network.listen.iter().chain(&self.network.bootstrap) {
+            a.parse::<libp2p::Multiaddr>()
+                .map_err(|e| ConfigError::Invalid(format!("`{a}` is not a multiaddr: {e}")))?;
+        }
+        self.http
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| ConfigError::Invalid(format!("http.listen `{}`: {e}", self.http.listen)))?;
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Applies `BRAINMESH_<PATH>` variables to the matching leaf of `value` (only known fields:
+/// a variable that names no field is ignored, so unrelated BRAINMESH_* variables are safe).
+pub fn apply_env(value: &mut toml::Value, vars: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    // Fill in defaults for absent sections so their fields can be overridden too.
+    let defaults = toml::Value::try_from(NodeConfig {
+        data_dir: PathBuf::new(),
+        roles: vec![],
+        brain: 0,
+        models: vec![],
+        network: NetworkConfig::default(),
+        http: HttpConfig::default(),
+        brain_policy: BrainPolicyConfig::default(),
+        log: LogConfig::default(),
+    })
+    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let mut paths = Vec::new();
+    leaf_paths(&defaults, &mut Vec::new(), &mut paths);
+    for (var, raw) in vars {
+        let Some(name) = var.strip_prefix("BRAINMESH_") else { continue };
+        let name = name.to_ascii_lowercase();
+        let Some(path) = paths.iter().find(|p| p.join("_") == name) else { continue };
+        let template = get_path(&defaults, path);
+        let new = parse_env_value(&raw, template).map_err(|message| ConfigError::Env { var: var.clone(), message })?;
+        set_path(value, path, new);
+    }
+    Ok(())
+}
+
+fn leaf_paths(v: &toml::Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, child) in t {
+                prefix.push(k.clone());
+                leaf_paths(child, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => out.push(prefix.clone()),
+    }
+}
+
+fn get_path<'a>(v: &'a toml::Value, path: &[String]) -> Option<&'a toml::Value> {
+    path.iter().try_fold(v, |cur, k| cur.get(k))
+}
+
+fn set_path(v: &mut toml::Value, path: &[String], new: toml::Value) {
+    let mut cur = v;
+    for (i, k) in path.iter().enumerate() {
+        let Some(table) = cur.as_table_mut() else { return };
+        if i + 1 == path.len() {
+            table.insert(k.clone(), new);
+            return;
+        }
+        cur = table.entry(k.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+}
+
+fn parse_env_value(raw: &str, template: Option<&toml::Value>) -> Result<toml::Value, String> {
+    use toml::Value;
+    Ok(match template {
+        Some(Value::Integer(_)) => Value::Integer(raw.trim().parse().map_err(|e| format!("expected an integer: {e}"))?),
+        Some(Value::Boolean(_)) => Value::Boolean(raw.trim().parse().map_err(|e| format!("expected true/false: {e}"))?),
+        Some(Value::Float(_)) => Value::Float(raw.trim().parse().map_err(|e| format!("expected a number: {e}"))?),
+        Some(Value::Array(_)) => Value::Array(
+            raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.into())).collect(),
+        ),
+        _ => Value::String(raw.to_string()),
+    })
+}
+
+/// Documented config templates, one per role (the files in `configs/`).
+pub fn template(role: Role) -> &'static str {
+    match role {
+        Role::Miner => include_str!("../configs/miner.toml"),
+        Role::Validator => include_str!("../configs/validator.toml"),
+        Role::Gateway => include_str!("../configs/gateway.toml"),
+    }
+}
+
+/// A role's template with its `data_dir` line pointing at `data_dir`.
+pub fn template_for(role: Role, data_dir: &Path) -> String {
+    let dir = data_dir.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    template(role)
+        .lines()
+        .map(|l| if l.starts_with("data_dir") { format!("data_dir = \"{dir}\"") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_template_parses_and_validates() {
+        for role in [Role::Miner, Role::Validator, Role::Gateway] {
+            let text = template_for(role, Path::new("/tmp/x"));
+            let cfg: NodeConfig = toml::from_str(&text).unwrap();
+            cfg.validate().unwrap();
+            assert_eq!(cfg.roles, vec![role]);
+            assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+        }
+    }
+
+    #[test]
+    fn env_overrides_nested_fields_lists_and_numbers() {
+        let mut v: toml::Value = toml::from_str(template(Role::Miner)).unwrap();
+        let vars = vec![
+            ("BRAINMESH_HTTP_LISTEN".to_string(), "127.0.0.1:1234".to_string()),
+            ("BRAINMESH_NETWORK_BOOTSTRAP".into(), "/ip4/127.0.0.1/tcp/1, /ip4/127.0.0.1/tcp/2".into()),
+            ("BRAINMESH_BRAIN_POLICY_MAX_MINERS".into(), "7".into()),
+            ("BRAINMESH_BRAIN".into(), "3".into()),
+            ("BRAINMESH_UNRELATED_THING".into(), "x".into()),
+        ];
+        apply_env(&mut v, vars.into_iter()).unwrap();
+        let cfg: NodeConfig = v.try_into().unwrap();
+        assert_eq!(cfg.http.listen, "127.0.0.1:1234");
+        assert_eq!(cfg.network.bootstrap, vec!["/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2"]);
+        assert_eq!(cfg.brain_policy.max_miners, 7);
+        assert_eq!(cfg.brain, 3);
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let mut v: toml::Value = toml::from_str(template(Role::Miner)).unwrap();
+        let err = apply_env(&mut v, vec![("BRAINMESH_BRAIN".to_string(), "many".to_string())].into_iter())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("BRAINMESH_BRAIN"), "{err}");
+    }
+}

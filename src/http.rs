@@ -1,0 +1,97 @@
+//! The node's HTTP server: `GET /status` (JSON) and `GET /metrics` (Prometheus text).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use serde::{Deserialize, Serialize};
+
+use brainmesh_actors::protocol::{Reject, Role};
+use brainmesh_actors::roster::BrainView;
+use brainmesh_actors::{MembershipHandle, Metrics, NetworkSender};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct HttpState {
+    pub peer_id: String,
+    pub roles: Vec<Role>,
+    pub brain: u16,
+    pub net: NetworkSender,
+    pub membership: MembershipHandle,
+    pub metrics: Metrics,
+    pub started: Arc<Instant>,
+}
+
+/// The `/status` document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub peer_id: String,
+    pub version: String,
+    pub roles: Vec<Role>,
+    pub brain: u16,
+    pub registration: String,
+    pub listen_addrs: Vec<String>,
+    pub connected_peers: Vec<String>,
+    pub roster: Vec<BrainView>,
+    pub counters: Counters,
+    pub uptime_s: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Counters {
+    /// Messages refused, by reason.
+    pub rejected: std::collections::BTreeMap<String, u64>,
+    pub rejected_total: u64,
+}
+
+pub async fn status(state: &HttpState) -> Status {
+    let info = state.net.info().await.unwrap_or_default();
+    let roster = state.membership.roster().await;
+    let mut counters = Counters::default();
+    for r in Reject::ALL {
+        counters.rejected.insert(r.label().to_string(), state.metrics.rejected_count(r));
+    }
+    counters.rejected_total = state.metrics.rejected_total();
+    Status {
+        peer_id: state.peer_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        roles: state.roles.clone(),
+        brain: state.brain,
+        registration: roster.as_ref().map(|r| r.registration.clone()).unwrap_or_else(|| "unknown".into()),
+        listen_addrs: info.listen_addrs,
+        connected_peers: info.connected_peers,
+        roster: roster.map(|r| r.brains).unwrap_or_default(),
+        counters,
+        uptime_s: state.started.elapsed().as_secs(),
+    }
+}
+
+async fn get_status(state: web::Data<HttpState>) -> HttpResponse {
+    HttpResponse::Ok().json(status(&state).await)
+}
+
+async fn get_metrics(state: web::Data<HttpState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.encode())
+}
+
+/// Binds and starts the server; returns its address and a handle to stop it.
+pub fn serve(state: HttpState, addr: &str) -> std::io::Result<(SocketAddr, actix_web::dev::ServerHandle)> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/status", web::get().to(get_status))
+            .route("/metrics", web::get().to(get_metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)?;
+    let bound = server.addrs().first().copied().ok_or_else(|| std::io::Error::other("no address bound"))?;
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok((bound, handle))
+}
