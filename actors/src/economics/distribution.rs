@@ -41,7 +41,7 @@ pub fn split_by_weights(total: Amount, weights: &[u128]) -> Result<Vec<Amount>> 
         }
     }
     let mut left = total - given; // < number of nonzero weights
-    // Largest remainder first; equal remainders: lower index first.
+                                  // Largest remainder first; equal remainders: lower index first.
     rems.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     for (_, i) in rems {
         if left == 0 {
@@ -64,7 +64,10 @@ pub fn split_by_weights_u64(total: Amount, weights: &[u64]) -> Result<Vec<Amount
 pub fn checked_debit(balance: Amount, amount: Amount) -> Result<Amount> {
     balance
         .checked_sub(amount)
-        .ok_or(EconomicsError::InsufficientBalance { needed: amount, available: balance })
+        .ok_or(EconomicsError::InsufficientBalance {
+            needed: amount,
+            available: balance,
+        })
 }
 
 /// `balance + amount`, refusing to overflow.
@@ -108,7 +111,10 @@ mod tests {
         // 12·(3,3,4)/10 = 3.6, 3.6, 4.8: .8 first, then .6 at the lower index
         assert_eq!(split_by_weights(12, &[3, 3, 4]).unwrap(), vec![4, 3, 5]);
         assert_eq!(split_by_weights(0, &[0, 0]).unwrap(), vec![0, 0]);
-        assert_eq!(split_by_weights(5, &[0, 0]), Err(EconomicsError::NoRecipients));
+        assert_eq!(
+            split_by_weights(5, &[0, 0]),
+            Err(EconomicsError::NoRecipients)
+        );
         assert_eq!(split_by_weights(5, &[]), Err(EconomicsError::NoRecipients));
         // huge values use the 256-bit path
         let big = split_by_weights(u128::MAX, &[u128::MAX / 2, u128::MAX / 2]).unwrap();

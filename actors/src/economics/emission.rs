@@ -29,9 +29,9 @@
 //!   that). We follow the text: β(t) = 0 for t ≤ 2, 0.9·(t − 2)/2 for 2 < t ≤ 4, 1 for t > 4,
 //!   with t measured in blocks so it moves every block. At the end of year 3 β = 0.45.
 
-use super::{mul_div_floor, Amount, Height, Ppb, Result, ONE};
 use super::distribution::split_by_weights;
 use super::params::EconomicsParams;
+use super::{mul_div_floor, Amount, Height, Ppb, Result, ONE};
 
 /// Number of halvings that happened before `height` (0 in year 1).
 pub fn halving_index(height: Height, p: &EconomicsParams) -> u64 {
@@ -82,7 +82,9 @@ pub fn year_issuance(year: u64, p: &EconomicsParams) -> Amount {
 
 /// The limit of all issuance: `Σ_h initial·interval / 2^h` (< 2·initial·interval).
 pub fn max_supply(p: &EconomicsParams) -> Amount {
-    (0..128u32).map(|h| (p.initial_block_reward >> h) * p.halving_interval_blocks as u128).sum()
+    (0..128u32)
+        .map(|h| (p.initial_block_reward >> h) * p.halving_interval_blocks as u128)
+        .sum()
 }
 
 /// TFT enforcer weight β(t) at `height` (§3.4.2), in ppb: 0 while t ≤ `tft_zero_years`, then
@@ -94,8 +96,12 @@ pub fn tft_beta(height: Height, p: &EconomicsParams) -> Ppb {
         0
     } else if height <= end {
         // end > start here because height > start and height ≤ end
-        mul_div_floor(p.tft_ramp_max as u128, (height - start) as u128, (end - start) as u128)
-            .expect("fits") as Ppb
+        mul_div_floor(
+            p.tft_ramp_max as u128,
+            (height - start) as u128,
+            (end - start) as u128,
+        )
+        .expect("fits") as Ppb
     } else {
         p.tft_final
     }
@@ -147,7 +153,10 @@ pub fn combined_incentive(
     if scores.iter().all(|s| *s == 0) {
         return Ok(vec![0; rank.len()]);
     }
-    Ok(split_by_weights(ONE as u128, &scores)?.into_iter().map(|x| x as Ppb).collect())
+    Ok(split_by_weights(ONE as u128, &scores)?
+        .into_iter()
+        .map(|x| x as Ppb)
+        .collect())
 }
 
 #[cfg(test)]
@@ -198,7 +207,10 @@ mod tests {
         for (year, _, emission) in TABLE2 {
             assert_eq!(year_issuance(year, &p), emission, "year {year}");
             cumulative += emission;
-            assert_eq!(cumulative_issuance(year * p.blocks_per_year, &p), cumulative);
+            assert_eq!(
+                cumulative_issuance(year * p.blocks_per_year, &p),
+                cumulative
+            );
         }
         // Σ of the table: 63,010,406.25 $BASED after ten years.
         assert_eq!(cumulative, 63_010_406_250_000_000);
@@ -214,7 +226,10 @@ mod tests {
         }
         assert_eq!(year_issuance(1, &p), tokens(31_557_600));
         assert!(max_supply(&p) < 2 * tokens(10) * 3_155_760);
-        assert_eq!(cumulative_issuance(200 * p.blocks_per_year, &p), max_supply(&p));
+        assert_eq!(
+            cumulative_issuance(200 * p.blocks_per_year, &p),
+            max_supply(&p)
+        );
     }
 
     #[test]
@@ -234,10 +249,16 @@ mod tests {
     fn incentive_with_and_without_tft() {
         let rank = [600_000_000, 400_000_000, 0];
         let c = [ONE, ONE, ONE];
-        assert_eq!(combined_incentive(&rank, &c, ONE, &NoTft).unwrap(), rank.to_vec());
+        assert_eq!(
+            combined_incentive(&rank, &c, ONE, &NoTft).unwrap(),
+            rank.to_vec()
+        );
         // β = 0: accuracy has no influence
         let acc: Vec<Ppb> = vec![0, 0, ONE];
-        assert_eq!(combined_incentive(&rank, &c, 0, &acc).unwrap(), rank.to_vec());
+        assert_eq!(
+            combined_incentive(&rank, &c, 0, &acc).unwrap(),
+            rank.to_vec()
+        );
         // β = 1: scores .6, .4, 1.0 → .3, .2, .5
         assert_eq!(
             combined_incentive(&rank, &c, ONE, &acc).unwrap(),
@@ -248,7 +269,10 @@ mod tests {
             combined_incentive(&rank, &[ONE, 0, ONE], 0, &NoTft).unwrap(),
             vec![ONE, 0, 0]
         );
-        assert_eq!(combined_incentive(&[0, 0], &[ONE, ONE], ONE, &NoTft).unwrap(), vec![0, 0]);
+        assert_eq!(
+            combined_incentive(&[0, 0], &[ONE, ONE], ONE, &NoTft).unwrap(),
+            vec![0, 0]
+        );
     }
 
     proptest! {

@@ -215,7 +215,10 @@ mod tests {
 
     #[test]
     fn mul_div_wide_cases() {
-        assert_eq!(mul_div(u128::MAX, u128::MAX, u128::MAX).unwrap(), (u128::MAX, 0));
+        assert_eq!(
+            mul_div(u128::MAX, u128::MAX, u128::MAX).unwrap(),
+            (u128::MAX, 0)
+        );
         assert_eq!(mul_div(u128::MAX, 2, 4).unwrap(), (u128::MAX / 2, 2));
         assert_eq!(mul_div(1 << 100, 1 << 100, 1 << 90).unwrap(), (1 << 110, 0));
         assert!(mul_div(u128::MAX, u128::MAX, 1).is_err());

@@ -168,7 +168,9 @@ impl EconomicsParams {
             return Err(EconomicsError::InvalidParam("block_time_secs"));
         }
         if self.blocks_per_year == 0 || self.halving_interval_blocks == 0 {
-            return Err(EconomicsError::InvalidParam("blocks_per_year/halving_interval_blocks"));
+            return Err(EconomicsError::InvalidParam(
+                "blocks_per_year/halving_interval_blocks",
+            ));
         }
         if self.settlement_interval_blocks == 0 {
             return Err(EconomicsError::InvalidParam("settlement_interval_blocks"));
@@ -176,7 +178,11 @@ impl EconomicsParams {
         if self.tft_ramp_end_years < self.tft_zero_years {
             return Err(EconomicsError::InvalidParam("tft_ramp_end_years"));
         }
-        if self.reserved_brain_ids.iter().any(|id| *id >= self.brain_cap) {
+        if self
+            .reserved_brain_ids
+            .iter()
+            .any(|id| *id >= self.brain_cap)
+        {
             return Err(EconomicsError::InvalidParam("reserved_brain_ids"));
         }
         Ok(())
@@ -188,6 +194,7 @@ impl EconomicsParams {
     }
 
     /// True on the last block of a settlement period (when the period is settled).
+    #[allow(clippy::manual_is_multiple_of)] // workspace MSRV is 1.85; is_multiple_of is 1.87
     pub fn is_settlement_block(&self, height: Height) -> bool {
         (height + 1) % self.settlement_interval_blocks == 0
     }
@@ -236,7 +243,10 @@ mod tests {
         assert_eq!(q.block_time_secs, 1);
         assert_eq!(q.brain_reward_stake_cap, None);
         assert_eq!(q.brain_cap, 1024);
-        let bad = EconomicsParams { kappa: ONE + 1, ..EconomicsParams::default() };
+        let bad = EconomicsParams {
+            kappa: ONE + 1,
+            ..EconomicsParams::default()
+        };
         assert!(bad.validate().is_err());
     }
 }
