@@ -21,6 +21,22 @@
 //! Brains sharing the block reward, active validators, GigaBrains), [`consensus`] (one Yuma
 //! epoch), [`pricing`] (compute units, Table 3), [`distribution`] (exact integer splits,
 //! checked balance arithmetic).
+//!
+//! How a ledger settles a period `[from, to)` with these functions (all pure; the ledger owns
+//! balances and storage):
+//!
+//! 1. `minted = emission::issuance_between(from, to, &p)` (halving schedule).
+//! 2. `brains::brain_reward_shares(minted, &standings, &p)` → each Brain's amount; the
+//!    `unallocated` remainder is simply not minted.
+//! 3. Per Brain: `consensus::epoch(&EpochInput { weights, stake, prev_bonds, beta:
+//!    emission::tft_beta(to, &p) }, &NoTft, &p)` → incentive, dividends, bonds (store the bonds
+//!    for the next epoch), credits.
+//! 4. `brains::split_brain_emission(amount, record.miner_share, record.owner_rewards_active(to),
+//!    &out.incentive, &out.dividends, &out.active_stake, &p)` → owner / miners / validators /
+//!    withheld, summing exactly to `amount`.
+//! 5. Task fees: `pricing::PriceList::cost(model, prompt_units, completion_units)`, debited with
+//!    `pricing::charge` / `distribution::checked_debit` (never below zero); a fee can be divided
+//!    with the same `split_brain_emission` using a one-hot incentive for the serving miner.
 
 pub mod brains;
 pub mod consensus;

@@ -381,3 +381,40 @@ proptest! {
         }
     }
 }
+
+/// A full Brain (256 validators × 1,792 miners) with the whole eventual supply staked: no
+/// overflow, exact normalisations.
+#[test]
+fn full_size_brain_epoch() {
+    let p = EconomicsParams::default();
+    let (nv, nm) = (256usize, 1792usize);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let weights: Vec<Vec<u64>> = (0..nv)
+        .map(|_| (0..nm).map(|_| next() % 65_536).collect())
+        .collect();
+    let mut stake: Vec<Amount> = (0..nv)
+        .map(|_| (next() % 1_000_000) as u128 * 1_000_000)
+        .collect();
+    let total: u128 = stake.iter().sum();
+    stake[0] += tokens(63_100_000) - total; // ≈ max supply in one Brain
+    let o = run(weights, stake, vec![], &p);
+    assert_eq!(o.incentive.iter().sum::<Ppb>(), ONE);
+    assert_eq!(o.dividends.iter().sum::<Ppb>(), ONE);
+    assert_eq!(o.active.iter().filter(|a| **a).count(), 180); // ⌈0.7 · 256⌉
+    let o2 = run(
+        o.weights
+            .iter()
+            .map(|r| r.iter().map(|w| *w as u64).collect())
+            .collect(),
+        o.active_stake.clone(),
+        o.bonds.clone(),
+        &p,
+    );
+    assert_eq!(o2.incentive.iter().sum::<Ppb>(), ONE);
+}
