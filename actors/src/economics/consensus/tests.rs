@@ -408,10 +408,7 @@ fn full_size_brain_epoch() {
     assert_eq!(o.dividends.iter().sum::<Ppb>(), ONE);
     assert_eq!(o.active.iter().filter(|a| **a).count(), 180); // ⌈0.7 · 256⌉
     let o2 = run(
-        o.weights
-            .iter()
-            .map(|r| r.iter().map(|w| *w as u64).collect())
-            .collect(),
+        o.weights.clone(),
         o.active_stake.clone(),
         o.bonds.clone(),
         &p,
