@@ -1,0 +1,121 @@
+//! SmolLM2-135M-Instruct (GGUF, Q4_1) in brainmesh against Hugging Face transformers loading the
+//! same file (`gguf_file=`), plus chat, batching and streaming behaviour.
+
+mod common;
+
+use brainmesh_models::{FinishReason, GenerateConfig, TokenEvent};
+use common::*;
+use serde_json::json;
+
+const PROMPTS: [&str; 3] = [
+    "Once upon a time, there was a little girl who",
+    "The 3 largest planets are 12345 and",
+    "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+];
+const GREEDY: usize = 32;
+
+#[test]
+fn gguf_logits_tokens_and_32_greedy_tokens_match_transformers() {
+    let m = smollm();
+    let ids: Vec<Vec<u32>> = PROMPTS.iter().map(|p| m.tokenizer.encode(p).expect("encode")).collect();
+    let request = json!({
+        "gguf": smollm_gguf(),
+        "threads": threads(),
+        "prompts": ids.iter().enumerate().map(|(i, x)| json!({
+            "ids": x, "greedy_new_tokens": if i < 2 { GREEDY } else { 0 }
+        })).collect::<Vec<_>>(),
+        "texts": PROMPTS,
+    });
+    let reference = run_reference("ref_llama_gguf.py", &request);
+
+    for (i, x) in ids.iter().enumerate() {
+        // The tokenizer built from GGUF metadata agrees with transformers' GGUF tokenizer.
+        assert_eq!(x, &to_u32(&reference[&format!("tok_{i}")]), "token ids of prompt {i}");
+        let ours = m.logits(x).expect("logits");
+        let theirs = &reference[&format!("logits_{i}")];
+        let diff = max_abs_diff(&ours, theirs);
+        println!(
+            "prompt {i}: {} tokens, max |logit diff| = {diff:.2e}; last-position argmax ours {} theirs {}, logit[0] ours {:.6} theirs {:.6}",
+            x.len(),
+            ours.get(-1).argmax(0, false).int64_value(&[]),
+            theirs.get(-1).argmax(0, false).int64_value(&[]),
+            ours.double_value(&[-1, 0]),
+            theirs.double_value(&[-1, 0]),
+        );
+        assert_eq!(ours.size(), vec![x.len() as i64, 49152]);
+        assert!(ours.std(true).double_value(&[]) > 0.5, "degenerate logits");
+        assert!(diff < 1e-3, "prompt {i}: logits differ by {diff}");
+    }
+    let cfg = GenerateConfig { ignore_eos: true, ..GenerateConfig::greedy(GREEDY) };
+    for i in 0..2 {
+        let g = m.generate(&ids[i..=i], &cfg, &mut |_| true).expect("generate").remove(0);
+        let theirs = to_u32(&reference[&format!("greedy_{i}")]);
+        assert_eq!(g.tokens.len(), GREEDY);
+        assert_eq!(g.tokens, theirs, "greedy tokens of prompt {i}: ours {:?}", g.text);
+    }
+}
+
+#[test]
+fn chat_mode_answers_the_capital_of_france_with_paris() {
+    let m = smollm();
+    let cfg = GenerateConfig::greedy(24);
+    let g = m.generate_text("What is the capital of France?", true, &cfg, &mut |_| true).expect("generate");
+    println!("answer: {:?} ({:?})", g.text, g.finish);
+    assert!(g.text.contains("Paris"), "answer was {:?}", g.text);
+}
+
+#[test]
+fn a_batch_of_prompts_of_different_lengths_generates_what_each_prompt_generates_alone() {
+    let m = smollm();
+    let prompts: Vec<Vec<u32>> = ["The sky is", "My favourite recipe for a quick dinner is"]
+        .iter()
+        .map(|p| m.tokenizer.encode(p).expect("encode"))
+        .collect();
+    assert_ne!(prompts[0].len(), prompts[1].len());
+    let cfg = GenerateConfig { ignore_eos: true, ..GenerateConfig::greedy(8) };
+    let batch = m.generate(&prompts, &cfg, &mut |_| true).expect("batch");
+    for (i, p) in prompts.iter().enumerate() {
+        let alone = m.generate(std::slice::from_ref(p), &cfg, &mut |_| true).expect("single").remove(0);
+        assert_eq!(batch[i].tokens, alone.tokens, "prompt {i}");
+    }
+}
+
+#[test]
+fn streamed_pieces_add_up_to_the_text_and_stop_sequences_cut_it() {
+    let m = smollm();
+    let prompt = m.tokenizer.encode("Count: 1, 2, 3, 4,").expect("encode");
+    let free = m.generate(std::slice::from_ref(&prompt), &GenerateConfig::greedy(12), &mut |_| true).expect("free").remove(0);
+    // stop at a piece of text the unconstrained run produced
+    let cut_at = free.text.find("6").expect("the model keeps counting");
+    let mut streamed = String::new();
+    let mut events = 0;
+    let cfg = GenerateConfig { stop: vec!["6".into()], ..GenerateConfig::greedy(12) };
+    let g = m
+        .generate(std::slice::from_ref(&prompt), &cfg, &mut |e: &TokenEvent| {
+            events += 1;
+            streamed.push_str(e.text);
+            true
+        })
+        .expect("stopped")
+        .remove(0);
+    assert_eq!(g.finish, FinishReason::StopSequence);
+    assert_eq!(g.text, free.text[..cut_at]);
+    assert_eq!(streamed, g.text);
+    assert_eq!(events, g.tokens.len());
+}
+
+#[test]
+fn the_callback_can_cancel_a_generation() {
+    let m = smollm();
+    let prompt = m.tokenizer.encode("Hello").expect("encode");
+    let mut n = 0;
+    let g = m
+        .generate(&[prompt], &GenerateConfig::greedy(20), &mut |_| {
+            n += 1;
+            n < 3
+        })
+        .expect("generate")
+        .remove(0);
+    assert_eq!(g.tokens.len(), 3);
+    assert_eq!(g.finish, FinishReason::Cancelled);
+}
