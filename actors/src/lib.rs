@@ -4,7 +4,6 @@
 //! [`start_membership`] and talks to them only through [`Inbox`] (network events in) and
 //! [`MembershipHandle`] (queries), so the actor framework could be swapped.
 
-#[cfg(feature = "economics")]
 pub mod economics;
 pub mod identity;
 pub mod membership;

@@ -1,0 +1,126 @@
+//! Helpers for tests that drive the real `brainmesh` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_brainmesh");
+
+/// A `brainmesh node` child process with its own data dir; killed on drop.
+pub struct Proc {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub http: String,
+    pub peer_id: String,
+    pub addr: String,
+}
+
+pub fn init(dir: &Path, role: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["init", "--role", role, "--data-dir"])
+        .arg(dir)
+        .output()
+        .expect("run brainmesh init");
+    assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Starts a node from `<dir>/config.toml` with fast heartbeats and ephemeral ports, and waits
+/// until it has written its node.json.
+pub fn start(dir: &Path, bootstrap: Option<&str>, env: &[(&str, &str)]) -> Proc {
+    let _ = std::fs::remove_file(dir.join("node.json"));
+    let mut cmd = Command::new(BIN);
+    cmd.args(["node", "--config"])
+        .arg(dir.join("config.toml"))
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0"])
+        .env("BRAINMESH_NETWORK_HEARTBEAT_INTERVAL_MS", "300")
+        .env("BRAINMESH_NETWORK_OFFLINE_AFTER_HEARTBEATS", "4")
+        .env("BRAINMESH_NETWORK_GOSSIP_HEARTBEAT_MS", "200")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(dir.join("node.log")).expect("log file")));
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", b]);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn brainmesh node");
+    let file = dir.join("node.json");
+    let v = wait_for(Duration::from_secs(30), || std::fs::read_to_string(&file).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()))
+        .unwrap_or_else(|| panic!("node in {} did not start: {}", dir.display(), std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()));
+    Proc {
+        child: Some(child),
+        dir: dir.to_path_buf(),
+        http: v["http"].as_str().unwrap_or_default().to_string(),
+        peer_id: v["peer_id"].as_str().unwrap_or_default().to_string(),
+        addr: v["listen_addrs"][0].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+impl Proc {
+    pub fn status(&self) -> Option<Value> {
+        get_json(&format!("http://{}/status", self.http))
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn get_json(url: &str) -> Option<Value> {
+    let mut resp = ureq::get(url).call().ok()?;
+    let body = resp.body_mut().read_to_string().ok()?;
+    serde_json::from_str(&body).ok()
+}
+
+pub fn get_text(url: &str) -> Option<String> {
+    let mut resp = ureq::get(url).call().ok()?;
+    resp.body_mut().read_to_string().ok()
+}
+
+/// Polls `f` until it returns Some or the deadline passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// (peer id → (status, admitted)) of a node's roster for Brain `brain`.
+pub fn roster(status: &Value, brain: u64) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for b in status["roster"].as_array().into_iter().flatten() {
+        if b["brain"].as_u64() != Some(brain) {
+            continue;
+        }
+        for m in b["members"].as_array().into_iter().flatten() {
+            out.push((
+                m["peer_id"].as_str().unwrap_or_default().to_string(),
+                m["status"].as_str().unwrap_or_default().to_string(),
+                m["admitted"].as_bool().unwrap_or(false),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
