@@ -393,6 +393,8 @@ impl Handler<PeerEvent> for Membership {
             PeerEvent::Connected { peer } => {
                 self.connected.insert(peer.clone());
                 self.sync_with(peer, ctx);
+                // Let the newcomer see us alive without waiting a whole interval.
+                ctx.run_later(Duration::from_millis(200), |act, _| act.heartbeat());
             }
             PeerEvent::Disconnected { peer } => {
                 self.connected.remove(&peer);

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Starts a local brainmesh on loopback: a gateway (the bootstrap peer), two miners and a
+# validator, from configs/local-mesh/*.toml. Ctrl-C stops them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BRAINMESH_BIN:-target/release/brainmesh}
+mkdir -p data/local-mesh
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+for peer in gateway miner1 miner2 validator; do
+  "$BIN" node --config "configs/local-mesh/$peer.toml" > "data/local-mesh/$peer.log" 2>&1 &
+  pids+=("$!")
+  # The gateway is everyone's bootstrap peer: let it bind first.
+  for _ in $(seq 100); do [ -f "data/local-mesh/$peer/node.json" ] && break; sleep 0.1; done
+done
+# Wait until the gateway's roster holds all four peers.
+for _ in $(seq 150); do
+  n=$("$BIN" status --http 127.0.0.1:9100 2>/dev/null | grep -c '"status": "online"' || true)
+  [ "${n:-0}" -ge 4 ] && break
+  sleep 0.2
+done
+cat <<TXT
+brainmesh local mesh is up (Ctrl-C to stop):
+  gateway    http://127.0.0.1:9100/status   metrics: http://127.0.0.1:9100/metrics
+  miner1     http://127.0.0.1:9101/status
+  miner2     http://127.0.0.1:9102/status
+  validator  http://127.0.0.1:9103/status
+  CLI:       $BIN status --http 127.0.0.1:9100
+  logs:      data/local-mesh/*.log     data: data/local-mesh/<peer>/ (identity, sled roster)
+TXT
+"$BIN" status --http 127.0.0.1:9100 | grep -E '"(peer_id|status|registration)"' | head -12 || true
+wait
