@@ -13,6 +13,7 @@ pub mod network_message;
 pub mod protocol;
 pub mod roster;
 pub mod store;
+pub mod task;
 
 use std::sync::Arc;
 
