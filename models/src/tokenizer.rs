@@ -48,11 +48,13 @@ impl ChatTemplate {
         }
         // SmolLM2-style templates insert a default system prompt when the first message is not
         // a system message: `{{ '<|im_start|>system\n...<|im_end|>\n' }}`.
+        // The newline inside the Jinja string literal may be a real newline or an escaped `\n`.
         let default_system = if t.contains("!= 'system'") {
-            let start_pat = "<|im_start|>system\\n";
-            t.find(start_pat).and_then(|s| {
-                let rest = &t[s + start_pat.len()..];
-                rest.find("<|im_end|>").map(|e| rest[..e].replace("\\n", "\n"))
+            ["<|im_start|>system\n", "<|im_start|>system\\n"].iter().find_map(|start_pat| {
+                t.find(start_pat).and_then(|s| {
+                    let rest = &t[s + start_pat.len()..];
+                    rest.find("<|im_end|>").map(|e| rest[..e].replace("\\n", "\n"))
+                })
             })
         } else {
             None
@@ -300,6 +302,16 @@ mod tests {
         let own = t.render(&[ChatMessage::new("system", "S"), ChatMessage::new("user", "hi")]);
         assert!(own.starts_with("<|im_start|>system\nS<|im_end|>\n"));
         assert!(!own.contains(sys));
+    }
+
+    #[test]
+    fn chatml_default_system_prompt_is_found_with_real_newlines_too() {
+        let real = SMOL.replace("\\n", "\n");
+        assert!(real.contains("system\nYou are"));
+        match ChatTemplate::from_jinja(Some(&real)) {
+            ChatTemplate::ChatMl { default_system: Some(s) } => assert!(s.starts_with("You are a helpful")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ const PROMPTS: [&str; 3] = [
     "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
 ];
 const GREEDY: usize = 32;
+const QUESTION: &str = "What is the capital of France?";
 
 #[test]
 fn gguf_logits_tokens_and_32_greedy_tokens_match_transformers() {
@@ -25,6 +26,7 @@ fn gguf_logits_tokens_and_32_greedy_tokens_match_transformers() {
             "ids": x, "greedy_new_tokens": if i < 2 { GREEDY } else { 0 }
         })).collect::<Vec<_>>(),
         "texts": PROMPTS,
+        "chats": [QUESTION],
     });
     let reference = run_reference("ref_llama_gguf.py", &request);
 
@@ -46,6 +48,9 @@ fn gguf_logits_tokens_and_32_greedy_tokens_match_transformers() {
         assert!(ours.std(true).double_value(&[]) > 0.5, "degenerate logits");
         assert!(diff < 1e-3, "prompt {i}: logits differ by {diff}");
     }
+    // Our ChatML rendering (default system prompt included) is what transformers renders.
+    let chat = m.tokenizer.encode(&m.tokenizer.chat_prompt(QUESTION)).expect("encode chat");
+    assert_eq!(chat, to_u32(&reference["chat_0"]), "chat template");
     let cfg = GenerateConfig { ignore_eos: true, ..GenerateConfig::greedy(GREEDY) };
     for i in 0..2 {
         let g = m.generate(&ids[i..=i], &cfg, &mut |_| true).expect("generate").remove(0);
@@ -59,7 +64,7 @@ fn gguf_logits_tokens_and_32_greedy_tokens_match_transformers() {
 fn chat_mode_answers_the_capital_of_france_with_paris() {
     let m = smollm();
     let cfg = GenerateConfig::greedy(24);
-    let g = m.generate_text("What is the capital of France?", true, &cfg, &mut |_| true).expect("generate");
+    let g = m.generate_text(QUESTION, true, &cfg, &mut |_| true).expect("generate");
     println!("answer: {:?} ({:?})", g.text, g.finish);
     assert!(g.text.contains("Paris"), "answer was {:?}", g.text);
 }

@@ -3,9 +3,10 @@
 Usage: ref_llama_gguf.py REQUEST.json OUT.safetensors
 
 REQUEST.json: {"gguf": path, "threads": n, "prompts": [{"ids": [...], "greedy_new_tokens": n}],
-               "texts": ["..."]}
+               "texts": ["..."], "chats": ["user message"]}
 Writes, for prompt i: logits_i [T, V] float32 (every position), greedy_i [n] int64 (new tokens
-from model.generate, greedy), and tok_j int64 = the HF tokenizer's ids for texts[j].
+from model.generate, greedy), tok_j int64 = the HF tokenizer's ids for texts[j], chat_j int64 = ids of
+chats[j] rendered by the GGUF's chat template (apply_chat_template, generation prompt added).
 """
 import json
 import os
@@ -44,6 +45,9 @@ def main() -> None:
                 tensors[f"greedy_{i}"] = g[0, ids.shape[1]:].contiguous()
         for j, t in enumerate(req.get("texts", [])):
             tensors[f"tok_{j}"] = torch.tensor(tok.encode(t, add_special_tokens=False), dtype=torch.long)
+        for j, q in enumerate(req.get("chats", [])):
+            text = tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+            tensors[f"chat_{j}"] = torch.tensor(tok.encode(text, add_special_tokens=False), dtype=torch.long)
     save_file(tensors, out)
 
 
