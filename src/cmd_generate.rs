@@ -65,16 +65,12 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     .with_context(|| format!("loading model {}", args.model.display()))?;
     bar.finish_and_clear();
     eprintln!(
-        "loaded {} ({}, {} on {:?}) in {:.1}s",
+        "loaded {} ({}, {} on {}{}) in {:.1}s",
         args.model.display(),
         model.net.arch(),
-        match model.net.kind() {
-            tch::Kind::Float => "f32",
-            tch::Kind::BFloat16 => "bf16",
-            tch::Kind::Half => "f16",
-            _ => "other",
-        },
-        model.net.device(),
+        model.net.dtype_name(),
+        model.net.device_name(),
+        if model.net.uses_quantized_kernels() { ", decode on quantized weights" } else { "" },
         t_load.elapsed().as_secs_f64()
     );
     let cfg = GenerateConfig {

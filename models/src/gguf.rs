@@ -406,6 +406,17 @@ impl GgufFile {
         Ok(out)
     }
 
+    /// A 2-D quantized tensor kept in its blocks, for the CPU decode kernels
+    /// (None for other types or ranks).
+    pub fn qmatrix(&self, name: &str) -> Result<Option<crate::qmatmul::QMatrix>> {
+        let t = self.tensor_info(name).ok_or_else(|| ModelError::MissingTensor(name.into()))?;
+        if t.dims.len() != 2 {
+            return Ok(None);
+        }
+        let bytes = self.tensor_bytes(t)?;
+        Ok(crate::qmatmul::QMatrix::new(t.kind, t.dims[1] as usize, t.dims[0] as usize, bytes.to_vec()))
+    }
+
     /// A tensor as a tch tensor of `kind` on `device`, PyTorch shape (reverse of ggml dims).
     pub fn tensor(&self, name: &str, device: Device, kind: Kind) -> Result<Tensor> {
         let t = self.tensor_info(name).ok_or_else(|| ModelError::MissingTensor(name.into()))?;

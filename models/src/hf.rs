@@ -119,9 +119,11 @@ impl HfDir {
             .map_err(|e| ModelError::Metadata(format!("{}: {e}", self.dir.join("config.json").display())))
     }
 
-    /// The chat template from `tokenizer_config.json`, if any.
+    /// The chat template from `tokenizer_config.json` or `chat_template.jinja`, if any.
     pub fn chat_template(&self) -> Option<String> {
-        let v = read_json(&self.dir.join("tokenizer_config.json")).ok()?;
-        v.get("chat_template").and_then(|t| t.as_str()).map(String::from)
+        read_json(&self.dir.join("tokenizer_config.json"))
+            .ok()
+            .and_then(|v| v.get("chat_template").and_then(|t| t.as_str()).map(String::from))
+            .or_else(|| std::fs::read_to_string(self.dir.join("chat_template.jinja")).ok())
     }
 }

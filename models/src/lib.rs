@@ -17,6 +17,7 @@ pub mod gpt2;
 pub mod hf;
 pub mod llama;
 pub mod model;
+pub mod qmatmul;
 pub mod tokenizer;
 
 pub use device::DevicePref;

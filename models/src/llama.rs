@@ -1,11 +1,55 @@
 //! Llama (GQA, RoPE, RMSNorm, SwiGLU) on tch, with fused QKV and gate/up projections.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::cache::{attention, KvCache, Step};
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
+use crate::qmatmul::QMatrix;
+
+/// Decode steps with at most this many rows (batch × new tokens) use the quantized kernels.
+const QKERNEL_MAX_ROWS: i64 = 4;
+
+/// A projection: dense weights `[out, in]` for prefill (and for every step on GPU), plus the
+/// original quantized blocks when the model came from a quantized GGUF, used for CPU decode.
+pub struct Linear {
+    w: Tensor,
+    q: Option<QMatrix>,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor, pool: Option<&rayon::ThreadPool>) -> Result<Tensor> {
+        if let (Some(q), Some(pool)) = (&self.q, pool) {
+            let mut shape = x.size();
+            let n = x.numel() as i64 / q.cols as i64;
+            if n <= QKERNEL_MAX_ROWS {
+                let xs = Vec::<f32>::try_from(&x.f_contiguous()?.f_view([-1])?)?;
+                let mut y = vec![0f32; n as usize * q.rows];
+                q.matmul(&xs, n as usize, &mut y, pool);
+                if let Some(last) = shape.last_mut() {
+                    *last = q.rows as i64;
+                }
+                return Ok(Tensor::f_from_slice(&y)?.f_view(shape.as_slice())?);
+            }
+        }
+        Ok(x.f_linear(&self.w, None::<Tensor>)?)
+    }
+}
+
+/// A weight as the loader hands it over: dense f32 in HF layout, and its quantized blocks if any.
+pub struct Weight {
+    pub dense: Tensor,
+    pub quant: Option<QMatrix>,
+}
+
+impl From<Tensor> for Weight {
+    fn from(dense: Tensor) -> Self {
+        Weight { dense, quant: None }
+    }
+}
 
 /// Hyper-parameters, named as in a Hugging Face `config.json`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -83,6 +127,45 @@ impl LlamaConfig {
         Ok(cfg)
     }
 
+    /// Parses a Hugging Face `config.json` (transformers 4 or 5 layout: `rope_theta` at the
+    /// top or inside `rope_parameters`; `eos_token_id` a number or a list).
+    pub fn from_hf_json(v: &serde_json::Value) -> Result<Self> {
+        let mut v = v.clone();
+        let obj = v.as_object_mut().ok_or_else(|| ModelError::Metadata("config.json: not an object".into()))?;
+        let rope = obj.get("rope_parameters").or_else(|| obj.get("rope_scaling")).cloned();
+        if let Some(rope) = rope.filter(|r| r.is_object()) {
+            let ty = rope.get("rope_type").or_else(|| rope.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
+            if ty != "default" {
+                return Err(ModelError::Metadata(format!("config.json: rope type {ty:?} is not supported")));
+            }
+            if !obj.contains_key("rope_theta") {
+                if let Some(t) = rope.get("rope_theta") {
+                    obj.insert("rope_theta".into(), t.clone());
+                }
+            }
+        }
+        if let Some(act) = obj.get("hidden_act").and_then(|a| a.as_str()) {
+            if act != "silu" {
+                return Err(ModelError::Metadata(format!("config.json: hidden_act {act:?} is not supported (silu)")));
+            }
+        }
+        for key in ["attention_bias", "mlp_bias"] {
+            if obj.get(key).and_then(|b| b.as_bool()) == Some(true) {
+                return Err(ModelError::Metadata(format!("config.json: {key} = true is not supported")));
+            }
+        }
+        for key in ["eos_token_id", "bos_token_id"] {
+            if let Some(serde_json::Value::Array(a)) = obj.get(key) {
+                let first = a.first().cloned().unwrap_or(serde_json::Value::Null);
+                obj.insert(key.into(), first);
+            }
+        }
+        let cfg: LlamaConfig =
+            serde_json::from_value(v).map_err(|e| ModelError::Metadata(format!("config.json: {e}")))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(ModelError::Metadata(m.to_string()));
         if self.num_attention_heads == 0 || self.num_hidden_layers == 0 || self.hidden_size == 0 {
@@ -100,11 +183,11 @@ impl LlamaConfig {
 
 struct Layer {
     attn_norm: Tensor,
-    wqkv: Tensor,
-    wo: Tensor,
+    wqkv: Linear,
+    wo: Linear,
     ffn_norm: Tensor,
-    w_gate_up: Tensor,
-    w_down: Tensor,
+    w_gate_up: Linear,
+    w_down: Linear,
 }
 
 /// A Llama model ready to run.
@@ -113,7 +196,9 @@ pub struct Llama {
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: Tensor,
+    lm_head: Linear,
+    /// Threads for the quantized decode kernels (CPU, f32, quantized weights only).
+    qpool: Option<Arc<rayon::ThreadPool>>,
     cos: Tensor,
     sin: Tensor,
     device: Device,
@@ -131,6 +216,13 @@ pub fn unpermute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
     Ok(w.f_reshape([n, rows / n / 2, 2, cols])?.f_transpose(1, 2)?.f_reshape([rows, cols])?)
 }
 
+/// The row order [`unpermute_qk`] produces, for permuting quantized rows the same way.
+fn unpermute_rows(rows: usize, n_head: usize) -> Result<Vec<usize>> {
+    let idx = Tensor::f_arange(rows as i64, (Kind::Int64, Device::Cpu))?.f_view([rows as i64, 1])?;
+    let p = unpermute_qk(&idx, n_head)?;
+    Ok(Vec::<i64>::try_from(&p.f_view([-1])?)?.into_iter().map(|v| v as usize).collect())
+}
+
 fn check(name: &str, t: &Tensor, expected: &[i64]) -> Result<()> {
     let actual = t.size();
     if actual != expected {
@@ -144,7 +236,7 @@ impl Llama {
     /// self_attn.q_proj.weight`, ...) in HF layout ([out, in]); casts to `kind` on `device`.
     pub fn load(
         cfg: LlamaConfig,
-        get: &mut dyn FnMut(&str) -> Result<Tensor>,
+        get: &mut dyn FnMut(&str) -> Result<Weight>,
         device: Device,
         kind: Kind,
     ) -> Result<Self> {
@@ -155,34 +247,60 @@ impl Llama {
         let nkv = cfg.kv_heads() as i64;
         let f = cfg.intermediate_size as i64;
         let v = cfg.vocab_size as i64;
-        let mut fetch = |name: &str, shape: &[i64]| -> Result<Tensor> {
-            let t = get(name)?;
-            check(name, &t, shape)?;
-            Ok(t)
+        // Quantized kernels only where they apply: CPU, f32.
+        let use_q = device == Device::Cpu && kind == Kind::Float;
+        let mut fetch = |name: &str, shape: &[i64]| -> Result<Weight> {
+            let w = get(name)?;
+            check(name, &w.dense, shape)?;
+            Ok(Weight { quant: if use_q { w.quant } else { None }, ..w })
         };
         let put = |t: Tensor| -> Result<Tensor> { Ok(t.f_to_device(device)?.f_to_kind(kind)?.f_contiguous()?) };
-        let embed = put(fetch("model.embed_tokens.weight", &[v, d])?)?;
+        let fuse = |parts: Vec<Weight>| -> Result<Linear> {
+            let q = if parts.iter().all(|p| p.quant.is_some()) {
+                let qs: Vec<&QMatrix> = parts.iter().filter_map(|p| p.quant.as_ref()).collect();
+                QMatrix::concat_rows(&qs)
+            } else {
+                None
+            };
+            let dense: Vec<Tensor> = parts.into_iter().map(|p| p.dense).collect();
+            let w = if dense.len() == 1 { dense.into_iter().next().ok_or_else(|| ModelError::MissingTensor("weight".into()))? } else { Tensor::f_cat(&dense, 0)? };
+            Ok(Linear { w: put(w)?, q })
+        };
+        let embed_w = fetch("model.embed_tokens.weight", &[v, d])?;
+        let embed = put(embed_w.dense.shallow_clone())?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
             let q = fetch(&format!("{p}.self_attn.q_proj.weight"), &[nh * hd, d])?;
             let k = fetch(&format!("{p}.self_attn.k_proj.weight"), &[nkv * hd, d])?;
             let vv = fetch(&format!("{p}.self_attn.v_proj.weight"), &[nkv * hd, d])?;
-            let wqkv = put(Tensor::f_cat(&[q, k, vv], 0)?)?;
-            let wo = put(fetch(&format!("{p}.self_attn.o_proj.weight"), &[d, nh * hd])?)?;
+            let wqkv = fuse(vec![q, k, vv])?;
+            let wo = fuse(vec![fetch(&format!("{p}.self_attn.o_proj.weight"), &[d, nh * hd])?])?;
             let g = fetch(&format!("{p}.mlp.gate_proj.weight"), &[f, d])?;
             let u = fetch(&format!("{p}.mlp.up_proj.weight"), &[f, d])?;
-            let w_gate_up = put(Tensor::f_cat(&[g, u], 0)?)?;
-            let w_down = put(fetch(&format!("{p}.mlp.down_proj.weight"), &[d, f])?)?;
-            let attn_norm = put(fetch(&format!("{p}.input_layernorm.weight"), &[d])?)?;
-            let ffn_norm = put(fetch(&format!("{p}.post_attention_layernorm.weight"), &[d])?)?;
+            let w_gate_up = fuse(vec![g, u])?;
+            let w_down = fuse(vec![fetch(&format!("{p}.mlp.down_proj.weight"), &[d, f])?])?;
+            let attn_norm = put(fetch(&format!("{p}.input_layernorm.weight"), &[d])?.dense)?;
+            let ffn_norm = put(fetch(&format!("{p}.post_attention_layernorm.weight"), &[d])?.dense)?;
             layers.push(Layer { attn_norm, wqkv, wo, ffn_norm, w_gate_up, w_down });
         }
-        let norm = put(fetch("model.norm.weight", &[d])?)?;
+        let norm = put(fetch("model.norm.weight", &[d])?.dense)?;
         let lm_head = if cfg.tie_word_embeddings {
-            embed.shallow_clone()
+            Linear { w: embed.shallow_clone(), q: embed_w.quant }
         } else {
-            put(fetch("lm_head.weight", &[v, d])?)?
+            fuse(vec![fetch("lm_head.weight", &[v, d])?])?
+        };
+        let any_q = lm_head.q.is_some() || layers.iter().any(|l| l.wqkv.q.is_some());
+        let qpool = if any_q {
+            let threads = tch::get_num_threads().max(1) as usize;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("brainmesh-qmm-{i}"))
+                .build()
+                .map_err(|e| ModelError::InvalidArgument(format!("thread pool: {e}")))?;
+            Some(Arc::new(pool))
+        } else {
+            None
         };
         // RoPE tables computed exactly as transformers does (f32), then cast.
         let max_pos = cfg.max_position_embeddings.clamp(1, 1 << 17) as i64;
@@ -193,7 +311,7 @@ impl Llama {
         let emb = Tensor::f_cat(&[&freqs, &freqs], 1)?;
         let cos = put(emb.cos())?;
         let sin = put(emb.sin())?;
-        Ok(Llama { cfg, embed, layers, norm, lm_head, cos, sin, device, kind })
+        Ok(Llama { cfg, embed, layers, norm, lm_head, qpool, cos, sin, device, kind })
     }
 
     /// Loads the llama tensors of a GGUF file (dequantized, q/k rows un-permuted).
@@ -207,16 +325,25 @@ impl Llama {
         let total = g.tensors().len();
         let mut done = 0usize;
         let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
-        let mut get = |hf: &str| -> Result<Tensor> {
+        let mut get = |hf: &str| -> Result<Weight> {
             let (name, permute) = gguf_name(hf).ok_or_else(|| ModelError::MissingTensor(hf.into()))?;
             let t = g.tensor(&name, Device::Cpu, Kind::Float)?;
+            let q = g.qmatrix(&name)?;
             done += 1;
             progress(done, total);
-            match permute {
-                Some(Qk::Q) => unpermute_qk(&t, nh),
-                Some(Qk::K) => unpermute_qk(&t, nkv),
-                None => Ok(t),
-            }
+            let heads = match permute {
+                Some(Qk::Q) => Some(nh),
+                Some(Qk::K) => Some(nkv),
+                None => None,
+            };
+            Ok(match heads {
+                Some(h) => {
+                    let rows = t.size().first().copied().unwrap_or(0) as usize;
+                    let perm = unpermute_rows(rows, h)?;
+                    Weight { dense: unpermute_qk(&t, h)?, quant: q.and_then(|q| q.permute_rows(&perm)) }
+                }
+                None => Weight { dense: t, quant: q },
+            })
         };
         let m = Self::load(cfg, &mut get, device, kind)?;
         progress(total, total);
@@ -267,26 +394,38 @@ impl Llama {
         let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
         for (li, l) in self.layers.iter().enumerate() {
             let h = x.rms_norm([x.size()[2]], Some(&l.attn_norm), eps);
-            let qkv = h.linear(&l.wqkv, None::<Tensor>);
+            let pool = self.qpool.as_deref();
+            let qkv = l.wqkv.forward(&h, pool)?;
             let q = qkv.narrow(-1, 0, nh * hd).view([b, t, nh, hd]).transpose(1, 2);
             let k = qkv.narrow(-1, nh * hd, nkv * hd).view([b, t, nkv, hd]).transpose(1, 2);
             let v = qkv.narrow(-1, (nh + nkv) * hd, nkv * hd).view([b, t, nkv, hd]).transpose(1, 2);
             let q = self.rope(&q, &cos, &sin);
             let k = self.rope(&k, &cos, &sin);
             let a = attention(&q, &k, &v, cache.as_deref_mut(), li, &step);
-            x = x + a.linear(&l.wo, None::<Tensor>);
+            x = x + l.wo.forward(&a, pool)?;
             let h = x.rms_norm([x.size()[2]], Some(&l.ffn_norm), eps);
-            let gu = h.linear(&l.w_gate_up, None::<Tensor>);
+            let gu = l.w_gate_up.forward(&h, pool)?;
             let f = self.cfg.intermediate_size as i64;
             let act = gu.narrow(-1, 0, f).silu() * gu.narrow(-1, f, f);
-            x = x + act.linear(&l.w_down, None::<Tensor>);
+            x = x + l.w_down.forward(&act, pool)?;
         }
         if let Some(c) = cache {
             c.advance(t as usize);
         }
         let x = if last_only { x.narrow(1, t - 1, 1) } else { x };
         let x = x.rms_norm([x.size()[2]], Some(&self.norm), eps);
-        Ok(x.linear(&self.lm_head, None::<Tensor>))
+        self.lm_head.forward(&x, self.qpool.as_deref())
+    }
+
+    /// Turns the quantized CPU decode kernels off (every step then uses the dense f32
+    /// weights); for comparisons.
+    pub fn disable_quantized_kernels(&mut self) {
+        self.qpool = None;
+    }
+
+    /// Whether decode steps run on the quantized weights.
+    pub fn uses_quantized_kernels(&self) -> bool {
+        self.qpool.is_some()
     }
 }
 

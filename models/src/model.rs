@@ -51,6 +51,29 @@ impl Network {
             Network::Gpt2(m) => m.kind(),
         }
     }
+    /// The compute precision: "f32", "bf16", "f16".
+    pub fn dtype_name(&self) -> &'static str {
+        match self.kind() {
+            Kind::Float => "f32",
+            Kind::BFloat16 => "bf16",
+            Kind::Half => "f16",
+            _ => "other",
+        }
+    }
+    /// "cpu" or "cuda:N".
+    pub fn device_name(&self) -> String {
+        match self.device() {
+            Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".into(),
+        }
+    }
+    /// Whether CPU decode steps run directly on quantized GGUF weights.
+    pub fn uses_quantized_kernels(&self) -> bool {
+        match self {
+            Network::Llama(m) => m.uses_quantized_kernels(),
+            Network::Gpt2(_) => false,
+        }
+    }
     /// A KV cache for rows left-padded by `pad`, holding `capacity` positions.
     pub fn new_cache(&self, pad: Vec<usize>, capacity: usize) -> Result<KvCache> {
         match self {
@@ -164,12 +187,12 @@ fn load_hf(
     let mut done = 0usize;
     let (net, bos, eos) = match arch {
         "llama" => {
-            let cfg: LlamaConfig = hf.parse_config()?;
+            let cfg = LlamaConfig::from_hf_json(&hf.config)?;
             let (bos, eos) = (cfg.bos_token_id, cfg.eos_token_id);
             let mut get = |name: &str| {
                 done += 1;
                 progress(LoadProgress { done, total });
-                files.tensor(name, Device::Cpu, Kind::Float)
+                files.tensor(name, Device::Cpu, Kind::Float).map(crate::llama::Weight::from)
             };
             (Network::Llama(Llama::load(cfg, &mut get, device, kind)?), bos, eos)
         }

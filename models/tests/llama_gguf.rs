@@ -124,3 +124,43 @@ fn the_callback_can_cancel_a_generation() {
     assert_eq!(g.tokens.len(), 3);
     assert_eq!(g.finish, FinishReason::Cancelled);
 }
+
+#[test]
+fn decode_steps_on_quantized_weights_agree_with_a_dense_full_forward_within_1e_3() {
+    let m = smollm();
+    let ids = m.tokenizer.encode("The quick brown fox jumps over the lazy dog because it").expect("encode");
+    // Full pass over every position: dense f32 weights (many rows per matmul).
+    let full = m.logits(&ids).expect("logits");
+    // One token at a time through the KV cache: on CPU this runs the quantized kernels.
+    let _guard = tch::no_grad_guard();
+    let mut cache = m.net.new_cache(vec![0], ids.len()).expect("cache");
+    let mut worst = 0f64;
+    for (i, &t) in ids.iter().enumerate() {
+        let x = tch::Tensor::from_slice(&[t as i64]).view([1, 1]);
+        let step = m.net.forward(&x, Some(&mut cache), true).expect("step").view([-1]);
+        worst = worst.max(max_abs_diff(&step, &full.get(i as i64)));
+    }
+    println!("quantized kernels: {}, worst |decode - full| = {worst:.2e}", m.net.uses_quantized_kernels());
+    assert!(worst < 1e-3, "decode logits differ from the full pass by {worst}");
+}
+
+#[test]
+fn a_hugging_face_llama_directory_saved_by_transformers_loads_and_matches() {
+    let ids = smollm().tokenizer.encode("Paris is the capital of").expect("encode");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reference = run_reference(
+        "export_hf_llama.py",
+        &json!({"gguf": smollm_gguf(), "dir": dir.path(), "ids": ids}),
+    );
+    let opts = brainmesh_models::LoadOptions { threads: Some(threads()), ..Default::default() };
+    let hf = brainmesh_models::Model::load(dir.path(), &opts, &mut |_| {}).expect("load HF directory");
+    assert_eq!(hf.net.arch(), "llama");
+    // The tokenizer.json transformers wrote tokenizes like the GGUF tokenizer.
+    assert_eq!(hf.tokenizer.encode("Paris is the capital of").expect("encode"), ids);
+    let ours = hf.logits(&ids).expect("logits");
+    let diff = max_abs_diff(&ours, &reference["logits"]);
+    println!("HF directory: max |logit diff| vs transformers = {diff:.2e}");
+    assert!(diff < 1e-3, "{diff}");
+    let g = hf.generate_text("What is the capital of France?", true, &GenerateConfig::greedy(16), &mut |_| true).expect("chat");
+    assert!(g.text.contains("Paris"), "{:?}", g.text);
+}
