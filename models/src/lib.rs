@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod device;
 pub mod error;
+pub mod fhe;
 pub mod generate;
 pub mod gguf;
 pub mod gpt2;
