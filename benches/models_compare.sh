@@ -39,8 +39,10 @@ OUT="$(mktemp -d)"; trap 'rm -rf "$OUT"' EXIT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "model: $MODEL; $PROMPT-token prompt, $NEW new tokens, greedy, $THREADS threads, median of $REPS" >&2
 
-./target/release/examples/bench_generate --model "$MODEL" --text "$TEXT" --threads "$THREADS" \
+"${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_generate" --model "$MODEL" --text "$TEXT" --threads "$THREADS" \
   --prompt-tokens "$PROMPT" --new-tokens "$NEW" --reps "$REPS" > "$OUT/brainmesh.json"
+"${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_generate" --model "$MODEL" --text "$TEXT" --threads "$THREADS" \
+  --prompt-tokens "$PROMPT" --new-tokens "$NEW" --reps "$REPS" --dense > "$OUT/brainmesh-dense.json"
 "$PY" -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))['prompt_ids']))" "$OUT/brainmesh.json" > "$OUT/ids.json"
 "$PY" "$ROOT/benches/models_hf.py" "$MODEL" "$OUT/ids.json" "$THREADS" "$NEW" "$REPS" 2>/dev/null | tail -1 > "$OUT/transformers.json"
 if [ -x "$BENCH_VENV/bin/python" ] && "$BENCH_VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
@@ -52,7 +54,7 @@ fi
 "$PY" - "$OUT" <<'PYEOF'
 import json, os, sys
 out = sys.argv[1]
-rows = [json.load(open(os.path.join(out, f))) for f in ("brainmesh.json", "transformers.json", "llamacpp.json") if os.path.exists(os.path.join(out, f))]
+rows = [json.load(open(os.path.join(out, f))) for f in ("brainmesh.json", "brainmesh-dense.json", "transformers.json", "llamacpp.json") if os.path.exists(os.path.join(out, f))]
 base = next(r for r in rows if r["engine"] == "transformers")
 print(f"| engine | prefill tok/s ({rows[0]['prompt_tokens']} tok) | decode tok/s ({rows[0]['new_tokens']} tok) | peak RSS MiB | load s | prefill vs HF | decode vs HF |")
 print("|---|---|---|---|---|---|---|")

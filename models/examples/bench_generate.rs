@@ -2,7 +2,7 @@
 //! for M new tokens (greedy, EOS ignored), load time, peak RSS. Prints one JSON object.
 //! Used by benches/models_compare.sh; prompt ids are written so the other engines use the same.
 //!
-//! bench_generate --model M.gguf --text FILE [--threads 2] [--prompt-tokens 128] [--new-tokens 128]
+//! bench_generate --model M.gguf --text FILE [--threads 2] [--prompt-tokens 128] [--new-tokens 128] [--dense]
 
 use std::time::Instant;
 
@@ -35,7 +35,14 @@ fn main() -> anyhow::Result<()> {
 
     let t0 = Instant::now();
     let opts = LoadOptions { threads: Some(threads), ..Default::default() };
-    let model = Model::load(&model_path, &opts, &mut |_| {})?;
+    let mut model = Model::load(&model_path, &opts, &mut |_| {})?;
+    // --dense: decode on the dense f32 weights too (no quantized kernels), for comparison.
+    let dense = args.iter().any(|a| a == "--dense");
+    if dense {
+        if let brainmesh_models::Network::Llama(l) = &mut model.net {
+            l.disable_quantized_kernels();
+        }
+    }
     let load_s = t0.elapsed().as_secs_f64();
 
     let text = std::fs::read_to_string(&text_path)?;
@@ -75,7 +82,7 @@ fn main() -> anyhow::Result<()> {
     let decode_tps = decode[decode.len() / 2];
 
     let out = serde_json::json!({
-        "engine": "brainmesh",
+        "engine": if dense { "brainmesh (dense f32 decode)" } else { "brainmesh" },
         "threads": threads,
         "load_s": load_s,
         "prompt_tokens": n_prompt,
