@@ -96,7 +96,7 @@ fn main() -> anyhow::Result<()> {
         );
         println!(
             "  client prepare (embed+quantize+encrypt) {prepare:.3} s, upload {} B ({} B without key), \
-             miner {miner_total:.2} s [inputs+key {:.2} s, layer1 {:.3} s, {} PBS {:.2} s, layer2 {:.4} s], \
+             miner {miner_total:.2} s [inputs+key {:.2} s, layer1 {:.3} s, {} PBS {:.2} s wall / {:.2} s CPU, layer2 {:.4} s], \
              download {} B, decrypt {decrypt:.4} s",
             req_bytes.len(),
             req.ciphertext_bytes(),
@@ -104,6 +104,7 @@ fn main() -> anyhow::Result<()> {
             out.timings.layer1_s,
             out.timings.bootstraps,
             out.timings.bootstraps_s,
+            out.timings.bootstraps_cpu_s,
             out.timings.layer2_s,
             resp_bytes.len()
         );

@@ -19,7 +19,9 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let params = FheParams::from_name(&arg(&args, "--params").unwrap_or_else(|| "2_3".into()))?;
     let hidden: usize = arg(&args, "--hidden").map(|s| s.parse()).transpose()?.unwrap_or(128);
-    let epochs: usize = arg(&args, "--epochs").map(|s| s.parse()).transpose()?.unwrap_or(80);
+    let epochs: usize = arg(&args, "--epochs").map(|s| s.parse()).transpose()?.unwrap_or(40);
+    let weight_decay: f64 = arg(&args, "--wd").map(|s| s.parse()).transpose()?.unwrap_or(0.05);
+    let dropout: f64 = arg(&args, "--dropout").map(|s| s.parse()).transpose()?.unwrap_or(0.3);
     let per_class: usize = arg(&args, "--per-class").map(|s| s.parse()).transpose()?.unwrap_or(1600);
     let out = arg(&args, "--out").map(PathBuf::from).unwrap_or_else(fhe::default_head_dir);
     tch::set_num_threads(2);
@@ -32,13 +34,37 @@ fn main() -> anyhow::Result<()> {
         splits.test.texts.len(),
         splits.classes
     );
-    let embedder = MiniLm::load_default()?;
-    let embed = |texts: &[String]| -> anyhow::Result<Vec<Vec<f32>>> {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        Ok(embedder.embed(&refs)?)
+    // embeddings are cached in $BRAINMESH_CACHE/fhe (they depend only on the lines)
+    let cache = fhe::cache_dir().join("fhe").join(format!("minilm-embeddings-{per_class}.safetensors"));
+    let (train_emb, test_emb) = match tch::Tensor::read_safetensors(&cache) {
+        Ok(t) if t.len() == 2 => {
+            let get = |name: &str| -> anyhow::Result<Vec<Vec<f32>>> {
+                let x = &t.iter().find(|(n, _)| n == name).ok_or_else(|| anyhow::anyhow!("no {name}"))?.1;
+                let d = x.size()[1] as usize;
+                Ok(Vec::<f32>::try_from(x.reshape([-1]))?.chunks(d).map(<[f32]>::to_vec).collect())
+            };
+            (get("train")?, get("test")?)
+        }
+        _ => {
+            let embedder = MiniLm::load_default()?;
+            let embed = |texts: &[String]| -> anyhow::Result<Vec<Vec<f32>>> {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                Ok(embedder.embed(&refs)?)
+            };
+            let (a, b) = (embed(&splits.train.texts)?, embed(&splits.test.texts)?);
+            let tensor = |v: &[Vec<f32>]| {
+                tch::Tensor::from_slice(&v.concat()).view([v.len() as i64, v.first().map_or(0, Vec::len) as i64])
+            };
+            if let Some(dir) = cache.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            tch::Tensor::write_safetensors(&[("train", tensor(&a)), ("test", tensor(&b))], &cache)?;
+            (a, b)
+        }
     };
-    let train_emb = embed(&splits.train.texts)?;
-    let test_emb = embed(&splits.test.texts)?;
+    if train_emb.len() != splits.train.texts.len() || test_emb.len() != splits.test.texts.len() {
+        anyhow::bail!("stale embedding cache {}: delete it", cache.display());
+    }
     eprintln!("embedded in {:.1} s", t.elapsed().as_secs_f64());
 
     // §5.1 threshold T: the median per-sample σ of the training embeddings
@@ -49,9 +75,9 @@ fn main() -> anyhow::Result<()> {
     let codes = |embs: &[Vec<f32>]| embs.iter().map(|e| quantizer.quantize(e).codes).collect::<Vec<_>>();
     let (train_codes, test_codes) = (codes(&train_emb), codes(&test_emb));
 
-    let cfg = train::TrainConfig { params, hidden, epochs, ..Default::default() };
+    let cfg = train::TrainConfig { params, hidden, epochs, weight_decay, dropout, ..Default::default() };
     let command = format!(
-        "cargo run -p brainmesh-models --example fhe_train_head -- --params {} --hidden {hidden} --epochs {epochs} --per-class {per_class}",
+        "cargo run -p brainmesh-models --example fhe_train_head -- --params {} --hidden {hidden} --epochs {epochs} --wd {weight_decay} --dropout {dropout} --per-class {per_class}",
         params.short()
     );
     let notes = serde_json::json!({

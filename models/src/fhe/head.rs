@@ -323,6 +323,19 @@ pub struct EvalTimings {
     pub bootstraps_s: f64,
     pub layer2_s: f64,
     pub bootstraps: usize,
+    /// CPU seconds the whole process spent during the bootstraps (all threads; Linux only):
+    /// less sensitive than wall time to other jobs sharing the machine
+    pub bootstraps_cpu_s: f64,
+}
+
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`; 0 elsewhere).
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // fields after the parenthesised command name; utime and stime are fields 14 and 15
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// The result of an evaluation: encrypted logits (and, for tests and the bench, the encrypted
@@ -423,6 +436,7 @@ impl EncryptedHead {
 
         // one KS-PBS per neuron: requantize + ReLU + clamp, read from the neuron's own table
         let t = std::time::Instant::now();
+        let cpu0 = process_cpu_seconds();
         let kind = sks.atomic_pattern.kind();
         let hidden: Vec<LweCiphertextOwned<u64>> = pre
             .into_par_iter()
@@ -441,6 +455,7 @@ impl EncryptedHead {
             })
             .collect();
         timings.bootstraps_s = t.elapsed().as_secs_f64();
+        timings.bootstraps_cpu_s = process_cpu_seconds() - cpu0;
         timings.bootstraps = hidden.len();
 
         // layer 2, leveled: logit_c = Σ_j W2[c,j]·h_j + b2_c·Δh

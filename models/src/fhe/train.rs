@@ -35,6 +35,8 @@ pub struct TrainConfig {
     pub batch: usize,
     pub lr: f64,
     pub weight_decay: f64,
+    /// dropout on the centred input codes during training
+    pub dropout: f64,
     pub seed: i64,
     /// window = calibrated z span × headroom
     pub window_headroom: f64,
@@ -50,10 +52,11 @@ impl Default for TrainConfig {
             hidden: 128,
             act_levels: 16,
             w2_max: 7,
-            epochs: 80,
+            epochs: 40,
             batch: 128,
             lr: 2e-3,
-            weight_decay: 1e-4,
+            weight_decay: 0.05,
+            dropout: 0.3,
             seed: 7,
             window_headroom: 1.5,
             logit_headroom: 4.0,
@@ -119,6 +122,15 @@ impl Model {
     }
     fn pre(&self, x: &Tensor) -> Tensor {
         (x - 7.5).matmul(&self.w1q().tr()) + &self.b1
+    }
+    fn pre_train(&self, x: &Tensor, dropout: f64) -> Tensor {
+        (x - 7.5).dropout(dropout, true).matmul(&self.w1q().tr()) + &self.b1
+    }
+    fn hidden_from_pre(&self, a: Tensor) -> Tensor {
+        ste_round(&(a / self.log_sh.exp())).clamp(0.0, self.levels - 1.0)
+    }
+    fn logits_train(&self, x: &Tensor, dropout: f64) -> Tensor {
+        self.hidden_from_pre(self.pre_train(x, dropout)).matmul(&self.w2_int().tr()) + ste_round(&self.b2)
     }
     fn hidden(&self, x: &Tensor) -> Tensor {
         let a = self.pre(x);
@@ -201,7 +213,7 @@ pub fn train_head(
             let idx = perm.narrow(0, start, end - start);
             let xb = x.index_select(0, &idx);
             let yb = y.index_select(0, &idx);
-            let logits = model.logits_int(&xb) * model.log_tau.exp();
+            let logits = model.logits_train(&xb, cfg.dropout) * model.log_tau.exp();
             let loss = logits.cross_entropy_for_logits(&yb);
             opt.backward_step(&loss);
             start = end;
