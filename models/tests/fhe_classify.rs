@@ -142,6 +142,24 @@ fn a_garbage_server_key_with_a_matching_id_is_refused() {
 }
 
 #[test]
+fn a_truncated_server_key_or_a_key_for_another_parameter_set_is_refused() {
+    let f = fixture();
+    let (_, mut req) = small_request(f);
+    let mut miner = Miner::new(f.head.clone()).expect("miner");
+    let full = f.client().keys.server_key_bytes.clone();
+    let half = full[..full.len() / 2].to_vec();
+    req.key_id = fhe::wire::key_id(&half);
+    req.server_key = Some(half);
+    assert!(matches!(miner.serve(&req), Err(FheError::KeyMismatch(_) | FheError::Wire(_))));
+    // a well-formed key, but for the stock 2_2 set: tfhe's conformance check rejects it
+    let other = ClientKeys::generate(fhe::FheParams::M2C2TUniform).expect("2_2 keys");
+    req.key_id = other.key_id;
+    req.server_key = Some(other.server_key_bytes);
+    assert!(matches!(miner.serve(&req), Err(FheError::KeyMismatch(_))));
+    assert!(miner.keys.is_empty());
+}
+
+#[test]
 fn a_request_with_the_wrong_number_of_inputs_or_head_or_params_is_refused() {
     let f = fixture();
     let (_, req) = small_request(f);

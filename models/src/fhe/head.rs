@@ -537,7 +537,7 @@ impl Miner {
             return Ok((id, k));
         }
         let compressed: CompressedServerKey = wire::decode_server_key(bytes, self.head.params)?;
-        let key = Arc::new(compressed.decompress());
+        let key = Arc::new(wire::no_panic("server key", || Ok(compressed.decompress()))?);
         self.keys.insert(id, key.clone());
         Ok((id, key))
     }

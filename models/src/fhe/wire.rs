@@ -118,16 +118,26 @@ pub fn encode_server_key(key: &CompressedServerKey) -> Result<Vec<u8>, FheError>
 pub fn decode_server_key(bytes: &[u8], params: FheParams) -> Result<CompressedServerKey, FheError> {
     use bincode::Options;
     use tfhe::conformance::ParameterSetConformant;
-    let key: CompressedServerKey = options(MAX_REQUEST_BYTES)
-        .deserialize(bytes)
-        .map_err(|e| FheError::KeyMismatch(format!("server key does not parse: {e}")))?;
     let p = params.shortint();
     let ap = AtomicPatternParameters::Standard(PBSParameters::PBS(p));
     let max_degree = MaxDegree::from_msg_carry_modulus(p.message_modulus, p.carry_modulus);
-    if !key.is_conformant(&(ap, max_degree)) {
-        return Err(FheError::KeyMismatch(format!("server key is not a key for {}", params.name())));
-    }
-    Ok(key)
+    // tfhe's entity constructors assert on their invariants; a crafted key must not be able
+    // to take the miner down, so any panic while parsing or checking becomes an error
+    no_panic("server key", || {
+        let key: CompressedServerKey = options(MAX_REQUEST_BYTES)
+            .deserialize(bytes)
+            .map_err(|e| FheError::KeyMismatch(format!("server key does not parse: {e}")))?;
+        if !key.is_conformant(&(ap, max_degree)) {
+            return Err(FheError::KeyMismatch(format!("server key is not a key for {}", params.name())));
+        }
+        Ok(key)
+    })
+}
+
+/// Runs `f`, turning a panic inside tfhe into an error (peer data must never crash a peer).
+pub(crate) fn no_panic<T>(what: &str, f: impl FnOnce() -> Result<T, FheError>) -> Result<T, FheError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(FheError::Wire(format!("{what}: rejected (invariant violated)"))))
 }
 
 /// Rebuilds the input ciphertexts from a request (checked: count, seed).
@@ -140,13 +150,15 @@ pub fn decode_inputs(
         return Err(FheError::Dimension { what: "input ciphertexts", expected: expected_inputs, got: req.bodies.len() });
     }
     let seed = CompressionSeed { seed: Seed(u128::from_le_bytes(req.seed)) };
-    let list = SeededLweCiphertextList::from_container(
-        req.bodies.clone(),
-        LweSize(params.big_lwe_size()),
-        seed,
-        CiphertextModulus::new_native(),
-    );
-    Ok(list.decompress_into_lwe_ciphertext_list())
+    no_panic("input ciphertexts", || {
+        let list = SeededLweCiphertextList::from_container(
+            req.bodies.clone(),
+            LweSize(params.big_lwe_size()),
+            seed,
+            CiphertextModulus::new_native(),
+        );
+        Ok(list.decompress_into_lwe_ciphertext_list())
+    })
 }
 
 /// Packs encrypted logits for the client (top 32 bits of each coefficient, rounded).
