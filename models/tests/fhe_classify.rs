@@ -114,6 +114,42 @@ fn a_miner_finds_a_key_it_has_seen_by_id() {
 }
 
 #[test]
+fn saved_client_keys_load_with_the_same_key_id_and_decrypt() {
+    let f = fixture();
+    let dir = tempfile::tempdir().expect("tmp");
+    let client = f.client();
+    client.keys.save(dir.path()).expect("save");
+    let back = ClientKeys::load(dir.path()).expect("load");
+    assert_eq!(back.key_id, client.keys.key_id);
+    let delta = 1u64 << 40;
+    let (seed, bodies) = client.keys.encrypt_codes(&[3, 9], delta);
+    let list = fhe::wire::decode_inputs(
+        &WireRequest { seed, bodies, ..small_request_unlocked(&client) },
+        back.params,
+        2,
+    )
+    .expect("inputs");
+    let size = back.params.big_lwe_size();
+    let cts: Vec<tfhe::core_crypto::entities::LweCiphertextOwned<u64>> = list
+        .as_ref()
+        .chunks(size)
+        .map(|c| {
+            tfhe::core_crypto::entities::LweCiphertext::from_container(
+                c.to_vec(),
+                tfhe::core_crypto::prelude::CiphertextModulus::new_native(),
+            )
+        })
+        .collect();
+    assert_eq!(back.decrypt_signed(&cts[0], 40).0, 3);
+    assert_eq!(back.decrypt_signed(&cts[1], 40).0, 9);
+}
+
+fn small_request_unlocked(client: &PrivateClassifier) -> WireRequest {
+    let q = client.quantizer().quantize(&vec![0.01; client.spec.input_dim]);
+    client.prepare_from_codes(q, false).expect("prepare").1
+}
+
+#[test]
 fn a_request_for_an_unknown_key_without_the_key_is_refused() {
     let f = fixture();
     let (_, req) = small_request(f);

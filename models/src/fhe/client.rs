@@ -34,6 +34,42 @@ impl ClientKeys {
         Ok(ClientKeys { params, client_key, server_key_bytes, key_id })
     }
 
+    /// Stores the keys in `dir`: `fhe-client-key.bin` (the secret key; file mode 0600 on
+    /// Unix) and `fhe-server-key.bin` (the compressed server key as sent on the wire), so a
+    /// client keeps one key id across runs and miners' caches stay warm.
+    pub fn save(&self, dir: &std::path::Path) -> Result<(), FheError> {
+        use bincode::Options;
+        std::fs::create_dir_all(dir).map_err(|e| FheError::io(dir, e))?;
+        let secret = bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .serialize(&(self.params.name(), &self.client_key))
+            .map_err(|e| FheError::Wire(e.to_string()))?;
+        let sk = dir.join("fhe-client-key.bin");
+        write_private(&sk, &secret)?;
+        let pk = dir.join("fhe-server-key.bin");
+        std::fs::write(&pk, &self.server_key_bytes).map_err(|e| FheError::io(&pk, e))?;
+        Ok(())
+    }
+
+    /// Loads keys written by [`Self::save`] (checks that the server key belongs to the same
+    /// parameter set).
+    pub fn load(dir: &std::path::Path) -> Result<Self, FheError> {
+        use bincode::Options;
+        let sk = dir.join("fhe-client-key.bin");
+        let secret = std::fs::read(&sk).map_err(|e| FheError::io(&sk, e))?;
+        let (name, client_key): (String, ClientKey) = bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .with_limit(64 << 20)
+            .deserialize(&secret)
+            .map_err(|e| FheError::KeyMismatch(format!("{}: {e}", sk.display())))?;
+        let params = FheParams::from_name(&name)?;
+        let pk = dir.join("fhe-server-key.bin");
+        let server_key_bytes = std::fs::read(&pk).map_err(|e| FheError::io(&pk, e))?;
+        wire::decode_server_key(&server_key_bytes, params)?;
+        let key_id = wire::key_id(&server_key_bytes);
+        Ok(ClientKeys { params, client_key, server_key_bytes, key_id })
+    }
+
     /// Encrypts codes as one seeded LWE list under the big key: code·Δin, with the stock
     /// parameter set's own key and noise distribution.
     pub fn encrypt_codes(&self, codes: &[u8], delta_in: u64) -> ([u8; 16], Vec<u64>) {
@@ -206,4 +242,17 @@ pub fn argmax(v: &[i64]) -> usize {
         }
     }
     best
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), FheError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| FheError::io(path, e))?;
+    f.write_all(bytes).map_err(|e| FheError::io(path, e))
 }
