@@ -20,7 +20,9 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,7 +50,11 @@ fn main() -> anyhow::Result<()> {
     let keys = ClientKeys::generate(params)?;
     let keygen = t.elapsed().as_secs_f64();
     println!("client keygen (client key + compressed server key + serialize): {keygen:.2} s");
-    println!("compressed server key on the wire: {} bytes ({:.1} MiB)", keys.server_key_bytes.len(), keys.server_key_bytes.len() as f64 / 1048576.0);
+    println!(
+        "compressed server key on the wire: {} bytes ({:.1} MiB)",
+        keys.server_key_bytes.len(),
+        keys.server_key_bytes.len() as f64 / 1048576.0
+    );
 
     let samples: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(dir.join("samples.json"))?)?;
     let embedder = MiniLm::load_default()?;
@@ -131,7 +137,8 @@ fn main() -> anyhow::Result<()> {
             m.position_errors_max,
             m.seconds_per_pbs_wall * 1e3
         );
-        let margin = 2f64.powi(head.spec.logit_delta_log2 as i32 - 1) / (2f64.powf(m.pbs_output_log2_std) * head.max_w2_norm());
+        let margin =
+            2f64.powi(head.spec.logit_delta_log2 as i32 - 1) / (2f64.powf(m.pbs_output_log2_std) * head.max_w2_norm());
         println!("logit noise margin with the measured σ: {margin:.1} σ");
         rows.push(serde_json::json!({ "noise": m, "logit_margin_sigma": margin }));
     }

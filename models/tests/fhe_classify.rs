@@ -58,8 +58,9 @@ fn small_request(f: &Fixture) -> (fhe::ClientState, WireRequest) {
 /// it cached); returns (decrypted logits, reference logits, decrypted hidden,
 /// reference hidden, worst noise fraction).
 fn classify_through_bytes(f: &Fixture, text: &str, with_key: bool) -> (Vec<i64>, Vec<i64>, Vec<u8>, Vec<u8>, f64) {
-    let (state, req) = if with_key { f.client().prepare_request(text) } else { f.client().prepare_request_cached(text) }
-        .expect("prepare");
+    let (state, req) =
+        if with_key { f.client().prepare_request(text) } else { f.client().prepare_request_cached(text) }
+            .expect("prepare");
     let req_bytes = req.to_bytes().expect("encode request");
     let req = WireRequest::from_bytes(&req_bytes).expect("decode request");
     let (resp, out) = f.miner.lock().unwrap_or_else(|e| e.into_inner()).serve_with_output(&req).expect("serve");
@@ -123,12 +124,9 @@ fn saved_client_keys_load_with_the_same_key_id_and_decrypt() {
     assert_eq!(back.key_id, client.keys.key_id);
     let delta = 1u64 << 40;
     let (seed, bodies) = client.keys.encrypt_codes(&[3, 9], delta);
-    let list = fhe::wire::decode_inputs(
-        &WireRequest { seed, bodies, ..small_request_unlocked(&client) },
-        back.params,
-        2,
-    )
-    .expect("inputs");
+    let list =
+        fhe::wire::decode_inputs(&WireRequest { seed, bodies, ..small_request_unlocked(&client) }, back.params, 2)
+            .expect("inputs");
     let size = back.params.big_lwe_size();
     let cts: Vec<tfhe::core_crypto::entities::LweCiphertextOwned<u64>> = list
         .as_ref()

@@ -7,7 +7,8 @@ use brainmesh_models::fhe::embed::{default_minilm_dir, MiniLm};
 
 #[test]
 fn minilm_sentence_embeddings_match_transformers() {
-    let texts = ["Beware the Ides of March.", "O Romeo, Romeo! wherefore art thou Romeo?", "Full fathom five thy father lies"];
+    let texts =
+        ["Beware the Ides of March.", "O Romeo, Romeo! wherefore art thou Romeo?", "Full fathom five thy father lies"];
     let model = MiniLm::load(&default_minilm_dir()).expect("all-MiniLM-L6-v2 in .cache: run `make setup`");
     let ours = model.embed(&texts).expect("embed");
     let reference = common::run_reference(

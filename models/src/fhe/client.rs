@@ -176,7 +176,11 @@ impl PrivateClassifier {
     }
 
     /// Quantizes and encrypts an embedding the caller computed.
-    pub fn prepare_from_embedding(&self, embedding: &[f32], with_key: bool) -> Result<(ClientState, WireRequest), FheError> {
+    pub fn prepare_from_embedding(
+        &self,
+        embedding: &[f32],
+        with_key: bool,
+    ) -> Result<(ClientState, WireRequest), FheError> {
         if embedding.len() != self.spec.input_dim {
             return Err(FheError::Dimension { what: "embedding", expected: self.spec.input_dim, got: embedding.len() });
         }
@@ -185,9 +189,17 @@ impl PrivateClassifier {
     }
 
     /// Encrypts already-quantized codes.
-    pub fn prepare_from_codes(&self, quantized: QuantizedSample, with_key: bool) -> Result<(ClientState, WireRequest), FheError> {
+    pub fn prepare_from_codes(
+        &self,
+        quantized: QuantizedSample,
+        with_key: bool,
+    ) -> Result<(ClientState, WireRequest), FheError> {
         if quantized.codes.len() != self.spec.input_dim {
-            return Err(FheError::Dimension { what: "codes", expected: self.spec.input_dim, got: quantized.codes.len() });
+            return Err(FheError::Dimension {
+                what: "codes",
+                expected: self.spec.input_dim,
+                got: quantized.codes.len(),
+            });
         }
         if quantized.codes.iter().any(|&c| c as u32 >= self.spec.quantizer.levels) {
             return Err(FheError::Wire("code outside the quantizer's levels".into()));

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 use super::FheError;
 
 /// Four plays of distinct setting and cast: Rome, an enchanted island, Verona, Athens' woods.
@@ -117,7 +116,10 @@ mod tests {
         let lines = play_lines(&path, 6).expect("read");
         assert_eq!(
             lines,
-            vec!["What say you to this weather, my good friend?".to_string(), "I think it will rain before the night is out.".to_string()]
+            vec![
+                "What say you to this weather, my good friend?".to_string(),
+                "I think it will rain before the night is out.".to_string()
+            ]
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

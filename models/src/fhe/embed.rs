@@ -95,7 +95,7 @@ impl MiniLm {
             .map_err(|e| FheError::Embedder(format!("{}: {e} (run `make setup`)", cfg_path.display())))?;
         let cfg: BertConfig =
             serde_json::from_str(&text).map_err(|e| FheError::Embedder(format!("{}: {e}", cfg_path.display())))?;
-        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             return Err(FheError::Embedder(format!("{}: bad head count", cfg_path.display())));
         }
         let mut tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
@@ -113,7 +113,12 @@ impl MiniLm {
             Ok(Linear { w: t(&format!("{p}.weight"))?, b: t(&format!("{p}.bias"))? })
         };
         let ln = |p: &str| -> Result<LayerNorm, FheError> {
-            Ok(LayerNorm { w: t(&format!("{p}.weight"))?, b: t(&format!("{p}.bias"))?, eps: cfg.layer_norm_eps, dim: hidden })
+            Ok(LayerNorm {
+                w: t(&format!("{p}.weight"))?,
+                b: t(&format!("{p}.bias"))?,
+                eps: cfg.layer_norm_eps,
+                dim: hidden,
+            })
         };
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {

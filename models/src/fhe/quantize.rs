@@ -72,13 +72,15 @@ impl DynamicQuantizer {
         let step = (max - min) / levels as f32;
         let codes = scaled
             .iter()
-            .map(|&v| {
-                if step > 0.0 {
-                    (((v - min) / step).floor() as i64).clamp(0, levels as i64 - 1) as u8
-                } else {
-                    0
-                }
-            })
+            .map(
+                |&v| {
+                    if step > 0.0 {
+                        (((v - min) / step).floor() as i64).clamp(0, levels as i64 - 1) as u8
+                    } else {
+                        0
+                    }
+                },
+            )
             .collect();
         QuantizedSample { codes, std, scale, min, step }
     }

@@ -147,7 +147,11 @@ pub fn decode_inputs(
     expected_inputs: usize,
 ) -> Result<LweCiphertextListOwned<u64>, FheError> {
     if req.bodies.len() != expected_inputs {
-        return Err(FheError::Dimension { what: "input ciphertexts", expected: expected_inputs, got: req.bodies.len() });
+        return Err(FheError::Dimension {
+            what: "input ciphertexts",
+            expected: expected_inputs,
+            got: req.bodies.len(),
+        });
     }
     let seed = CompressionSeed { seed: Seed(u128::from_le_bytes(req.seed)) };
     no_panic("input ciphertexts", || {
@@ -198,10 +202,18 @@ pub fn decode_logits(
     }
     let size = params.big_lwe_size();
     if resp.lwe_dimension as usize + 1 != size {
-        return Err(FheError::Dimension { what: "logit LWE size", expected: size, got: resp.lwe_dimension as usize + 1 });
+        return Err(FheError::Dimension {
+            what: "logit LWE size",
+            expected: size,
+            got: resp.lwe_dimension as usize + 1,
+        });
     }
     if resp.logits.len() != classes * size {
-        return Err(FheError::Dimension { what: "logit coefficients", expected: classes * size, got: resp.logits.len() });
+        return Err(FheError::Dimension {
+            what: "logit coefficients",
+            expected: classes * size,
+            got: resp.logits.len(),
+        });
     }
     let shift = 64 - RESPONSE_BITS;
     Ok(resp
