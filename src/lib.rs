@@ -4,6 +4,7 @@
 //! the actors live in the `brainmesh-actors` crate and the models in `brainmesh-models`.
 
 pub mod config;
+pub mod gateway;
 pub mod http;
 pub mod network;
 pub mod node;

@@ -1,0 +1,137 @@
+"""Drives a brainmesh gateway with the official `openai` package, as an app developer would.
+
+usage: openai_client.py BASE_URL API_KEY MODEL [--concurrent N]
+
+Checks, in order: model listing, a plain chat completion, the same prompt streamed (same greedy
+text, OpenAI's chunk sequence), a text completion, a bad key (401), an unknown model (404), a
+prompt over the context window (400), and N concurrent requests all answered. Prints one JSON
+line with what it saw (including each answer's receipt id header) and exits non-zero with a
+message on the first failed check.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+
+import openai
+from openai import AsyncOpenAI, OpenAI
+
+PROMPT = [{"role": "user", "content": "Name three colours."}]
+
+
+def check(cond, what):
+    if not cond:
+        print(f"FAILED: {what}", file=sys.stderr)
+        sys.exit(1)
+
+
+def expect_error(exc_type, status, code, fn):
+    try:
+        fn()
+    except exc_type as e:
+        check(e.status_code == status, f"expected HTTP {status}, got {e.status_code}: {e}")
+        body = e.body if isinstance(e.body, dict) else {}
+        check(body.get("code") == code, f"expected error code {code!r}, got {e.body!r}")
+        check(isinstance(body.get("message"), str) and body["message"], f"error without a message: {e.body!r}")
+        return {"status": e.status_code, "code": body.get("code"), "type": body.get("type")}
+    check(False, f"expected {exc_type.__name__} ({status} {code})")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("base_url")
+    ap.add_argument("api_key")
+    ap.add_argument("model")
+    ap.add_argument("--concurrent", type=int, default=50)
+    ap.add_argument("--timeout", type=float, default=600.0)
+    args = ap.parse_args()
+    seen = {}
+
+    # No client-side retries: every request must succeed the first time.
+    client = OpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=args.timeout)
+
+    models = [m.id for m in client.models.list().data]
+    check(args.model in models, f"{args.model} not in /v1/models: {models}")
+    seen["models"] = models
+
+    # Plain chat completion.
+    raw = client.chat.completions.with_raw_response.create(model=args.model, messages=PROMPT, max_tokens=12, temperature=0)
+    plain = raw.parse()
+    check(plain.object == "chat.completion", f"object {plain.object}")
+    check(plain.id.startswith("chatcmpl-"), f"id {plain.id}")
+    check(plain.model == args.model, f"model {plain.model}")
+    check(len(plain.choices) == 1, f"{len(plain.choices)} choices")
+    choice = plain.choices[0]
+    check(choice.message.role == "assistant", f"role {choice.message.role}")
+    check(isinstance(choice.message.content, str) and choice.message.content.strip(), f"empty content: {plain}")
+    check(choice.finish_reason in ("stop", "length"), f"finish_reason {choice.finish_reason}")
+    check(plain.usage.completion_tokens >= 1 and plain.usage.prompt_tokens >= 1, f"usage {plain.usage}")
+    check(plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens, f"usage {plain.usage}")
+    check(plain.usage.completion_tokens <= 12, f"max_tokens not honoured: {plain.usage}")
+    seen["chat"] = {"text": choice.message.content, "finish_reason": choice.finish_reason,
+                    "usage": plain.usage.model_dump(), "receipt": raw.headers.get("x-brainmesh-receipt-id")}
+
+    # The same request streamed: role first, content deltas, a finish chunk, a usage chunk.
+    stream = client.chat.completions.create(model=args.model, messages=PROMPT, max_tokens=12, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    check(len(chunks) >= 3, f"only {len(chunks)} chunks")
+    check(all(c.object == "chat.completion.chunk" for c in chunks), "chunk object")
+    check(len({c.id for c in chunks}) == 1, "chunk ids differ")
+    check(chunks[0].choices[0].delta.role == "assistant", f"first delta {chunks[0]}")
+    with_choices = [c for c in chunks if c.choices]
+    finish = with_choices[-1].choices[0].finish_reason
+    check(finish in ("stop", "length"), f"last finish_reason {finish}")
+    check(all(c.choices[0].finish_reason is None for c in with_choices[:-1]), "finish_reason before the end")
+    text = "".join(c.choices[0].delta.content or "" for c in with_choices)
+    check(chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 1, f"usage chunk {chunks[-1]}")
+    check(text == choice.message.content, f"streamed text {text!r} != plain text {choice.message.content!r}")
+    seen["stream"] = {"chunks": len(chunks), "text": text, "finish_reason": finish}
+
+    # Legacy completions.
+    comp = client.completions.create(model=args.model, prompt="Once upon a time", max_tokens=8, temperature=0)
+    check(comp.object == "text_completion" and comp.id.startswith("cmpl-"), f"{comp}")
+    check(comp.choices[0].text and comp.choices[0].finish_reason in ("stop", "length"), f"{comp}")
+    seen["completion"] = comp.choices[0].text
+
+    # Errors in OpenAI's shape, raised as the client's own exception types.
+    bad = OpenAI(base_url=args.base_url, api_key="sk-not-a-key", max_retries=0, timeout=args.timeout)
+    seen["bad_key"] = expect_error(openai.AuthenticationError, 401, "invalid_api_key",
+                                   lambda: bad.chat.completions.create(model=args.model, messages=PROMPT, max_tokens=2))
+    seen["unknown_model"] = expect_error(openai.NotFoundError, 404, "model_not_found",
+                                         lambda: client.chat.completions.create(model="no-such-model", messages=PROMPT, max_tokens=2))
+    # " hello" is one token in byte-level BPE vocabularies: far past any small model's context.
+    long_prompt = [{"role": "user", "content": " hello" * 20000}]
+    seen["over_context"] = expect_error(openai.BadRequestError, 400, "context_length_exceeded",
+                                        lambda: client.chat.completions.create(model=args.model, messages=long_prompt, max_tokens=2))
+    seen["n2"] = expect_error(openai.BadRequestError, 400, "unsupported_parameter",
+                              lambda: client.chat.completions.create(model=args.model, messages=PROMPT, max_tokens=2, n=2))
+
+    # Many at once: every one answered, each with its own receipt.
+    async def burst():
+        aclient = AsyncOpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=args.timeout)
+
+        async def one(i):
+            r = await aclient.chat.completions.with_raw_response.create(
+                model=args.model, messages=[{"role": "user", "content": f"Count to {i % 7 + 2}."}], max_tokens=4, temperature=0)
+            c = r.parse()
+            return {"text": c.choices[0].message.content, "finish_reason": c.choices[0].finish_reason,
+                    "completion_tokens": c.usage.completion_tokens, "receipt": r.headers.get("x-brainmesh-receipt-id")}
+
+        try:
+            return await asyncio.gather(*(one(i) for i in range(args.concurrent)))
+        finally:
+            await aclient.close()
+
+    answers = asyncio.run(burst())
+    check(len(answers) == args.concurrent, f"{len(answers)} answers")
+    for a in answers:
+        check(a["finish_reason"] in ("stop", "length") and a["completion_tokens"] >= 1, f"bad answer {a}")
+    seen["concurrent"] = answers
+
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()
