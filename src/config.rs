@@ -42,6 +42,79 @@ pub struct NodeConfig {
     pub brain_policy: BrainPolicyConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub miner: MinerSection,
+    #[serde(default)]
+    pub tasks: TasksConfig,
+    #[serde(default)]
+    pub chain: ChainConfig,
+    /// Gateway role: the OpenAI-compatible HTTP API.
+    #[serde(default)]
+    pub gateway: crate::gateway::GatewayConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MinerSection {
+    /// The model this miner serves: a GGUF file or a Hugging Face directory.
+    pub model: PathBuf,
+    /// The id it is advertised and requested under (`model` in API requests).
+    pub model_id: String,
+    /// "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N".
+    pub device: String,
+    /// LibTorch CPU threads (0: LibTorch's default, one per core).
+    pub threads: usize,
+    /// Tasks waiting beyond this are refused; the gateway tries another miner.
+    pub max_queue: u32,
+    /// Prompt positions the prefix KV cache keeps (about 46 KB each for SmolLM2-135M in fp32);
+    /// 0 turns it off.
+    pub prefix_cache_tokens: usize,
+}
+
+impl Default for MinerSection {
+    fn default() -> Self {
+        Self {
+            model: PathBuf::from(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            model_id: "smollm2-135m-instruct".into(),
+            device: "auto".into(),
+            threads: 0,
+            max_queue: 64,
+            prefix_cache_tokens: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// Gateway: longest silence between result chunks before the task moves to another miner.
+    pub chunk_timeout_ms: u64,
+    /// Gateway: longest wait for the first chunk (queueing + prefill).
+    pub first_chunk_timeout_ms: u64,
+    /// Gateway: miners tried per task at most.
+    pub max_attempts: u32,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        Self { chunk_timeout_ms: 10_000, first_chunk_timeout_ms: 120_000, max_attempts: 3 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainConfig {
+    /// Genesis time (Unix ms); block height = (now - genesis) / block time.
+    pub genesis_ms: u64,
+    /// Block time in ms (whitepaper: 10 s).
+    pub block_time_ms: u64,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        // 2026-01-01T00:00:00Z
+        Self { genesis_ms: 1_767_225_600_000, block_time_ms: 10_000 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,10 +214,21 @@ impl NodeConfig {
             a.parse::<libp2p::Multiaddr>()
                 .map_err(|e| ConfigError::Invalid(format!("`{a}` is not a multiaddr: {e}")))?;
         }
+        self.miner.device.parse::<brainmesh_actors::models::DevicePref>().map_err(ConfigError::Invalid)?;
+        if self.chain.block_time_ms == 0 {
+            return Err(ConfigError::Invalid("chain.block_time_ms must be > 0".into()));
+        }
         self.http
             .listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| ConfigError::Invalid(format!("http.listen `{}`: {e}", self.http.listen)))?;
+        if self.roles.contains(&Role::Gateway) {
+            self.gateway.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            self.gateway
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| ConfigError::Invalid(format!("gateway.listen `{}`: {e}", self.gateway.listen)))?;
+        }
         Ok(())
     }
 
@@ -166,6 +250,10 @@ pub fn apply_env(value: &mut toml::Value, vars: impl Iterator<Item = (String, St
         http: HttpConfig::default(),
         brain_policy: BrainPolicyConfig::default(),
         log: LogConfig::default(),
+        miner: MinerSection::default(),
+        tasks: TasksConfig::default(),
+        chain: ChainConfig::default(),
+        gateway: crate::gateway::GatewayConfig::default(),
     })
     .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let mut paths = Vec::new();

@@ -8,6 +8,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::{Deserialize, Serialize};
 
 use brainmesh_actors::protocol::{Reject, Role};
+use brainmesh_actors::receipt::ReceiptStore;
 use brainmesh_actors::roster::BrainView;
 use brainmesh_actors::{MembershipHandle, Metrics, NetworkSender};
 
@@ -21,6 +22,8 @@ pub struct HttpState {
     pub membership: MembershipHandle,
     pub metrics: Metrics,
     pub started: Arc<Instant>,
+    /// Receipts this node holds (its own as a gateway, and those gossiped on its Brain).
+    pub receipts: ReceiptStore,
 }
 
 /// The `/status` document.
@@ -43,6 +46,8 @@ pub struct Counters {
     /// Messages refused, by reason.
     pub rejected: std::collections::BTreeMap<String, u64>,
     pub rejected_total: u64,
+    /// Signed receipts stored on this node.
+    pub receipts: u64,
 }
 
 pub async fn status(state: &HttpState) -> Status {
@@ -53,6 +58,7 @@ pub async fn status(state: &HttpState) -> Status {
         counters.rejected.insert(r.label().to_string(), state.metrics.rejected_count(r));
     }
     counters.rejected_total = state.metrics.rejected_total();
+    counters.receipts = state.receipts.len() as u64;
     Status {
         peer_id: state.peer_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),

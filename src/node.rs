@@ -7,11 +7,19 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use brainmesh_actors::distributor::DistributorConfig;
+use brainmesh_actors::miner::MinerConfig;
+use brainmesh_actors::models::{LoadOptions, Model};
+use brainmesh_actors::protocol::Role;
+use brainmesh_actors::receipt::ReceiptStore;
 use brainmesh_actors::roster::BrainPolicy;
 use brainmesh_actors::store::SledStore;
-use brainmesh_actors::{Identity, MembershipConfig, MembershipHandle, Metrics, NetworkSender};
+use brainmesh_actors::{
+    ActorsConfig, DistributorHandle, Identity, MembershipConfig, MembershipHandle, Metrics, NetworkSender, NodeActors,
+};
 
 use crate::config::NodeConfig;
+use crate::gateway::{self, GatewayState};
 use crate::http::{self, HttpState};
 use crate::network::{command_channel, NetworkService, NetworkSettings};
 
@@ -27,6 +35,77 @@ pub enum NodeError {
     Http { addr: String, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("gateway configuration: {0}")]
+    Gateway(String),
+    #[error("cannot load the miner's model {path}: {message}")]
+    Model { path: PathBuf, message: String },
+}
+
+/// Loads the miner's model (progress bar on a terminal) and hashes its file.
+fn load_miner_model(cfg: &NodeConfig) -> Result<(MinerConfig, Model), NodeError> {
+    let path = cfg.miner.model.clone();
+    let err = |message: String| NodeError::Model { path: path.clone(), message };
+    let device = cfg.miner.device.parse().map_err(err)?;
+    let opts = LoadOptions { device, threads: (cfg.miner.threads > 0).then_some(cfg.miner.threads), kind: None };
+    let hash = hash_model(&path).map_err(|e| err(e.to_string()))?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("loading {msg} [{bar:40}] {pos}/{len} tensors")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(cfg.miner.model_id.clone());
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let t0 = Instant::now();
+    let model = Model::load(&path, &opts, &mut |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    })
+    .map_err(|e| err(e.to_string()))?;
+    bar.finish_and_clear();
+    tracing::info!(model = %cfg.miner.model_id, %hash, secs = t0.elapsed().as_secs_f32(), "model loaded");
+    let mcfg = MinerConfig {
+        brain: cfg.brain,
+        model_id: cfg.miner.model_id.clone(),
+        model_hash: hash,
+        max_queue: cfg.miner.max_queue,
+        genesis_ms: cfg.chain.genesis_ms,
+        block_time_ms: cfg.chain.block_time_ms,
+        prefix_cache_tokens: cfg.miner.prefix_cache_tokens,
+    };
+    Ok((mcfg, model))
+}
+
+/// sha256 of a model file, or of every file of a model directory in name order.
+fn hash_model(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut files = vec![];
+    if path.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            let p = e?.path();
+            if p.is_file() {
+                files.push(p);
+            }
+        }
+        files.sort();
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for f in files {
+        let mut r = std::fs::File::open(&f)?;
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 /// What a running node writes to `<data_dir>/node.json` so `brainmesh status` can find it.
@@ -36,6 +115,9 @@ pub struct NodeFile {
     pub http: String,
     pub listen_addrs: Vec<String>,
     pub pid: u32,
+    /// Gateway role: where the OpenAI-compatible API listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
 }
 
 pub const NODE_FILE: &str = "node.json";
@@ -48,6 +130,12 @@ pub struct Node {
     pub net: NetworkSender,
     pub membership: MembershipHandle,
     pub metrics: Metrics,
+    /// Gateway role: the way into the mesh for tasks.
+    pub tasks: Option<DistributorHandle>,
+    pub receipts: ReceiptStore,
+    /// Gateway role: the OpenAI-compatible API's address.
+    pub gateway_addr: Option<SocketAddr>,
+    gateway_http: Option<actix_web::dev::ServerHandle>,
     state: HttpState,
     swarm_task: tokio::task::JoinHandle<()>,
     http: actix_web::dev::ServerHandle,
@@ -63,10 +151,26 @@ impl Node {
         let metrics = Metrics::new();
         let (net, commands) = command_channel();
 
+        let is = |r: Role| cfg.roles.contains(&r);
+        let mut models = cfg.models.clone();
+        let miner = if is(Role::Miner) {
+            if !models.contains(&cfg.miner.model_id) {
+                models.push(cfg.miner.model_id.clone());
+            }
+            Some(load_miner_model(&cfg)?)
+        } else {
+            None
+        };
+        let distributor = is(Role::Gateway).then(|| DistributorConfig {
+            brain: cfg.brain,
+            chunk_timeout: Duration::from_millis(cfg.tasks.chunk_timeout_ms),
+            first_chunk_timeout: Duration::from_millis(cfg.tasks.first_chunk_timeout_ms),
+            max_attempts: cfg.tasks.max_attempts.max(1),
+        });
         let mcfg = MembershipConfig {
             brain: cfg.brain,
             roles: cfg.roles.clone(),
-            models: cfg.models.clone(),
+            models,
             policy: BrainPolicy {
                 max_validators: cfg.brain_policy.max_validators,
                 max_miners: cfg.brain_policy.max_miners,
@@ -75,8 +179,15 @@ impl Node {
             heartbeat_interval: Duration::from_millis(cfg.network.heartbeat_interval_ms),
             offline_after_heartbeats: cfg.network.offline_after_heartbeats,
         };
-        let (inbox, membership) =
-            brainmesh_actors::start_membership(id.clone(), mcfg, Box::new(store), net.clone(), metrics.clone());
+        let actors = brainmesh_actors::start_actors(
+            id.clone(),
+            ActorsConfig { membership: mcfg, miner, distributor },
+            store,
+            net.clone(),
+            metrics.clone(),
+        )
+        .map_err(|source| NodeError::Store { path: cfg.data_dir.join("db"), source })?;
+        let NodeActors { inbox, membership, tasks, receipts } = actors;
 
         let mut secret = id.ed25519_secret();
         let key = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret)
@@ -99,21 +210,48 @@ impl Node {
             membership: membership.clone(),
             metrics: metrics.clone(),
             started: Arc::new(Instant::now()),
+            receipts: receipts.clone(),
         };
         let (http_addr, http) = http::serve(state.clone(), &cfg.http.listen)
             .map_err(|source| NodeError::Http { addr: cfg.http.listen.clone(), source })?;
+        let (gateway_addr, gateway_http) = match &tasks {
+            Some(t) => {
+                let gstate = GatewayState::new(Arc::new(t.clone()), &cfg.gateway)
+                    .map_err(|e| NodeError::Gateway(e.to_string()))?;
+                let (addr, handle) = gateway::serve(gstate, &cfg.gateway.listen)
+                    .map_err(|source| NodeError::Http { addr: cfg.gateway.listen.clone(), source })?;
+                tracing::info!(api = %format!("http://{addr}/v1"), keys = cfg.gateway.api_keys.len(), "OpenAI-compatible gateway listening");
+                (Some(addr), Some(handle))
+            }
+            None => (None, None),
+        };
 
         let file = NodeFile {
             peer_id: peer_id.clone(),
             http: http_addr.to_string(),
             listen_addrs: listen_addrs.clone(),
             pid: std::process::id(),
+            gateway: gateway_addr.map(|a| a.to_string()),
         };
         let path = cfg.data_dir.join(NODE_FILE);
         std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap_or_default())
             .map_err(|source| NodeError::Io { path, source })?;
         tracing::info!(%peer_id, http = %http_addr, listen = ?listen_addrs, roles = ?cfg.roles, brain = cfg.brain, "node started");
-        Ok(Node { peer_id, http_addr, listen_addrs, net, membership, metrics, state, swarm_task, http })
+        Ok(Node {
+            peer_id,
+            http_addr,
+            listen_addrs,
+            net,
+            membership,
+            metrics,
+            state,
+            tasks,
+            receipts,
+            gateway_addr,
+            gateway_http,
+            swarm_task,
+            http,
+        })
     }
 
     /// The node's `/status` document, without going through HTTP.
@@ -123,6 +261,9 @@ impl Node {
 
     /// Stops the HTTP server, the actors and the swarm (connections close at once).
     pub async fn shutdown(self) {
+        if let Some(g) = &self.gateway_http {
+            g.stop(false).await;
+        }
         self.http.stop(false).await;
         self.membership.stop();
         self.swarm_task.abort();

@@ -17,6 +17,7 @@ fn config(dir: &Path, role: Role, bootstrap: Vec<String>) -> NodeConfig {
     cfg.network.heartbeat_interval_ms = 200;
     cfg.network.gossip_heartbeat_ms = 100;
     cfg.http.listen = "127.0.0.1:0".into();
+    cfg.gateway.listen = "127.0.0.1:0".into();
     cfg
 }
 
@@ -108,6 +109,7 @@ async fn one_hundred_bad_messages_are_all_rejected_and_counted_without_harm() {
             queue_depth: 0,
             latency_us: 0,
             roster_digest: String::new(),
+            ..Default::default()
         });
         sent.push((heartbeat.clone(), Envelope::seal(&rogue_id, &hb).to_bytes(), Reject::Replay));
     }

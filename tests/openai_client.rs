@@ -101,6 +101,8 @@ fn official_openai_client_gets_plain_streamed_and_error_answers_from_a_gateway_a
         .arg(API_KEY)
         .arg(MODEL)
         .args(["--concurrent", "50"])
+        .arg("--kill-miner-mid-stream")
+        .arg(miners.iter().map(|m| m.dir.display().to_string()).collect::<Vec<_>>().join(","))
         .output()
         .unwrap_or_else(|e| panic!("cannot run {} (run `make setup`): {e}", python().display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -117,6 +119,15 @@ fn official_openai_client_gets_plain_streamed_and_error_answers_from_a_gateway_a
     let answers = seen["concurrent"].as_array().expect("concurrent answers");
     assert_eq!(answers.len(), 50);
     assert!(seen["chat"]["text"].as_str().is_some_and(|t| !t.trim().is_empty()), "{seen}");
+    let receipt_ids: std::collections::HashSet<&str> = answers.iter().filter_map(|a| a["receipt"].as_str()).collect();
+    assert_eq!(receipt_ids.len(), 50, "each concurrent answer names its own receipt");
+    // The streamed answer whose miner was SIGKILLed mid-stream still finished.
+    let killed = &seen["killed_mid_stream"];
+    assert!(matches!(killed["finish_reason"].as_str(), Some("stop" | "length")), "{killed}");
+    // Exactly one receipt per answered request (chat, stream, completion, 50 concurrent, the
+    // story that moved miners), none for refused ones.
+    let status = get_json(&format!("http://{}/status", gateway.http)).expect("gateway status");
+    assert_eq!(status["counters"]["receipts"], 54, "receipts on the gateway: {}", status["counters"]);
     drop(miners);
 }
 

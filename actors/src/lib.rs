@@ -4,26 +4,34 @@
 //! [`start_membership`] and talks to them only through [`Inbox`] (network events in) and
 //! [`MembershipHandle`] (queries), so the actor framework could be swapped.
 
+pub mod distributor;
 pub mod economics;
 pub mod identity;
+pub mod load;
 pub mod membership;
 pub mod messages;
 pub mod metrics;
+pub mod miner;
 pub mod network_message;
 pub mod protocol;
+pub mod receipt;
 pub mod roster;
+pub mod routing;
+pub mod seal;
 pub mod store;
 pub mod task;
+pub mod task_wire;
 
 use std::sync::Arc;
 
 use actix::{Actor, Addr, Recipient};
 
+pub use brainmesh_models as models;
 pub use identity::Identity;
 pub use membership::MembershipConfig;
 pub use messages::RosterSnapshot;
 pub use metrics::Metrics;
-pub use network_message::{NetworkError, NetworkInfo, NetworkMessage, NetworkSender};
+pub use network_message::{NetworkError, NetworkInfo, NetworkMessage, NetworkSender, Proto};
 pub use protocol::Reject;
 
 /// Where the swarm task delivers events. Holds actix `Recipient`s but exposes plain async
@@ -31,13 +39,16 @@ pub use protocol::Reject;
 #[derive(Clone)]
 pub struct Inbox {
     gossip: Recipient<messages::GossipIn>,
+    receipts: Recipient<messages::GossipIn>,
     sync: Recipient<messages::SyncIn>,
-    peers: Recipient<messages::PeerEvent>,
+    peers: Vec<Recipient<messages::PeerEvent>>,
+    assign: Option<Recipient<messages::TaskIn>>,
+    chunks: Option<Recipient<messages::TaskIn>>,
     metrics: Metrics,
 }
 
 impl Inbox {
-    /// Hands a gossip message to its actor; `Ok` means accept (forward), `Err` reject.
+    /// Hands a gossip message to the actor of its topic; `Ok` means accept (forward), `Err` reject.
     pub async fn gossip(
         &self,
         topic: String,
@@ -45,15 +56,37 @@ impl Inbox {
         propagation_source: String,
         data: Vec<u8>,
     ) -> Result<(), Reject> {
-        self.gossip
-            .send(messages::GossipIn { topic, source, propagation_source, data })
-            .await
-            .unwrap_or(Err(Reject::Malformed))
+        let to = match protocol::TopicKind::parse(&topic) {
+            Some((protocol::TopicKind::Receipts, _)) => &self.receipts,
+            _ => &self.gossip,
+        };
+        to.send(messages::GossipIn { topic, source, propagation_source, data }).await.unwrap_or(Err(Reject::Malformed))
     }
 
-    /// Hands an inbound request to its actor and returns the response bytes.
+    /// Hands an inbound roster-sync request to its actor and returns the response bytes.
     pub async fn request(&self, peer: String, data: Vec<u8>) -> Vec<u8> {
         self.sync.send(messages::SyncIn { peer, data }).await.unwrap_or_default()
+    }
+
+    /// Routes a task-protocol request (assignments to the miner, chunks to the distributor).
+    pub async fn task_request(&self, peer: String, data: Vec<u8>) -> Vec<u8> {
+        #[derive(serde::Deserialize)]
+        struct Tag {
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        let to = match serde_json::from_slice::<Tag>(&data).map(|t| t.kind) {
+            Ok(k) if k == "assign" => self.assign.as_ref(),
+            Ok(k) if k == "chunk" => self.chunks.as_ref(),
+            _ => {
+                self.metrics.reject(Reject::Malformed);
+                return task_wire::Ack::stop("malformed task message").to_bytes();
+            }
+        };
+        match to {
+            Some(r) => r.send(messages::TaskIn { peer, data }).await.unwrap_or_default(),
+            None => task_wire::Ack::stop("this peer does not play that role").to_bytes(),
+        }
     }
 
     pub fn peer_connected(&self, peer: String) {
@@ -69,8 +102,10 @@ impl Inbox {
     }
 
     fn peer_event(&self, ev: messages::PeerEvent) {
-        if self.peers.try_send(ev).is_err() {
-            tracing::debug!("membership mailbox full: peer event dropped");
+        for p in &self.peers {
+            if p.try_send(ev.clone()).is_err() {
+                tracing::debug!("mailbox full: peer event dropped");
+            }
         }
     }
 
@@ -101,21 +136,147 @@ impl MembershipHandle {
     }
 }
 
-/// Starts the membership actor on the current actix arbiter. Must be called from within an
-/// actix system (`actix_rt::System`).
-pub fn start_membership(
+/// What to run on this node besides membership.
+pub struct ActorsConfig {
+    pub membership: MembershipConfig,
+    /// Miner role: its configuration and the loaded model.
+    pub miner: Option<(miner::MinerConfig, models::Model)>,
+    /// Gateway role: the distributor.
+    pub distributor: Option<distributor::DistributorConfig>,
+}
+
+/// The started actors of one node.
+pub struct NodeActors {
+    pub inbox: Inbox,
+    pub membership: MembershipHandle,
+    pub tasks: Option<DistributorHandle>,
+    pub receipts: receipt::ReceiptStore,
+}
+
+/// Starts the node's actors on the current actix arbiter. Must be called from within an actix
+/// system (`actix_rt::System`).
+pub fn start_actors(
     id: Arc<Identity>,
-    cfg: MembershipConfig,
-    store: Box<dyn store::RosterStore>,
+    cfg: ActorsConfig,
+    store: store::SledStore,
     net: NetworkSender,
     metrics: Metrics,
-) -> (Inbox, MembershipHandle) {
-    let addr = membership::Membership::new(id, cfg, store, net, metrics.clone()).start();
+) -> Result<NodeActors, store::StoreError> {
+    let receipts = receipt::ReceiptStore::open(store.db())?;
+    let brain = cfg.membership.brain;
+    let load = cfg.miner.as_ref().map(|_| Arc::new(load::LoadReport::default()));
+    let membership_addr =
+        membership::Membership::new(id.clone(), cfg.membership, Box::new(store), net.clone(), metrics.clone(), load.clone())
+            .start();
+    let book = receipt::ReceiptBook::new(brain, receipts.clone(), metrics.clone()).start();
+    let mut peers: Vec<Recipient<messages::PeerEvent>> = vec![membership_addr.clone().recipient()];
+    let assign = match (cfg.miner, load) {
+        (Some((mcfg, model)), Some(load)) => {
+            Some(miner::Miner::new(id.clone(), mcfg, model, net.clone(), load, metrics.clone()).start().recipient())
+        }
+        _ => None,
+    };
+    let membership = MembershipHandle { addr: membership_addr.clone() };
+    let (chunks, tasks) = match cfg.distributor {
+        Some(dcfg) => {
+            let addr = distributor::Distributor::new(id, dcfg, net, receipts.clone(), metrics.clone()).start();
+            peers.push(addr.clone().recipient());
+            (Some(addr.clone().recipient()), Some(DistributorHandle { addr, membership: membership.clone(), brain }))
+        }
+        None => (None, None),
+    };
     let inbox = Inbox {
-        gossip: addr.clone().recipient(),
-        sync: addr.clone().recipient(),
-        peers: addr.clone().recipient(),
+        gossip: membership_addr.clone().recipient(),
+        receipts: book.recipient(),
+        sync: membership_addr.recipient(),
+        peers,
+        assign,
+        chunks,
         metrics,
     };
-    (inbox, MembershipHandle { addr })
+    Ok(NodeActors { inbox, membership, tasks, receipts })
+}
+
+/// The gateway's way into the mesh: implements [`task::TaskService`].
+#[derive(Clone)]
+pub struct DistributorHandle {
+    addr: Addr<distributor::Distributor>,
+    membership: MembershipHandle,
+    brain: u16,
+}
+
+impl DistributorHandle {
+    /// Online, admitted miners of this Brain serving `model`.
+    fn candidates(snap: &RosterSnapshot, brain: u16, model: &str) -> (Vec<routing::Candidate>, bool) {
+        let mut known = false;
+        let mut out = Vec::new();
+        for b in snap.brains.iter().filter(|b| b.brain == brain) {
+            for m in &b.members {
+                let serves = m.serving.iter().any(|s| s.id == model);
+                if serves || m.models.iter().any(|s| s == model) {
+                    known = true;
+                }
+                if !(serves && m.admitted && m.status == roster::Liveness::Online && m.roles.contains(&protocol::Role::Miner)) {
+                    continue;
+                }
+                let Ok(seal_key) = seal::key_from_hex(&m.seal_key) else { continue };
+                out.push(routing::Candidate {
+                    peer_id: m.peer_id.clone(),
+                    seal_key,
+                    queue_depth: m.queue_depth,
+                    latency_us: m.latency_us,
+                    tokens_per_s_milli: m.tokens_per_s_milli,
+                });
+            }
+        }
+        (out, known)
+    }
+}
+
+impl task::TaskService for DistributorHandle {
+    fn submit(
+        &self,
+        spec: task::TaskSpec,
+    ) -> task::BoxFuture<'_, Result<tokio::sync::mpsc::Receiver<task::TaskEvent>, task::TaskError>> {
+        Box::pin(async move {
+            let snap = self.membership.roster().await.ok_or_else(|| task::TaskError::NoMiner(spec.model.clone()))?;
+            let (candidates, known) = Self::candidates(&snap, self.brain, &spec.model);
+            if candidates.is_empty() {
+                return Err(if known {
+                    task::TaskError::NoMiner(spec.model.clone())
+                } else {
+                    task::TaskError::UnknownModel(spec.model.clone())
+                });
+            }
+            let (events, rx) = tokio::sync::mpsc::channel(4096);
+            let task_id = hex::encode(rand::random::<[u8; 12]>());
+            self.addr
+                .send(distributor::StartTask { task_id, spec: spec.clone(), candidates, events })
+                .await
+                .map_err(|_| task::TaskError::NoMiner(spec.model.clone()))?;
+            Ok(rx)
+        })
+    }
+
+    fn models(&self) -> task::BoxFuture<'_, Vec<task::ModelInfo>> {
+        Box::pin(async move {
+            let mut out: std::collections::BTreeMap<String, task::ModelInfo> = Default::default();
+            if let Some(snap) = self.membership.roster().await {
+                for b in snap.brains.iter().filter(|b| b.brain == self.brain) {
+                    for m in b.members.iter().filter(|m| m.admitted && m.status == roster::Liveness::Online) {
+                        for s in &m.serving {
+                            let e = out.entry(s.id.clone()).or_insert_with(|| task::ModelInfo {
+                                id: s.id.clone(),
+                                hash: s.hash.clone(),
+                                context_length: s.context,
+                                miners: 0,
+                            });
+                            e.miners += 1;
+                        }
+                    }
+                }
+            }
+            out.into_values().collect()
+        })
+    }
 }

@@ -8,6 +8,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Identity;
+use crate::load::LoadReport;
 use crate::messages::{GetRoster, GossipIn, PeerEvent, RosterSnapshot, Stop, SyncIn, Tick};
 use crate::metrics::{Metrics, RosterLabel};
 use crate::network_message::NetworkSender;
@@ -49,6 +50,7 @@ pub struct Membership {
     connected: BTreeSet<String>,
     last_sync: HashMap<String, Instant>,
     was_online: BTreeSet<String>,
+    load: Option<Arc<LoadReport>>,
 }
 
 impl Membership {
@@ -58,6 +60,7 @@ impl Membership {
         store: Box<dyn RosterStore>,
         net: NetworkSender,
         metrics: Metrics,
+        load: Option<Arc<LoadReport>>,
     ) -> Self {
         let self_id = id.peer_id().to_string();
         Self {
@@ -73,6 +76,7 @@ impl Membership {
             connected: BTreeSet::new(),
             last_sync: HashMap::new(),
             was_online: BTreeSet::new(),
+            load,
         }
     }
 
@@ -254,9 +258,12 @@ impl Membership {
             seq: self.seq,
             time_ms: now_ms(),
             load_permille: host_load_permille(),
-            queue_depth: 0,
+            queue_depth: self.load.as_ref().map(|l| l.queue_depth()).unwrap_or(0),
             latency_us,
             roster_digest: self.roster.digest(self.cfg.brain),
+            serving: self.load.as_ref().map(|l| l.serving()).unwrap_or_default(),
+            tokens_per_s_milli: self.load.as_ref().map(|l| l.tokens_per_s_milli()).unwrap_or(0),
+            ttft_ms: self.load.as_ref().map(|l| l.ttft_ms()).unwrap_or(0),
         };
         let env = Envelope::seal(&self.id, &Payload::Heartbeat(hb));
         self.net.publish(self.topic(TopicKind::Heartbeat), env.to_bytes());

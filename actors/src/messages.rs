@@ -25,6 +25,14 @@ pub struct SyncIn {
     pub data: Vec<u8>,
 }
 
+/// A request on the task protocol from `peer`; the result is the response bytes.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Vec<u8>")]
+pub struct TaskIn {
+    pub peer: String,
+    pub data: Vec<u8>,
+}
+
 /// Connection and liveness events from the swarm.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]

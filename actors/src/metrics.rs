@@ -36,6 +36,10 @@ pub struct Metrics {
     pub connected_peers: Gauge,
     pub roster: Family<RosterLabel, Gauge>,
     pub sync_requests: Counter,
+    /// Task events by kind: routing choices, failovers, prefix-cache hits and misses.
+    pub tasks: Family<KindLabel, Counter>,
+    /// Prompt tokens whose prefill a miner skipped thanks to its prefix cache.
+    pub prefix_reused_tokens: Counter,
 }
 
 impl Default for Metrics {
@@ -52,6 +56,8 @@ impl Metrics {
         let connected_peers = Gauge::default();
         let roster = Family::<RosterLabel, Gauge>::default();
         let sync_requests = Counter::default();
+        let tasks = Family::<KindLabel, Counter>::default();
+        let prefix_reused_tokens = Counter::default();
         registry.register(
             "messages_rejected",
             "Messages from peers refused, by reason",
@@ -61,6 +67,12 @@ impl Metrics {
         registry.register("connected_peers", "Peers with an open connection", connected_peers.clone());
         registry.register("roster_members", "Brain roster members by role and status", roster.clone());
         registry.register("sync_requests", "Roster sync requests served", sync_requests.clone());
+        registry.register("task_events", "Task events by kind (routing, failover, prefix cache)", tasks.clone());
+        registry.register(
+            "prefix_reused_tokens",
+            "Prompt tokens whose prefill was skipped by the miner's prefix KV cache",
+            prefix_reused_tokens.clone(),
+        );
         // Pre-create every reason so a scrape shows zeros rather than nothing.
         for r in Reject::ALL {
             let _ = rejected.get_or_create(&ReasonLabel { reason: r.label().into() });
@@ -72,7 +84,17 @@ impl Metrics {
             connected_peers,
             roster,
             sync_requests,
+            tasks,
+            prefix_reused_tokens,
         }
+    }
+
+    pub fn task_event(&self, kind: &str) {
+        self.tasks.get_or_create(&KindLabel { kind: kind.into() }).inc();
+    }
+
+    pub fn task_events(&self, kind: &str) -> u64 {
+        self.tasks.get_or_create(&KindLabel { kind: kind.into() }).get()
     }
 
     pub fn reject(&self, reason: Reject) {

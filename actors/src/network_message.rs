@@ -23,6 +23,15 @@ pub enum NetworkError {
     BadPeerId(String),
 }
 
+/// Which request-response protocol a request travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// `/brainmesh/sync/1`: roster sync (small).
+    Sync,
+    /// `/brainmesh/task/1`: task assignment and result chunks.
+    Task,
+}
+
 #[derive(Debug)]
 pub enum NetworkMessage {
     /// Publish bytes on a gossipsub topic (subscribing first if needed).
@@ -30,7 +39,7 @@ pub enum NetworkMessage {
     /// Subscribe to a gossipsub topic.
     Subscribe { topic: String },
     /// Send a request to a peer over request-response and await its answer.
-    Request { peer: String, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, NetworkError>> },
+    Request { proto: Proto, peer: String, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, NetworkError>> },
     /// Ask for the network's own state.
     Info { reply: oneshot::Sender<NetworkInfo> },
     /// Dial an address (bootstrap, tests).
@@ -66,9 +75,19 @@ impl NetworkSender {
         self.tx.send(NetworkMessage::Subscribe { topic }).await.map_err(|_| NetworkError::Stopped)
     }
 
+    /// A roster-sync request.
     pub async fn request(&self, peer: String, data: Vec<u8>) -> Result<Vec<u8>, NetworkError> {
+        self.request_on(Proto::Sync, peer, data).await
+    }
+
+    /// A request on the task protocol.
+    pub async fn task_request(&self, peer: String, data: Vec<u8>) -> Result<Vec<u8>, NetworkError> {
+        self.request_on(Proto::Task, peer, data).await
+    }
+
+    pub async fn request_on(&self, proto: Proto, peer: String, data: Vec<u8>) -> Result<Vec<u8>, NetworkError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(NetworkMessage::Request { peer, data, reply }).await.map_err(|_| NetworkError::Stopped)?;
+        self.tx.send(NetworkMessage::Request { proto, peer, data, reply }).await.map_err(|_| NetworkError::Stopped)?;
         rx.await.map_err(|_| NetworkError::Stopped)?
     }
 

@@ -53,15 +53,17 @@ impl std::str::FromStr for Role {
 pub enum TopicKind {
     Membership,
     Heartbeat,
+    Receipts,
 }
 
 impl TopicKind {
-    pub const ALL: [TopicKind; 2] = [TopicKind::Membership, TopicKind::Heartbeat];
+    pub const ALL: [TopicKind; 3] = [TopicKind::Membership, TopicKind::Heartbeat, TopicKind::Receipts];
 
     pub fn topic(&self, brain: u16) -> String {
         let name = match self {
             TopicKind::Membership => "membership",
             TopicKind::Heartbeat => "heartbeat",
+            TopicKind::Receipts => "receipts",
         };
         format!("brainmesh/v{PROTOCOL_VERSION}/brain/{brain}/{name}")
     }
@@ -74,6 +76,7 @@ impl TopicKind {
         let kind = match name {
             "membership" => TopicKind::Membership,
             "heartbeat" => TopicKind::Heartbeat,
+            "receipts" => TopicKind::Receipts,
             _ => return None,
         };
         Some((kind, brain))
@@ -97,7 +100,7 @@ pub struct Registration {
 }
 
 /// Liveness and load, published every heartbeat interval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub peer_id: String,
     pub brain: u16,
@@ -112,6 +115,23 @@ pub struct Heartbeat {
     pub latency_us: u64,
     /// Digest of the sender's roster, so peers that differ can sync.
     pub roster_digest: String,
+    /// Models a miner has loaded and serves now.
+    #[serde(default)]
+    pub serving: Vec<ModelAd>,
+    /// Smoothed decode speed, milli-tokens per second (miners).
+    #[serde(default)]
+    pub tokens_per_s_milli: u32,
+    /// Smoothed time to first token, ms (miners).
+    #[serde(default)]
+    pub ttft_ms: u32,
+}
+
+/// A model a miner serves: id, content hash of the weights file, context length.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelAd {
+    pub id: String,
+    pub hash: String,
+    pub context: u32,
 }
 
 /// The payloads an envelope can carry.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::protocol::{Envelope, Heartbeat, Registration, Reject, Role, MAX_FUTURE_SKEW_MS};
+use crate::protocol::{Envelope, Heartbeat, ModelAd, Registration, Reject, Role, MAX_FUTURE_SKEW_MS};
 
 /// Per-Brain rules (whitepaper defaults: 256 validators, 1792 miners, fee 100).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +46,9 @@ pub struct Member {
     pub load_permille: u32,
     pub queue_depth: u32,
     pub latency_us: u64,
+    pub serving: Vec<ModelAd>,
+    pub tokens_per_s_milli: u32,
+    pub ttft_ms: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +90,9 @@ pub struct MemberView {
     pub load_permille: u32,
     pub queue_depth: u32,
     pub latency_us: u64,
+    pub serving: Vec<ModelAd>,
+    pub tokens_per_s_milli: u32,
+    pub ttft_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,9 +136,9 @@ impl Roster {
             None if reg.fee < policy.registration_fee => return Err(Reject::FeeTooLow),
             None => Inserted::New,
         };
-        let (last_seen_ms, last_seq, load, queue, lat) = match brain.get(&reg.peer_id) {
-            Some(m) => (m.last_seen_ms, m.last_seq, m.load_permille, m.queue_depth, m.latency_us),
-            None => (None, 0, 0, 0, 0),
+        let (last_seen_ms, last_seq, load, queue, lat, serving, tps, ttft) = match brain.get(&reg.peer_id) {
+            Some(m) => (m.last_seen_ms, m.last_seq, m.load_permille, m.queue_depth, m.latency_us, m.serving.clone(), m.tokens_per_s_milli, m.ttft_ms),
+            None => (None, 0, 0, 0, 0, vec![], 0, 0),
         };
         brain.insert(
             reg.peer_id.clone(),
@@ -146,6 +152,9 @@ impl Roster {
                 load_permille: load,
                 queue_depth: queue,
                 latency_us: lat,
+                serving,
+                tokens_per_s_milli: tps,
+                ttft_ms: ttft,
             },
         );
         self.admit(reg.brain, policy);
@@ -200,6 +209,9 @@ impl Roster {
         m.load_permille = hb.load_permille;
         m.queue_depth = hb.queue_depth;
         m.latency_us = hb.latency_us;
+        m.serving = hb.serving.clone();
+        m.tokens_per_s_milli = hb.tokens_per_s_milli;
+        m.ttft_ms = hb.ttft_ms;
         Ok(Beat::Recorded)
     }
 
@@ -255,6 +267,9 @@ impl Roster {
                         load_permille: m.load_permille,
                         queue_depth: m.queue_depth,
                         latency_us: m.latency_us,
+                        serving: m.serving.clone(),
+                        tokens_per_s_milli: m.tokens_per_s_milli,
+                        ttft_ms: m.ttft_ms,
                     })
                     .collect(),
             })
@@ -373,6 +388,9 @@ mod tests {
             queue_depth: 0,
             latency_us: 0,
             roster_digest: String::new(),
+            serving: vec![],
+            tokens_per_s_milli: 0,
+            ttft_ms: 0,
         };
         assert_eq!(roster.heartbeat(&hb, 1000), Ok(Beat::Recorded));
         assert_eq!(roster.heartbeat(&hb, 1100), Err(Reject::Replay));

@@ -6,6 +6,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::model::Model;
+use crate::prefix::PrefixCache;
 
 /// Generation parameters. `temperature == 0` means greedy.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,9 +218,34 @@ impl Model {
         cfg: &GenerateConfig,
         on_token: &mut dyn FnMut(&TokenEvent) -> bool,
     ) -> Result<Vec<Generation>> {
+        self.generate_inner(prompts, cfg, on_token, None).map(|(g, _)| g)
+    }
+
+    /// Generates for one prompt, reusing the keys/values of the longest prefix it shares with
+    /// a prompt in `prefix` and storing its own afterwards. Returns the generation and the
+    /// number of prompt tokens whose prefill was skipped.
+    pub fn generate_with_prefix_cache(
+        &self,
+        prompt: &[u32],
+        cfg: &GenerateConfig,
+        prefix: &mut PrefixCache,
+        on_token: &mut dyn FnMut(&TokenEvent) -> bool,
+    ) -> Result<(Generation, usize)> {
+        let (mut g, reused) = self.generate_inner(&[prompt.to_vec()], cfg, on_token, Some(prefix))?;
+        let g = g.pop().ok_or_else(|| ModelError::InvalidArgument("no prompt".into()))?;
+        Ok((g, reused))
+    }
+
+    fn generate_inner(
+        &self,
+        prompts: &[Vec<u32>],
+        cfg: &GenerateConfig,
+        on_token: &mut dyn FnMut(&TokenEvent) -> bool,
+        mut prefix: Option<&mut PrefixCache>,
+    ) -> Result<(Vec<Generation>, usize)> {
         cfg.validate()?;
         if prompts.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         for p in prompts {
             self.check_prompt(p.len())?;
@@ -244,7 +270,7 @@ impl Model {
             })
             .collect();
         if cfg.max_new_tokens == 0 {
-            return Ok(finish_all(rows, FinishReason::Length));
+            return Ok((finish_all(rows, FinishReason::Length), 0));
         }
         let mut cache = self.net.new_cache(pads.clone(), capacity)?;
         let mut input: Vec<i64> = Vec::with_capacity(prompts.len() * max_prompt);
@@ -254,10 +280,26 @@ impl Model {
         }
         let b = prompts.len() as i64;
         let mut ids = Tensor::f_from_slice(&input)?.f_view([b, max_prompt as i64])?.f_to_device(device)?;
+        // Prefix cache (single prompt): skip the prefill of the positions it already holds.
+        let mut prefix = if prompts.len() == 1 { prefix.take() } else { None };
+        let mut reused = 0;
+        if let Some(pc) = prefix.as_deref_mut() {
+            reused = pc.restore(&prompts[0], &mut cache)?;
+            if reused > 0 {
+                ids = ids.f_narrow(1, reused as i64, (max_prompt - reused) as i64)?;
+            }
+        }
+        let mut prefilled = false;
         let vocab = self.net.vocab_size();
         let max_stop = cfg.stop.iter().map(String::len).max().unwrap_or(0);
         loop {
             let logits = self.net.forward(&ids, Some(&mut cache), true)?;
+            if !prefilled {
+                prefilled = true;
+                if let Some(pc) = prefix.as_deref_mut() {
+                    pc.store(&prompts[0], &cache)?;
+                }
+            }
             let logits = logits.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?.f_reshape([b, -1])?;
             let mut flat = Vec::<f32>::try_from(&logits.f_contiguous()?.f_view([-1])?)?;
             let width = flat.len() / prompts.len();
@@ -324,7 +366,7 @@ impl Model {
             }
             ids = Tensor::f_from_slice(&next)?.f_view([b, 1])?.f_to_device(device)?;
         }
-        Ok(finish_all(rows, FinishReason::ContextFull))
+        Ok((finish_all(rows, FinishReason::ContextFull), reused))
     }
 }
 

@@ -18,6 +18,7 @@ pub mod gpt2;
 pub mod hf;
 pub mod llama;
 pub mod model;
+pub mod prefix;
 pub mod qmatmul;
 pub mod tokenizer;
 
@@ -25,4 +26,5 @@ pub use device::DevicePref;
 pub use error::{ModelError, Result};
 pub use generate::{FinishReason, GenerateConfig, Generation, TokenEvent};
 pub use model::{LoadOptions, LoadProgress, Model, Network};
+pub use prefix::{PrefixCache, PrefixStats};
 pub use tokenizer::{ChatMessage, ChatTemplate, Tokenizer};

@@ -164,3 +164,29 @@ fn a_hugging_face_llama_directory_saved_by_transformers_loads_and_matches() {
     let g = hf.generate_text("What is the capital of France?", true, &GenerateConfig::greedy(16), &mut |_| true).expect("chat");
     assert!(g.text.contains("Paris"), "{:?}", g.text);
 }
+
+#[test]
+fn a_prefix_cache_hit_skips_the_shared_prefill_and_yields_the_same_greedy_tokens() {
+    use brainmesh_models::PrefixCache;
+    let m = smollm();
+    let system = "You are a helpful assistant who answers questions about geography briefly and precisely. ".repeat(3);
+    let chat = |q: &str| m.tokenizer.chat_template.render(&[
+        brainmesh_models::ChatMessage::new("system", system.clone()),
+        brainmesh_models::ChatMessage::new("user", q.to_string()),
+    ]);
+    let first = m.tokenizer.encode(&chat("What is the capital of France?")).expect("encode");
+    let second = m.tokenizer.encode(&chat("What is the capital of Italy?")).expect("encode");
+    let shared = brainmesh_models::prefix::common_prefix(&first, &second);
+    assert!(shared > 40, "the prompts share their system prompt ({shared} tokens)");
+    let cfg = GenerateConfig::greedy(12);
+    let mut pc = PrefixCache::new(8, 8192, 16);
+    let (_, reused) = m.generate_with_prefix_cache(&first, &cfg, &mut pc, &mut |_| true).expect("first");
+    assert_eq!(reused, 0, "cold cache");
+    let (hot, reused) = m.generate_with_prefix_cache(&second, &cfg, &mut pc, &mut |_| true).expect("second");
+    assert_eq!(reused, shared, "the whole shared prefix comes from the cache");
+    let cold = m.generate(&[second.clone()], &cfg, &mut |_| true).expect("uncached").remove(0);
+    assert_eq!(hot.tokens, cold.tokens, "cached: {:?} uncached: {:?}", hot.text, cold.text);
+    assert!(hot.text.contains("Rome"), "{}", hot.text);
+    let s = pc.stats();
+    assert_eq!((s.lookups, s.hits, s.reused_tokens), (2, 1, shared as u64));
+}

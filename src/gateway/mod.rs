@@ -164,6 +164,9 @@ pub fn serve(state: GatewayState, addr: &str) -> std::io::Result<(SocketAddr, Se
     })
     .workers(1)
     .disable_signals()
+    // A client that closes its side has gone: end the connection (which drops the handler and
+    // with it the task's receiver, cancelling the task) instead of waiting for the answer.
+    .h1_allow_half_closed(false)
     .bind(addr)?;
     let bound = server.addrs().first().copied().ok_or_else(|| std::io::Error::other("no address bound"))?;
     let server = server.run();

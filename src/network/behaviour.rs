@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libp2p::{gossipsub, identify, identity::Keypair, kad, ping, request_response, StreamProtocol};
 
-use super::codec::{BytesCodec, SYNC_PROTOCOL};
+use super::codec::{BytesCodec, SYNC_PROTOCOL, TASK_PROTOCOL};
 
 /// Gossipsub's transmit limit: above our application limit so oversized messages reach the
 /// application, are counted and rejected there (and never forwarded).
@@ -17,6 +17,7 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub sync: request_response::Behaviour<BytesCodec>,
+    pub task: request_response::Behaviour<BytesCodec>,
 }
 
 impl Behaviour {
@@ -48,10 +49,18 @@ impl Behaviour {
         let identify =
             identify::Behaviour::new(identify::Config::new("/brainmesh/id/1.0.0".into(), key.public()));
         let ping = ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5)));
-        let sync = request_response::Behaviour::new(
+        let sync = request_response::Behaviour::with_codec(
+            BytesCodec::sync(),
             [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
         );
-        Ok(Self { gossipsub, kad, identify, ping, sync })
+        let task = request_response::Behaviour::with_codec(
+            BytesCodec::task(),
+            [(TASK_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(30))
+                .with_max_concurrent_streams(1024),
+        );
+        Ok(Self { gossipsub, kad, identify, ping, sync, task })
     }
 }

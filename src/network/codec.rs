@@ -8,11 +8,26 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
 use brainmesh_actors::protocol::{MAX_MESSAGE_BYTES, MAX_SYNC_RESPONSE_BYTES};
+use brainmesh_actors::task_wire::MAX_TASK_BYTES;
 
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/sync/1");
+pub const TASK_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/task/1");
 
-#[derive(Debug, Clone, Default)]
-pub struct BytesCodec;
+/// Length-prefixed blobs with per-direction limits.
+#[derive(Debug, Clone, Copy)]
+pub struct BytesCodec {
+    pub max_request: usize,
+    pub max_response: usize,
+}
+
+impl BytesCodec {
+    pub fn sync() -> Self {
+        Self { max_request: MAX_MESSAGE_BYTES, max_response: MAX_SYNC_RESPONSE_BYTES }
+    }
+    pub fn task() -> Self {
+        Self { max_request: MAX_TASK_BYTES, max_response: MAX_MESSAGE_BYTES }
+    }
+}
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
@@ -41,19 +56,19 @@ impl libp2p::request_response::Codec for BytesCodec {
     type Response = Vec<u8>;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
-        read_frame(io, MAX_MESSAGE_BYTES).await
+        read_frame(io, self.max_request).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
-        read_frame(io, MAX_SYNC_RESPONSE_BYTES).await
+        read_frame(io, self.max_response).await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> io::Result<()> {
-        write_frame(io, &req, MAX_MESSAGE_BYTES).await
+        write_frame(io, &req, self.max_request).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: Vec<u8>) -> io::Result<()> {
-        write_frame(io, &res, MAX_SYNC_RESPONSE_BYTES).await
+        write_frame(io, &res, self.max_response).await
     }
 }
 

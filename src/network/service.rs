@@ -12,7 +12,7 @@ use libp2p::{gossipsub, identify, identity::Keypair, kad, noise, ping, request_r
 use tokio::sync::{mpsc, oneshot};
 
 use brainmesh_actors::protocol::{Reject, MAX_MESSAGE_BYTES};
-use brainmesh_actors::{Inbox, Metrics, NetworkError, NetworkInfo, NetworkMessage, NetworkSender};
+use brainmesh_actors::{Inbox, Metrics, NetworkError, NetworkInfo, NetworkMessage, NetworkSender, Proto};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 
@@ -36,7 +36,7 @@ pub struct NetworkSettings {
 /// Answers from the small per-message tasks back to the loop.
 enum Internal {
     Validation { id: gossipsub::MessageId, source: PeerId, accept: bool },
-    Respond { channel: request_response::ResponseChannel<Vec<u8>>, data: Vec<u8> },
+    Respond { proto: Proto, channel: request_response::ResponseChannel<Vec<u8>>, data: Vec<u8> },
 }
 
 pub struct NetworkService {
@@ -46,7 +46,7 @@ pub struct NetworkService {
     metrics: Metrics,
     internal_tx: mpsc::Sender<Internal>,
     internal_rx: mpsc::Receiver<Internal>,
-    pending: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetworkError>>>,
+    pending: HashMap<(Proto, request_response::OutboundRequestId), oneshot::Sender<Result<Vec<u8>, NetworkError>>>,
     pending_dials: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<(), NetworkError>>>,
     bootstrap: Vec<Multiaddr>,
     max_peers: usize,
@@ -172,10 +172,14 @@ impl NetworkService {
                 }
             }
             NetworkMessage::Subscribe { topic } => self.subscribe(&topic),
-            NetworkMessage::Request { peer, data, reply } => match peer.parse::<PeerId>() {
+            NetworkMessage::Request { proto, peer, data, reply } => match peer.parse::<PeerId>() {
                 Ok(p) => {
-                    let id = self.swarm.behaviour_mut().sync.send_request(&p, data);
-                    self.pending.insert(id, reply);
+                    let b = self.swarm.behaviour_mut();
+                    let id = match proto {
+                        Proto::Sync => b.sync.send_request(&p, data),
+                        Proto::Task => b.task.send_request(&p, data),
+                    };
+                    self.pending.insert((proto, id), reply);
                 }
                 Err(_) => {
                     let _ = reply.send(Err(NetworkError::BadPeerId(peer)));
@@ -222,8 +226,13 @@ impl NetworkService {
                 let acc = if accept { gossipsub::MessageAcceptance::Accept } else { gossipsub::MessageAcceptance::Reject };
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acc);
             }
-            Internal::Respond { channel, data } => {
-                if self.swarm.behaviour_mut().sync.send_response(channel, data).is_err() {
+            Internal::Respond { proto, channel, data } => {
+                let b = self.swarm.behaviour_mut();
+                let sent = match proto {
+                    Proto::Sync => b.sync.send_response(channel, data),
+                    Proto::Task => b.task.send_response(channel, data),
+                };
+                if sent.is_err() {
                     tracing::debug!("response dropped: the requester went away");
                 }
             }
@@ -253,34 +262,8 @@ impl NetworkService {
                     let _ = tx.send(Internal::Validation { id: message_id, source: propagation_source, accept }).await;
                 });
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. })) => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    let inbox = self.inbox.clone();
-                    let tx = self.internal_tx.clone();
-                    tokio::spawn(async move {
-                        let data = inbox.request(peer.to_string(), request).await;
-                        let _ = tx.send(Internal::Respond { channel, data }).await;
-                    });
-                }
-                request_response::Message::Response { request_id, response } => {
-                    if let Some(reply) = self.pending.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, request_id, error, .. })) => {
-                if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Err(NetworkError::RequestFailed { peer: peer.to_string(), reason: error.to_string() }));
-                }
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. })) => {
-                if let request_response::InboundFailure::Io(e) = &error {
-                    if e.kind() == std::io::ErrorKind::InvalidData {
-                        self.metrics.reject(Reject::Oversized);
-                    }
-                }
-                tracing::debug!(%peer, "inbound request failed: {error}");
-            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_request_response(Proto::Sync, ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Task(ev)) => self.on_request_response(Proto::Task, ev),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 for addr in info.listen_addrs {
                     if is_dialable(&addr) {
@@ -330,6 +313,45 @@ impl NetworkService {
             }
             SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
             _ => {}
+        }
+    }
+}
+
+impl NetworkService {
+    fn on_request_response(&mut self, proto: Proto, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let inbox = self.inbox.clone();
+                    let tx = self.internal_tx.clone();
+                    tokio::spawn(async move {
+                        let data = match proto {
+                            Proto::Sync => inbox.request(peer.to_string(), request).await,
+                            Proto::Task => inbox.task_request(peer.to_string(), request).await,
+                        };
+                        let _ = tx.send(Internal::Respond { proto, channel, data }).await;
+                    });
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.pending.remove(&(proto, request_id)) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                if let Some(reply) = self.pending.remove(&(proto, request_id)) {
+                    let _ = reply.send(Err(NetworkError::RequestFailed { peer: peer.to_string(), reason: error.to_string() }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                if let request_response::InboundFailure::Io(e) = &error {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.metrics.reject(Reject::Oversized);
+                    }
+                }
+                tracing::debug!(%peer, "inbound request failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
         }
     }
 }

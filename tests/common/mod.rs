@@ -39,6 +39,7 @@ pub fn start(dir: &Path, bootstrap: Option<&str>, env: &[(&str, &str)]) -> Proc 
         .env("BRAINMESH_NETWORK_HEARTBEAT_INTERVAL_MS", "300")
         .env("BRAINMESH_NETWORK_OFFLINE_AFTER_HEARTBEATS", "4")
         .env("BRAINMESH_NETWORK_GOSSIP_HEARTBEAT_MS", "200")
+        .env("BRAINMESH_GATEWAY_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(dir.join("node.log")).expect("log file")));

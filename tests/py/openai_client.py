@@ -1,10 +1,12 @@
 """Drives a brainmesh gateway with the official `openai` package, as an app developer would.
 
-usage: openai_client.py BASE_URL API_KEY MODEL [--concurrent N]
+usage: openai_client.py BASE_URL API_KEY MODEL [--concurrent N] [--kill-miner-mid-stream DIR,DIR...]
 
 Checks, in order: model listing, a plain chat completion, the same prompt streamed (same greedy
 text, OpenAI's chunk sequence), a text completion, a bad key (401), an unknown model (404), a
-prompt over the context window (400), and N concurrent requests all answered. Prints one JSON
+prompt over the context window (400), and N concurrent requests all answered; with
+--kill-miner-mid-stream (the miners' data dirs, whose node.json names peer id and pid), a
+streamed answer whose miner is killed with SIGKILL mid-stream must still arrive whole. Prints one JSON
 line with what it saw (including each answer's receipt id header) and exits non-zero with a
 message on the first failed check.
 """
@@ -12,6 +14,8 @@ message on the first failed check.
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
 
 import openai
@@ -45,6 +49,7 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--concurrent", type=int, default=50)
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--kill-miner-mid-stream", default="")
     args = ap.parse_args()
     seen = {}
 
@@ -129,6 +134,31 @@ def main():
     for a in answers:
         check(a["finish_reason"] in ("stop", "length") and a["completion_tokens"] >= 1, f"bad answer {a}")
     seen["concurrent"] = answers
+
+    if args.kill_miner_mid_stream:
+        pids = {}
+        for d in args.kill_miner_mid_stream.split(","):
+            with open(os.path.join(d, "node.json")) as f:
+                nj = json.load(f)
+            pids[nj["peer_id"]] = nj["pid"]
+        story = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
+        raw = client.chat.completions.with_raw_response.create(model=args.model, messages=story, max_tokens=64,
+                                                               temperature=0, stream=True)
+        serving = raw.headers.get("x-brainmesh-miner")
+        check(serving in pids, f"x-brainmesh-miner {serving!r} is not one of the miners {list(pids)}")
+        text, finish, killed, chunks = "", None, False, 0
+        for c in raw.parse():
+            chunks += 1
+            if c.choices:
+                text += c.choices[0].delta.content or ""
+                finish = c.choices[0].finish_reason or finish
+            if not killed and len(text) > 20:
+                os.kill(pids[serving], signal.SIGKILL)
+                killed = True
+        check(killed, f"the answer ended before its miner could be killed: {text!r}")
+        check(finish in ("stop", "length"), f"the stream did not finish after the kill: {finish!r}, text {text!r}")
+        check(len(text) > 40, f"the answer after the kill is too short: {text!r}")
+        seen["killed_mid_stream"] = {"miner": serving, "text": text, "finish_reason": finish, "chunks": chunks}
 
     print(json.dumps(seen))
 

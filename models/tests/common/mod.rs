@@ -19,9 +19,7 @@ pub fn cache_dir() -> PathBuf {
 }
 
 pub fn python() -> PathBuf {
-    std::env::var_os("BRAINMESH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
+    std::env::var_os("BRAINMESH_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"))
 }
 
 pub fn smollm_gguf() -> PathBuf {
@@ -81,9 +79,5 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 pub fn to_u32(t: &Tensor) -> Vec<u32> {
-    Vec::<i64>::try_from(&t.to_kind(tch::Kind::Int64).view([-1]))
-        .expect("ids")
-        .into_iter()
-        .map(|v| v as u32)
-        .collect()
+    Vec::<i64>::try_from(&t.to_kind(tch::Kind::Int64).view([-1])).expect("ids").into_iter().map(|v| v as u32).collect()
 }

@@ -1,0 +1,339 @@
+//! The Miner actor: holds the Brain's model on a dedicated inference thread, opens sealed
+//! assignments, streams sealed tokens back to the gateway and signs a receipt at the end.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use brainmesh_models::{FinishReason, GenerateConfig, Model, PrefixCache};
+use tokio::sync::mpsc;
+
+use crate::identity::Identity;
+use crate::load::LoadReport;
+use crate::messages::TaskIn;
+use crate::metrics::Metrics;
+use crate::network_message::NetworkSender;
+use crate::protocol::{now_ms, ModelAd};
+use crate::receipt::Receipt;
+use crate::seal::{key_from_hex, TaskKeys};
+use crate::task::{Finish, Prompt, TaskError};
+use crate::task_wire::{Ack, AssignBody, ChunkBody, DoneBody, SealedAssign, SealedChunk, TaskWire, MAX_TASK_BYTES};
+
+#[derive(Debug, Clone)]
+pub struct MinerConfig {
+    pub brain: u16,
+    pub model_id: String,
+    /// sha256 of the model file (hex).
+    pub model_hash: String,
+    /// Tasks waiting beyond this are refused (the gateway tries another miner).
+    pub max_queue: u32,
+    pub genesis_ms: u64,
+    pub block_time_ms: u64,
+    /// Prompt positions the prefix KV cache may hold (0 turns it off).
+    pub prefix_cache_tokens: usize,
+}
+
+enum WorkerEvent {
+    Prompt(u32),
+    Token { id: u32, text: String },
+    Done { finish: Finish, completion_tokens: u32 },
+    Error(TaskError),
+}
+
+struct Job {
+    body: AssignBody,
+    cancel: Arc<AtomicBool>,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+}
+
+pub struct Miner {
+    id: Arc<Identity>,
+    cfg: MinerConfig,
+    jobs: std::sync::mpsc::Sender<Job>,
+    queued: Arc<AtomicU32>,
+    net: NetworkSender,
+}
+
+impl Miner {
+    /// Moves `model` onto its own inference thread and returns the actor (not yet started).
+    pub fn new(
+        id: Arc<Identity>,
+        cfg: MinerConfig,
+        model: Model,
+        net: NetworkSender,
+        load: Arc<LoadReport>,
+        metrics: Metrics,
+    ) -> Self {
+        let context = model.net.context_length() as u32;
+        load.set_serving(vec![ModelAd { id: cfg.model_id.clone(), hash: cfg.model_hash.clone(), context }]);
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let queued = Arc::new(AtomicU32::new(0));
+        let q = queued.clone();
+        let prefix = PrefixCache::new(PREFIX_ENTRIES, cfg.prefix_cache_tokens, PREFIX_MIN_MATCH);
+        let spawned = std::thread::Builder::new()
+            .name("brainmesh-inference".into())
+            .spawn(move || worker(model, rx, q, load, prefix, metrics));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the inference thread: {e}");
+        }
+        Self { id, cfg, jobs: tx, queued, net }
+    }
+
+    fn assign(&mut self, gateway: String, data: &[u8]) -> Ack {
+        if data.len() > MAX_TASK_BYTES {
+            return Ack::stop("assignment too large");
+        }
+        let sealed = match serde_json::from_slice::<TaskWire>(data) {
+            Ok(TaskWire::Assign(a)) => a,
+            _ => return Ack::stop("malformed assignment"),
+        };
+        let SealedAssign { task_id, attempt, eph, nonce, ct } = sealed;
+        let (Ok(eph), Some(nonce), Some(ct)) = (
+            key_from_hex(&eph),
+            hex::decode(&nonce).ok().and_then(|n| <[u8; 12]>::try_from(n).ok()),
+            hex::decode(&ct).ok(),
+        ) else {
+            return Ack::stop("malformed assignment");
+        };
+        let keys = TaskKeys::for_miner(&self.id.seal_secret(), &eph, &task_id);
+        let Ok(plain) = keys.open_request(&nonce, &ct) else { return Ack::stop("cannot open the sealed task") };
+        let Ok(body) = serde_json::from_slice::<AssignBody>(&plain) else { return Ack::stop("malformed task") };
+        if body.task_id != task_id {
+            return Ack::stop("task id mismatch");
+        }
+        if body.model != self.cfg.model_id {
+            return Ack::stop(format!("this miner serves `{}`, not `{}`", self.cfg.model_id, body.model));
+        }
+        if self.queued.load(Ordering::Relaxed) >= self.cfg.max_queue {
+            return Ack::stop("queue full");
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (etx, erx) = mpsc::unbounded_channel();
+        let pump = Pump {
+            net: self.net.clone(),
+            id: self.id.clone(),
+            cfg: self.cfg.clone(),
+            gateway,
+            task_id,
+            attempt,
+            keys: Arc::new(keys),
+            cancel: cancel.clone(),
+            account: body.account.clone(),
+            started_ms: now_ms(),
+        };
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.jobs.send(Job { body, cancel, events: etx }).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Ack::stop("inference thread stopped");
+        }
+        tokio::spawn(pump.run(erx));
+        Ack::ok()
+    }
+}
+
+impl Actor for Miner {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        tracing::info!(model = %self.cfg.model_id, hash = %self.cfg.model_hash, "miner ready");
+    }
+}
+
+impl Handler<TaskIn> for Miner {
+    type Result = Vec<u8>;
+    fn handle(&mut self, msg: TaskIn, _ctx: &mut Self::Context) -> Vec<u8> {
+        let ack = self.assign(msg.peer, &msg.data);
+        if let Some(e) = &ack.error {
+            tracing::debug!("assignment refused: {e}");
+        }
+        ack.to_bytes()
+    }
+}
+
+/// Sends one task's tokens to the gateway as sealed chunks, coalescing whatever accumulated
+/// during the previous round trip; stops the generation when the gateway says so.
+struct Pump {
+    net: NetworkSender,
+    id: Arc<Identity>,
+    cfg: MinerConfig,
+    gateway: String,
+    task_id: String,
+    attempt: u32,
+    keys: Arc<TaskKeys>,
+    cancel: Arc<AtomicBool>,
+    account: String,
+    started_ms: u64,
+}
+
+impl Pump {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<WorkerEvent>) {
+        let mut seq = 0u64;
+        let mut prompt_tokens = 0u32;
+        while let Some(first) = rx.recv().await {
+            let mut chunk = ChunkBody::default();
+            let mut finished = self.apply(first, &mut chunk, &mut prompt_tokens);
+            while !finished {
+                match rx.try_recv() {
+                    Ok(ev) => finished = self.apply(ev, &mut chunk, &mut prompt_tokens),
+                    Err(_) => break,
+                }
+            }
+            let plain = serde_json::to_vec(&chunk).unwrap_or_default();
+            let wire = TaskWire::Chunk(SealedChunk {
+                task_id: self.task_id.clone(),
+                attempt: self.attempt,
+                seq,
+                ct: hex::encode(self.keys.seal_chunk(seq, &plain)),
+            });
+            seq += 1;
+            let ack = self.net.task_request(self.gateway.clone(), serde_json::to_vec(&wire).unwrap_or_default()).await;
+            let go_on = matches!(ack.as_deref().map(serde_json::from_slice::<Ack>), Ok(Ok(Ack { cont: true, .. })));
+            if !go_on {
+                tracing::debug!(task = %self.task_id, "gateway stopped the task");
+                self.cancel.store(true, Ordering::Relaxed);
+                return;
+            }
+            if finished {
+                return;
+            }
+        }
+    }
+
+    /// Folds one worker event into the chunk; true when the task is over.
+    fn apply(&self, ev: WorkerEvent, chunk: &mut ChunkBody, prompt_tokens: &mut u32) -> bool {
+        match ev {
+            WorkerEvent::Prompt(n) => {
+                *prompt_tokens = n;
+                chunk.prompt_tokens = Some(n);
+                false
+            }
+            WorkerEvent::Token { id, text } => {
+                chunk.tokens.push(id);
+                chunk.text.push_str(&text);
+                false
+            }
+            WorkerEvent::Done { finish, completion_tokens } => {
+                let receipt = Receipt {
+                    task_id: self.task_id.clone(),
+                    brain: self.cfg.brain,
+                    model: self.cfg.model_id.clone(),
+                    model_hash: self.cfg.model_hash.clone(),
+                    miner: self.id.peer_id().to_string(),
+                    gateway: self.gateway.clone(),
+                    account: self.account.clone(),
+                    prompt_tokens: *prompt_tokens,
+                    completion_tokens,
+                    compute_units: u64::from(*prompt_tokens) + u64::from(completion_tokens),
+                    block_height: now_ms().saturating_sub(self.cfg.genesis_ms) / self.cfg.block_time_ms.max(1),
+                    proof_digest: String::new(),
+                    started_ms: self.started_ms,
+                    finished_ms: now_ms(),
+                };
+                let (body, sig) = receipt.sign_as_miner(&self.id);
+                chunk.done = Some(DoneBody { finish, completion_tokens, receipt: body, miner_sig: sig });
+                true
+            }
+            WorkerEvent::Error(e) => {
+                chunk.error = Some(e);
+                true
+            }
+        }
+    }
+}
+
+/// Prompts the prefix cache keeps at most.
+const PREFIX_ENTRIES: usize = 32;
+/// Shared prompt tokens below which a cached prefix is not worth the copy.
+const PREFIX_MIN_MATCH: usize = 16;
+
+/// The inference thread: one task at a time, in arrival order.
+fn worker(
+    model: Model,
+    rx: std::sync::mpsc::Receiver<Job>,
+    queued: Arc<AtomicU32>,
+    load: Arc<LoadReport>,
+    mut prefix: PrefixCache,
+    metrics: Metrics,
+) {
+    while let Ok(job) = rx.recv() {
+        let left = queued.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        load.set_queue_depth(left);
+        if job.cancel.load(Ordering::Relaxed) {
+            continue;
+        }
+        run_job(&model, job, &load, &mut prefix, &metrics);
+        load.set_queue_depth(queued.load(Ordering::Relaxed));
+    }
+}
+
+fn run_job(model: &Model, job: Job, load: &LoadReport, prefix: &mut PrefixCache, metrics: &Metrics) {
+    let Job { body, cancel, events } = job;
+    let text = match &body.prompt {
+        Prompt::Chat(msgs) => {
+            let msgs: Vec<brainmesh_models::ChatMessage> =
+                msgs.iter().map(|m| brainmesh_models::ChatMessage::new(m.role.clone(), m.content.clone())).collect();
+            model.tokenizer.chat_template.render(&msgs)
+        }
+        Prompt::Text(t) => t.clone(),
+    };
+    let mut ids = match model.tokenizer.encode(&text) {
+        Ok(ids) => ids,
+        Err(e) => {
+            let _ = events.send(WorkerEvent::Error(TaskError::InvalidRequest(e.to_string())));
+            return;
+        }
+    };
+    ids.extend_from_slice(&body.resume_tokens);
+    let context = model.net.context_length() as u32;
+    let n = ids.len() as u32;
+    if n == 0 || n >= context {
+        let _ = events.send(WorkerEvent::Error(if n == 0 {
+            TaskError::InvalidRequest("empty prompt".into())
+        } else {
+            TaskError::PromptTooLong { prompt_tokens: n, context }
+        }));
+        return;
+    }
+    let _ = events.send(WorkerEvent::Prompt(n));
+    let s = &body.sampling;
+    let remaining = s.max_tokens.saturating_sub(body.resume_tokens.len() as u32);
+    let cfg = GenerateConfig {
+        max_new_tokens: remaining as usize,
+        temperature: s.temperature,
+        top_k: s.top_k.map(|k| k as usize),
+        top_p: s.top_p,
+        seed: s.seed.unwrap_or(0),
+        repetition_penalty: s.repetition_penalty.unwrap_or(1.0),
+        stop: s.stop.clone(),
+        ignore_eos: false,
+    };
+    let t0 = Instant::now();
+    let mut first: Option<f64> = None;
+    let mut on_token = |ev: &brainmesh_models::TokenEvent| {
+        if first.is_none() {
+            first = Some(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        let _ = events.send(WorkerEvent::Token { id: ev.token_id, text: ev.text.to_string() });
+        !cancel.load(Ordering::Relaxed)
+    };
+    match model.generate_with_prefix_cache(&ids, &cfg, prefix, &mut on_token) {
+        Ok((g, reused)) => {
+            metrics.task_event(if reused > 0 { "prefix_hit" } else { "prefix_miss" });
+            metrics.prefix_reused_tokens.inc_by(reused as u64);
+            let finish = match g.finish {
+                FinishReason::Cancelled => return,
+                FinishReason::Eos | FinishReason::StopSequence => Finish::Stop,
+                FinishReason::Length | FinishReason::ContextFull => Finish::Length,
+            };
+            let secs = t0.elapsed().as_secs_f64();
+            let ttft = first.unwrap_or(secs * 1000.0);
+            let decode_secs = (secs - ttft / 1000.0).max(1e-6);
+            load.record_task(g.tokens.len().saturating_sub(1) as f64 / decode_secs, ttft);
+            let _ = events.send(WorkerEvent::Done { finish, completion_tokens: g.tokens.len() as u32 });
+        }
+        Err(e) => {
+            let _ = events.send(WorkerEvent::Error(TaskError::InvalidRequest(e.to_string())));
+        }
+    }
+}

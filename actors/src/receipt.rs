@@ -1,0 +1,257 @@
+//! Receipts: what a completed task cost, signed by the miner that did it and countersigned by
+//! the gateway that paid for it. Stored in sled keyed by task id (one receipt per task, never
+//! two) and published on the Brain's receipts topic.
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::identity::Identity;
+use crate::messages::GossipIn;
+use crate::metrics::Metrics;
+use crate::protocol::{Reject, TopicKind, MAX_MESSAGE_BYTES};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub task_id: String,
+    pub brain: u16,
+    pub model: String,
+    pub model_hash: String,
+    pub miner: String,
+    pub gateway: String,
+    pub account: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// One unit per prompt or completion token; priced per 1k by the ledger.
+    pub compute_units: u64,
+    pub block_height: u64,
+    /// Digest of the proof-of-inference codes (filled by the audit work; empty until then).
+    pub proof_digest: String,
+    pub started_ms: u64,
+    pub finished_ms: u64,
+}
+
+/// `miner_sig` is over `body`; `gateway_sig` over `body || miner_sig`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReceipt {
+    pub body: String,
+    pub miner_sig: String,
+    pub gateway_sig: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    #[error("receipt is not well formed")]
+    Malformed,
+    #[error("miner signature does not verify")]
+    BadMinerSignature,
+    #[error("gateway signature does not verify")]
+    BadGatewaySignature,
+}
+
+/// The ed25519 public key inlined in an ed25519 peer id.
+pub fn public_key_of(peer_id: &str) -> Option<[u8; 32]> {
+    let pid: libp2p_identity::PeerId = peer_id.parse().ok()?;
+    let mh = pid.as_ref();
+    if mh.code() != 0 {
+        return None; // not an identity multihash
+    }
+    let pk = libp2p_identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    let ed = pk.try_into_ed25519().ok()?;
+    Some(ed.to_bytes())
+}
+
+fn verify(peer_id: &str, msg: &[u8], sig_hex: &str) -> bool {
+    let Some(pk) = public_key_of(peer_id) else { return false };
+    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&pk) else { return false };
+    let Some(sig) = hex::decode(sig_hex).ok().and_then(|v| <[u8; 64]>::try_from(v).ok()) else { return false };
+    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()
+}
+
+impl Receipt {
+    pub fn body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Miner side: sign the body.
+    pub fn sign_as_miner(&self, miner: &Identity) -> (String, String) {
+        let body = self.body();
+        let sig = hex::encode(miner.sign(body.as_bytes()));
+        (body, sig)
+    }
+}
+
+impl SignedReceipt {
+    /// Gateway side: check the miner's signature, then countersign.
+    pub fn countersign(body: String, miner_sig: String, gateway: &Identity) -> Result<(Self, Receipt), ReceiptError> {
+        let r: Receipt = serde_json::from_str(&body).map_err(|_| ReceiptError::Malformed)?;
+        if !verify(&r.miner, body.as_bytes(), &miner_sig) {
+            return Err(ReceiptError::BadMinerSignature);
+        }
+        let mut msg = body.clone().into_bytes();
+        msg.extend_from_slice(miner_sig.as_bytes());
+        let gateway_sig = hex::encode(gateway.sign(&msg));
+        Ok((Self { body, miner_sig, gateway_sig }, r))
+    }
+
+    /// Anyone: both signatures against the peer ids named in the receipt.
+    pub fn verify(&self) -> Result<Receipt, ReceiptError> {
+        let r: Receipt = serde_json::from_str(&self.body).map_err(|_| ReceiptError::Malformed)?;
+        if !verify(&r.miner, self.body.as_bytes(), &self.miner_sig) {
+            return Err(ReceiptError::BadMinerSignature);
+        }
+        let mut msg = self.body.clone().into_bytes();
+        msg.extend_from_slice(self.miner_sig.as_bytes());
+        if !verify(&r.gateway, &msg, &self.gateway_sig) {
+            return Err(ReceiptError::BadGatewaySignature);
+        }
+        Ok(r)
+    }
+
+    /// Content id: hex sha256 of body and both signatures (first 16 bytes).
+    pub fn id(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.body.as_bytes());
+        h.update(self.miner_sig.as_bytes());
+        h.update(self.gateway_sig.as_bytes());
+        hex::encode(&h.finalize()[..16])
+    }
+}
+
+/// sled tree of receipts keyed by task id.
+#[derive(Clone)]
+pub struct ReceiptStore {
+    tree: sled::Tree,
+}
+
+impl ReceiptStore {
+    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(Self { tree: db.open_tree("receipts")? })
+    }
+
+    /// Stores the receipt unless one for the same task exists. Returns true if it was new.
+    pub fn insert(&self, task_id: &str, r: &SignedReceipt) -> Result<bool, sled::Error> {
+        let bytes = serde_json::to_vec(r).unwrap_or_default();
+        let res = self.tree.compare_and_swap(task_id.as_bytes(), None as Option<&[u8]>, Some(bytes))?;
+        self.tree.flush()?;
+        Ok(res.is_ok())
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    pub fn all(&self) -> Vec<SignedReceipt> {
+        self.tree.iter().values().filter_map(|v| v.ok()).filter_map(|v| serde_json::from_slice(&v).ok()).collect()
+    }
+}
+
+/// Keeps every valid receipt seen on the Brain's receipts topic.
+pub struct ReceiptBook {
+    brain: u16,
+    store: ReceiptStore,
+    metrics: Metrics,
+}
+
+impl ReceiptBook {
+    pub fn new(brain: u16, store: ReceiptStore, metrics: Metrics) -> Self {
+        Self { brain, store, metrics }
+    }
+}
+
+impl Actor for ReceiptBook {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<GossipIn> for ReceiptBook {
+    type Result = Result<(), Reject>;
+
+    fn handle(&mut self, msg: GossipIn, _ctx: &mut Self::Context) -> Self::Result {
+        let res = (|| {
+            if msg.data.len() > MAX_MESSAGE_BYTES {
+                return Err(Reject::Oversized);
+            }
+            if TopicKind::parse(&msg.topic) != Some((TopicKind::Receipts, self.brain)) {
+                return Err(Reject::WrongTopic);
+            }
+            let sr: SignedReceipt = serde_json::from_slice(&msg.data).map_err(|_| Reject::Malformed)?;
+            let r = sr.verify().map_err(|e| match e {
+                ReceiptError::Malformed => Reject::Malformed,
+                _ => Reject::BadSignature,
+            })?;
+            // Only the gateway that countersigned may publish it.
+            if msg.source.as_deref() != Some(r.gateway.as_str()) {
+                return Err(Reject::IdentityMismatch);
+            }
+            if r.brain != self.brain {
+                return Err(Reject::WrongTopic);
+            }
+            let _ = self.store.insert(&r.task_id, &sr);
+            self.metrics.accept("receipt");
+            Ok(())
+        })();
+        if let Err(r) = res {
+            self.metrics.reject(r);
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(miner: &Identity, gateway: &Identity) -> Receipt {
+        Receipt {
+            task_id: "t1".into(),
+            brain: 1,
+            model: "m".into(),
+            model_hash: "h".into(),
+            miner: miner.peer_id().to_string(),
+            gateway: gateway.peer_id().to_string(),
+            account: "dev".into(),
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            compute_units: 15,
+            block_height: 3,
+            proof_digest: String::new(),
+            started_ms: 1,
+            finished_ms: 2,
+        }
+    }
+
+    #[test]
+    fn countersigned_receipt_verifies_and_tampering_is_caught() {
+        let (m, g) = (Identity::generate(), Identity::generate());
+        assert_eq!(public_key_of(&m.peer_id().to_string()), Some(m.public_key_bytes()));
+        let (body, msig) = receipt(&m, &g).sign_as_miner(&m);
+        let (sr, r) = SignedReceipt::countersign(body, msig, &g).unwrap();
+        assert_eq!(r.completion_tokens, 5);
+        assert_eq!(sr.verify().unwrap(), r);
+        let mut bad = sr.clone();
+        bad.body = bad.body.replace("\"completion_tokens\":5", "\"completion_tokens\":500");
+        assert_eq!(bad.verify(), Err(ReceiptError::BadMinerSignature));
+        // A gateway cannot countersign a receipt the miner did not sign.
+        let forged = receipt(&m, &g).body();
+        assert!(SignedReceipt::countersign(forged, hex::encode([0u8; 64]), &g).is_err());
+    }
+
+    #[test]
+    fn store_keeps_one_receipt_per_task() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let s = ReceiptStore::open(&db).unwrap();
+        let (m, g) = (Identity::generate(), Identity::generate());
+        let (body, msig) = receipt(&m, &g).sign_as_miner(&m);
+        let (sr, _) = SignedReceipt::countersign(body, msig, &g).unwrap();
+        assert!(s.insert("t1", &sr).unwrap());
+        assert!(!s.insert("t1", &sr).unwrap());
+        assert_eq!(s.len(), 1);
+    }
+}
