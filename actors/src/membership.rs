@@ -195,6 +195,10 @@ impl Membership {
                     return Err(Reject::WrongTopic);
                 }
                 let beat = self.roster.heartbeat(&hb, now)?;
+                if beat == Beat::Stale {
+                    self.metrics.accept("heartbeat_stale");
+                    return Ok(None);
+                }
                 self.metrics.accept("heartbeat");
                 if beat == Beat::Recorded && hb.roster_digest != self.roster.digest(self.cfg.brain) {
                     return Ok(Some(Beat::UnknownPeer));

@@ -11,6 +11,10 @@ use sha2::{Digest, Sha256};
 
 use crate::protocol::{Envelope, Heartbeat, ModelAd, Registration, Reject, Role, MAX_FUTURE_SKEW_MS};
 
+/// Heartbeat sequence numbers are the sender's clock in ms (strictly increasing). One that is
+/// older than the newest seen by at most this much is a late gossip delivery, not a replay.
+pub const STALE_HEARTBEAT_WINDOW_MS: u64 = 30_000;
+
 /// Per-Brain rules (whitepaper defaults: 256 validators, 1792 miners, fee 100).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrainPolicy {
@@ -70,6 +74,10 @@ pub enum Inserted {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Beat {
     Recorded,
+    /// Older than the newest heartbeat seen from that peer, but only by a gossip delay (the
+    /// sequence numbers are millisecond clocks, at most [`STALE_HEARTBEAT_WINDOW_MS`] apart):
+    /// gossip delivered it late. Ignored, not counted as an attack.
+    Stale,
     /// From a peer we hold no registration for: worth a roster sync.
     UnknownPeer,
 }
@@ -201,6 +209,9 @@ impl Roster {
         let Some(m) = self.brains.get_mut(&hb.brain).and_then(|b| b.get_mut(&hb.peer_id)) else {
             return Ok(Beat::UnknownPeer);
         };
+        if hb.seq < m.last_seq && m.last_seq - hb.seq <= STALE_HEARTBEAT_WINDOW_MS {
+            return Ok(Beat::Stale);
+        }
         if hb.seq <= m.last_seq {
             return Err(Reject::Replay);
         }
@@ -397,5 +408,23 @@ mod tests {
         let m = roster.get(1, &pid).unwrap();
         assert_eq!(Roster::liveness(m, "me", 1500, 1000), Liveness::Online);
         assert_eq!(Roster::liveness(m, "me", 2001, 1000), Liveness::Offline);
+    }
+
+    #[test]
+    fn a_heartbeat_delivered_late_by_gossip_is_stale_but_an_old_one_is_a_replay() {
+        let policy = BrainPolicy::default();
+        let mut roster = Roster::new();
+        let a = Identity::generate();
+        let (e, r) = record(&a, vec![Role::Miner], 100, 1);
+        let pid = r.peer_id.clone();
+        roster.insert(e, r, &policy, 10).unwrap();
+        let t = 1_800_000_000_000u64;
+        let hb = |seq: u64| Heartbeat { peer_id: pid.clone(), brain: 1, seq, time_ms: seq, ..Default::default() };
+        assert_eq!(roster.heartbeat(&hb(t), t), Ok(Beat::Recorded));
+        assert_eq!(roster.heartbeat(&hb(t - 300), t), Ok(Beat::Stale), "300 ms late: gossip");
+        assert_eq!(roster.get(1, &pid).unwrap().last_seq, t, "a stale beat changes nothing");
+        assert_eq!(roster.heartbeat(&hb(t), t), Err(Reject::Replay), "the same beat again");
+        assert_eq!(roster.heartbeat(&hb(5), t), Err(Reject::Replay), "a made-up old sequence number");
+        assert_eq!(roster.heartbeat(&hb(t - STALE_HEARTBEAT_WINDOW_MS - 1), t), Err(Reject::Replay));
     }
 }
