@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use brainmesh_models::{DevicePref, GenerateConfig, LoadOptions, LoadProgress, Model, TokenEvent};
+use brainmesh_actors::models::{DevicePref, GenerateConfig, LoadOptions, LoadProgress, Model, TokenEvent};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Generate text with a local model (GGUF file or Hugging Face directory).

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod cmd_generate;
+
 use brainmesh::config::{self, NodeConfig};
 use brainmesh::node::{Node, NodeFile, NODE_FILE};
 use brainmesh_actors::protocol::Role;
@@ -25,6 +27,8 @@ enum Cmd {
     Node(NodeArgs),
     /// Ask a running peer for its state.
     Status(StatusArgs),
+    /// Run a model locally (GGUF file or Hugging Face directory) and print tokens as they come.
+    Generate(cmd_generate::GenerateArgs),
 }
 
 #[derive(Args)]
@@ -82,6 +86,7 @@ fn main() -> Result<()> {
         Cmd::Init(a) => init(a),
         Cmd::Node(a) => node(a),
         Cmd::Status(a) => status(a),
+        Cmd::Generate(a) => cmd_generate::run(&a),
     }
 }
 
