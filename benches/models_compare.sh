@@ -24,7 +24,11 @@ while [ $# -gt 0 ]; do
     --model) MODEL="$2"; shift 2;;
     --setup-llama-cpp)
       python3 -m venv "$BENCH_VENV"
-      CMAKE_ARGS="-DGGML_NATIVE=ON" "$BENCH_VENV/bin/pip" install -q llama-cpp-python==0.3.36
+      # Every x86 SIMD level this kind of machine has (AVX2, FMA, F16C, AVX-512, VNNI) but no AMX:
+      # with -march=native ggml's AMX matmul segfaults here (the VM lists amx_* but tile data is
+      # not usable), so the build names its instruction sets instead of GGML_NATIVE.
+      CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
+        "$BENCH_VENV/bin/pip" install -q --force-reinstall --no-deps --no-cache-dir llama-cpp-python==0.3.36
       echo "llama-cpp-python installed in $BENCH_VENV"; exit 0;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
@@ -46,7 +50,11 @@ echo "model: $MODEL; $PROMPT-token prompt, $NEW new tokens, greedy, $THREADS thr
 "$PY" -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))['prompt_ids']))" "$OUT/brainmesh.json" > "$OUT/ids.json"
 "$PY" "$ROOT/benches/models_hf.py" "$MODEL" "$OUT/ids.json" "$THREADS" "$NEW" "$REPS" 2>/dev/null | tail -1 > "$OUT/transformers.json"
 if [ -x "$BENCH_VENV/bin/python" ] && "$BENCH_VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
-  "$BENCH_VENV/bin/python" "$ROOT/benches/models_llamacpp.py" "$MODEL" "$OUT/ids.json" "$THREADS" "$NEW" "$REPS" 2>/dev/null | tail -1 > "$OUT/llamacpp.json"
+  if ! "$BENCH_VENV/bin/python" "$ROOT/benches/models_llamacpp.py" "$MODEL" "$OUT/ids.json" "$THREADS" "$NEW" "$REPS" > "$OUT/llamacpp.out" 2> "$OUT/llamacpp.err"; then
+    echo "(llama.cpp failed: $(tail -3 "$OUT/llamacpp.err"))" >&2
+  else
+    tail -1 "$OUT/llamacpp.out" > "$OUT/llamacpp.json"
+  fi
 else
   echo "(llama.cpp skipped: run benches/models_compare.sh --setup-llama-cpp first)" >&2
 fi

@@ -9,6 +9,7 @@ import statistics
 import sys
 import time
 
+import numpy as np
 from llama_cpp import Llama
 
 
@@ -27,7 +28,9 @@ def main() -> None:
         prefill.append(time.perf_counter() - t)
         t = time.perf_counter()
         for _ in range(n_new):
-            tok = llm.sample(temp=0.0)
+            # Greedy from the last position's logits (`Llama.sample` crashes in 0.3.36 without a
+            # sampler chain; argmax is what greedy decoding is).
+            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
             llm.eval([tok])
         decode.append(n_new / (time.perf_counter() - t))
     print(json.dumps({
