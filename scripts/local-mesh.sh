@@ -30,7 +30,7 @@ brainmesh local mesh is up (Ctrl-C to stop):
   OpenAI API http://127.0.0.1:8080/v1   (API key: sk-local-dev, model: smollm2-135m-instruct)
              curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Authorization: Bearer sk-local-dev' \\
                -H 'Content-Type: application/json' \\
-               -d '{"model":"smollm2-135m-instruct","messages":[{"role":"user","content":"What is the capital of France?"}]}'
+               -d '{"model":"smollm2-135m-instruct","temperature":0,"messages":[{"role":"user","content":"What is the capital of France?"}]}'
              (or any OpenAI client with base_url=http://127.0.0.1:8080/v1)
   gateway    http://127.0.0.1:9100/status   metrics: http://127.0.0.1:9100/metrics
   miner1     http://127.0.0.1:9101/status
