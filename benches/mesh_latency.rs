@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use brainmesh::config::{template_for, NodeConfig};
+use brainmesh::config::{loopback, NodeConfig};
 use brainmesh::Node;
 use brainmesh_actors::models::{ChatMessage as MChat, GenerateConfig, LoadOptions, Model};
 use brainmesh_actors::protocol::Role;
@@ -40,13 +40,9 @@ fn smollm() -> PathBuf {
 }
 
 fn config(dir: &Path, role: Role, bootstrap: Vec<String>, prefix_tokens: usize) -> NodeConfig {
-    let mut cfg: NodeConfig = toml::from_str(&template_for(role, dir)).expect("template");
-    cfg.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    cfg.network.bootstrap = bootstrap;
+    let mut cfg = loopback(role, dir, bootstrap).expect("template");
     cfg.network.heartbeat_interval_ms = 500;
     cfg.network.offline_after_heartbeats = 20;
-    cfg.http.listen = "127.0.0.1:0".into();
-    cfg.gateway.listen = "127.0.0.1:0".into();
     cfg.miner.model = smollm();
     cfg.miner.threads = 1;
     cfg.miner.device = "cpu".into();

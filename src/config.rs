@@ -331,6 +331,19 @@ pub fn template_for(role: Role, data_dir: &Path) -> String {
         + "\n"
 }
 
+/// A role's template for a peer on 127.0.0.1 with ephemeral ports everywhere (libp2p, status
+/// HTTP, gateway API) joining through `bootstrap`: what in-process tests, benches and
+/// simulations start from.
+pub fn loopback(role: Role, data_dir: &Path, bootstrap: Vec<String>) -> Result<NodeConfig, ConfigError> {
+    let mut cfg: NodeConfig = toml::from_str(&template_for(role, data_dir))
+        .map_err(|e| ConfigError::Invalid(format!("the {role:?} template: {e}")))?;
+    cfg.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    cfg.network.bootstrap = bootstrap;
+    cfg.http.listen = "127.0.0.1:0".into();
+    cfg.gateway.listen = "127.0.0.1:0".into();
+    Ok(cfg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,19 +5,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use brainmesh::config::{template_for, NodeConfig};
+use brainmesh::config::{loopback, NodeConfig};
 use brainmesh::Node;
 use brainmesh_actors::protocol::{now_ms, Envelope, Heartbeat, Payload, Registration, Role, SyncRequest, TopicKind};
 use brainmesh_actors::{Identity, Reject};
 
 fn config(dir: &Path, role: Role, bootstrap: Vec<String>) -> NodeConfig {
-    let mut cfg: NodeConfig = toml::from_str(&template_for(role, dir)).unwrap();
-    cfg.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    cfg.network.bootstrap = bootstrap;
+    let mut cfg = loopback(role, dir, bootstrap).unwrap();
     cfg.network.heartbeat_interval_ms = 200;
     cfg.network.gossip_heartbeat_ms = 100;
-    cfg.http.listen = "127.0.0.1:0".into();
-    cfg.gateway.listen = "127.0.0.1:0".into();
     cfg
 }
 
