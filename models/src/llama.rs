@@ -8,7 +8,7 @@ use tch::{Device, Kind, Tensor};
 use crate::cache::{attention, KvCache, Step};
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
-use crate::qmatmul::QMatrix;
+use crate::qmatmul::{KernelPool, QMatrix};
 
 /// Decode steps with at most this many rows (batch × new tokens) use the quantized kernels.
 const QKERNEL_MAX_ROWS: i64 = 4;
@@ -21,7 +21,7 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn forward(&self, x: &Tensor, pool: Option<&rayon::ThreadPool>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, pool: Option<&KernelPool>) -> Result<Tensor> {
         if let (Some(q), Some(pool)) = (&self.q, pool) {
             let mut shape = x.size();
             let n = x.numel() as i64 / q.cols as i64;
@@ -48,6 +48,23 @@ pub struct Weight {
 impl From<Tensor> for Weight {
     fn from(dense: Tensor) -> Self {
         Weight { dense, quant: None }
+    }
+}
+
+/// Sets LibTorch's intra-op thread count and restores the previous one when dropped.
+struct TorchThreads(i32);
+
+impl TorchThreads {
+    fn set(n: i32) -> Self {
+        let prev = tch::get_num_threads();
+        tch::set_num_threads(n);
+        TorchThreads(prev)
+    }
+}
+
+impl Drop for TorchThreads {
+    fn drop(&mut self) {
+        tch::set_num_threads(self.0);
     }
 }
 
@@ -198,7 +215,7 @@ pub struct Llama {
     norm: Tensor,
     lm_head: Linear,
     /// Threads for the quantized decode kernels (CPU, f32, quantized weights only).
-    qpool: Option<Arc<rayon::ThreadPool>>,
+    qpool: Option<Arc<KernelPool>>,
     cos: Tensor,
     sin: Tensor,
     device: Device,
@@ -293,11 +310,7 @@ impl Llama {
         let any_q = lm_head.q.is_some() || layers.iter().any(|l| l.wqkv.q.is_some());
         let qpool = if any_q {
             let threads = tch::get_num_threads().max(1) as usize;
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("brainmesh-qmm-{i}"))
-                .build()
-                .map_err(|e| ModelError::InvalidArgument(format!("thread pool: {e}")))?;
+            let pool = KernelPool::new(threads).map_err(|e| ModelError::InvalidArgument(format!("kernel threads: {e}")))?;
             Some(Arc::new(pool))
         } else {
             None
@@ -381,6 +394,14 @@ impl Llama {
     /// Returns logits `[B, T, V]`, or `[B, 1, V]` for the last position when `last_only`.
     pub fn forward(&self, ids: &Tensor, mut cache: Option<&mut KvCache>, last_only: bool) -> Result<Tensor> {
         let (b, t) = ids.size2()?;
+        // A decode step runs its matmuls on the quantized kernels' own threads; LibTorch's
+        // remaining ops are tiny then, and an OpenMP team left spinning after one of them would
+        // take a core from the kernels (measured: 43% of a 2-thread decode spent in libgomp's
+        // spin-wait). LibTorch runs single-threaded for the step and gets its count back after.
+        let _torch_threads = match &self.qpool {
+            Some(pool) if b * t <= QKERNEL_MAX_ROWS && pool.threads() > 1 => Some(TorchThreads::set(1)),
+            _ => None,
+        };
         let step = match cache.as_deref() {
             Some(c) => c.step(t as usize)?,
             None => Step::causal(b as usize, t as usize, self.device)?,
