@@ -69,6 +69,9 @@ pub struct MinerSection {
     /// Prompt positions the prefix KV cache keeps (about 46 KB each for SmolLM2-135M in fp32);
     /// 0 turns it off.
     pub prefix_cache_tokens: usize,
+    /// Encrypted mode: a head directory (`head.json` + `head.safetensors`, for example
+    /// `models/assets/fhe-head`) this miner evaluates on clients' TFHE ciphertexts; empty: none.
+    pub fhe_head: PathBuf,
 }
 
 impl Default for MinerSection {
@@ -80,6 +83,7 @@ impl Default for MinerSection {
             threads: 0,
             max_queue: 64,
             prefix_cache_tokens: 4096,
+            fhe_head: PathBuf::new(),
         }
     }
 }

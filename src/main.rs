@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 mod cmd_generate;
+mod cmd_private;
 
 use brainmesh::config::{self, NodeConfig};
 use brainmesh::node::{Node, NodeFile, NODE_FILE};
@@ -29,6 +30,10 @@ enum Cmd {
     Status(StatusArgs),
     /// Run a model locally (GGUF file or Hugging Face directory) and print tokens as they come.
     Generate(cmd_generate::GenerateArgs),
+    /// Encrypted mode: queries only this process can read, evaluated by a Brain's miner on
+    /// TFHE ciphertexts.
+    #[command(subcommand)]
+    Private(cmd_private::PrivateCmd),
 }
 
 #[derive(Args)]
@@ -87,6 +92,7 @@ fn main() -> Result<()> {
         Cmd::Node(a) => node(a),
         Cmd::Status(a) => status(a),
         Cmd::Generate(a) => cmd_generate::run(&a),
+        Cmd::Private(c) => cmd_private::run(&c),
     }
 }
 

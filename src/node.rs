@@ -161,6 +161,16 @@ impl Node {
         } else {
             None
         };
+        let fhe = if is(Role::Miner) && !cfg.miner.fhe_head.as_os_str().is_empty() {
+            let dir = &cfg.miner.fhe_head;
+            let head = brainmesh_actors::models::fhe::QuantizedHead::load(dir)
+                .map_err(|e| NodeError::Model { path: dir.clone(), message: e.to_string() })?;
+            models.push(brainmesh_actors::fhe_client::head_model_entry(&head.head_id()));
+            tracing::info!(head = %head.head_id(), dir = %dir.display(), "serving an encrypted head");
+            Some(head)
+        } else {
+            None
+        };
         let distributor = is(Role::Gateway).then(|| DistributorConfig {
             brain: cfg.brain,
             chunk_timeout: Duration::from_millis(cfg.tasks.chunk_timeout_ms),
@@ -181,7 +191,7 @@ impl Node {
         };
         let actors = brainmesh_actors::start_actors(
             id.clone(),
-            ActorsConfig { membership: mcfg, miner, distributor },
+            ActorsConfig { membership: mcfg, miner, distributor, fhe },
             store,
             net.clone(),
             metrics.clone(),

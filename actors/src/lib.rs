@@ -6,6 +6,9 @@
 
 pub mod distributor;
 pub mod economics;
+pub mod fhe_client;
+pub mod fhe_service;
+pub mod fhe_wire;
 pub mod identity;
 pub mod load;
 pub mod membership;
@@ -44,6 +47,7 @@ pub struct Inbox {
     peers: Vec<Recipient<messages::PeerEvent>>,
     assign: Option<Recipient<messages::TaskIn>>,
     chunks: Option<Recipient<messages::TaskIn>>,
+    fhe: Option<Recipient<messages::FheIn>>,
     metrics: Metrics,
 }
 
@@ -86,6 +90,18 @@ impl Inbox {
         match to {
             Some(r) => r.send(messages::TaskIn { peer, data }).await.unwrap_or_default(),
             None => task_wire::Ack::stop("this peer does not play that role").to_bytes(),
+        }
+    }
+
+    /// Hands an encrypted-mode request to the head's service (if this peer serves one).
+    pub async fn fhe_request(&self, peer: String, data: Vec<u8>) -> Vec<u8> {
+        use fhe_wire::{FheFail, FheReply};
+        match &self.fhe {
+            Some(r) => r
+                .send(messages::FheIn { peer, data })
+                .await
+                .unwrap_or_else(|_| FheReply::error(FheFail::Busy, "encrypted-mode service stopped").to_bytes()),
+            None => FheReply::error(FheFail::NotServed, "this peer serves no encrypted head").to_bytes(),
         }
     }
 
@@ -143,6 +159,8 @@ pub struct ActorsConfig {
     pub miner: Option<(miner::MinerConfig, models::Model)>,
     /// Gateway role: the distributor.
     pub distributor: Option<distributor::DistributorConfig>,
+    /// Miner role with `miner.fhe_head`: the encrypted head it serves.
+    pub fhe: Option<models::fhe::QuantizedHead>,
 }
 
 /// The started actors of one node.
@@ -185,6 +203,16 @@ pub fn start_actors(
         }
         None => (None, None),
     };
+    let fhe = match cfg.fhe {
+        Some(head) => match fhe_service::FheService::new(head, metrics.clone()) {
+            Ok(s) => Some(s.start().recipient()),
+            Err(e) => {
+                tracing::error!("encrypted head not served: {e}");
+                None
+            }
+        },
+        None => None,
+    };
     let inbox = Inbox {
         gossip: membership_addr.clone().recipient(),
         receipts: book.recipient(),
@@ -192,6 +220,7 @@ pub fn start_actors(
         peers,
         assign,
         chunks,
+        fhe,
         metrics,
     };
     Ok(NodeActors { inbox, membership, tasks, receipts })

@@ -112,6 +112,11 @@ impl Membership {
 
     /// Creates (or keeps) this peer's own registration and announces it.
     fn register_self(&mut self) {
+        if self.cfg.roles.is_empty() {
+            // An observer (a client such as `brainmesh private classify`): it reads the roster
+            // and never registers or heartbeats.
+            return;
+        }
         let existing = self.roster.get(self.cfg.brain, &self.self_id).map(|m| m.registration.clone());
         let wanted_seal = hex::encode(self.id.seal_public());
         let keep = existing.as_ref().is_some_and(|r| {
@@ -250,6 +255,9 @@ impl Membership {
     }
 
     fn heartbeat(&mut self) {
+        if self.cfg.roles.is_empty() {
+            return;
+        }
         self.seq = (self.seq + 1).max(now_ms());
         let latency_us = if self.rtts.is_empty() {
             0

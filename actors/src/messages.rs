@@ -33,6 +33,14 @@ pub struct TaskIn {
     pub data: Vec<u8>,
 }
 
+/// A request on the encrypted-mode protocol from `peer`; the result is the response bytes.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Vec<u8>")]
+pub struct FheIn {
+    pub peer: String,
+    pub data: Vec<u8>,
+}
+
 /// Connection and liveness events from the swarm.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]

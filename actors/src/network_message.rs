@@ -30,6 +30,8 @@ pub enum Proto {
     Sync,
     /// `/brainmesh/task/1`: task assignment and result chunks.
     Task,
+    /// `/brainmesh/fhe/1`: encrypted-mode head description, key upload, classification.
+    Fhe,
 }
 
 #[derive(Debug)]
@@ -83,6 +85,11 @@ impl NetworkSender {
     /// A request on the task protocol.
     pub async fn task_request(&self, peer: String, data: Vec<u8>) -> Result<Vec<u8>, NetworkError> {
         self.request_on(Proto::Task, peer, data).await
+    }
+
+    /// A request on the encrypted-mode protocol.
+    pub async fn fhe_request(&self, peer: String, data: Vec<u8>) -> Result<Vec<u8>, NetworkError> {
+        self.request_on(Proto::Fhe, peer, data).await
     }
 
     pub async fn request_on(&self, proto: Proto, peer: String, data: Vec<u8>) -> Result<Vec<u8>, NetworkError> {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libp2p::{gossipsub, identify, identity::Keypair, kad, ping, request_response, StreamProtocol};
 
-use super::codec::{BytesCodec, SYNC_PROTOCOL, TASK_PROTOCOL};
+use super::codec::{BytesCodec, FHE_PROTOCOL, SYNC_PROTOCOL, TASK_PROTOCOL};
 
 /// Gossipsub's transmit limit: above our application limit so oversized messages reach the
 /// application, are counted and rejected there (and never forwarded).
@@ -18,6 +18,7 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub sync: request_response::Behaviour<BytesCodec>,
     pub task: request_response::Behaviour<BytesCodec>,
+    pub fhe: request_response::Behaviour<BytesCodec>,
 }
 
 impl Behaviour {
@@ -61,6 +62,13 @@ impl Behaviour {
                 .with_request_timeout(Duration::from_secs(30))
                 .with_max_concurrent_streams(1024),
         );
-        Ok(Self { gossipsub, kad, identify, ping, sync, task })
+        // Encrypted mode: a key chunk per request; a classification takes seconds of miner CPU,
+        // longer when it waits behind a key being decompressed.
+        let fhe = request_response::Behaviour::with_codec(
+            BytesCodec::fhe(),
+            [(FHE_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(300)),
+        );
+        Ok(Self { gossipsub, kad, identify, ping, sync, task, fhe })
     }
 }

@@ -8,10 +8,12 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
 use brainmesh_actors::protocol::{MAX_MESSAGE_BYTES, MAX_SYNC_RESPONSE_BYTES};
+use brainmesh_actors::fhe_wire::{MAX_FHE_REQUEST_BYTES, MAX_FHE_RESPONSE_BYTES};
 use brainmesh_actors::task_wire::MAX_TASK_BYTES;
 
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/sync/1");
 pub const TASK_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/task/1");
+pub const FHE_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/fhe/1");
 
 /// Length-prefixed blobs with per-direction limits.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +28,9 @@ impl BytesCodec {
     }
     pub fn task() -> Self {
         Self { max_request: MAX_TASK_BYTES, max_response: MAX_MESSAGE_BYTES }
+    }
+    pub fn fhe() -> Self {
+        Self { max_request: MAX_FHE_REQUEST_BYTES, max_response: MAX_FHE_RESPONSE_BYTES }
     }
 }
 
