@@ -37,6 +37,9 @@ brainmesh local mesh is up (Ctrl-C to stop):
   miner2     http://127.0.0.1:9102/status
   validator  http://127.0.0.1:9103/status
   CLI:       $BIN status --http 127.0.0.1:9100
+  encrypted: $BIN private classify --brain 1 --config configs/local-mesh/miner2.toml \\
+               --text "Fellow, come from the throng; look upon Caesar."
+             (miner1 serves the demo head; the first query makes keys and uploads ~116 MiB)
   logs:      data/local-mesh/*.log     data: data/local-mesh/<peer>/ (identity, sled roster)
 TXT
 "$BIN" status --http 127.0.0.1:9100 | grep -E '"(peer_id|status|registration)"' | head -12 || true

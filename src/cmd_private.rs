@@ -128,7 +128,18 @@ async fn classify_on(node: &Node, a: &ClassifyArgs, embedder: MiniLm) -> Result<
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let spec = fhe_client::describe(&node.net, &offer).await?;
+    // The roster can name the miner before Kademlia has its address: retry dialling until the
+    // deadline.
+    let spec = loop {
+        match fhe_client::describe(&node.net, &offer).await {
+            Ok(s) => break s,
+            Err(fhe_client::PrivateError::Network(e)) if Instant::now() < deadline => {
+                tracing::debug!("miner {} not reachable yet: {e}", offer.peer);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let params = FheParams::from_name(&spec.params)?;
     let keys = client_keys(&keys_dir(a), params, a.json)?;
     let classifier = PrivateClassifier::new(spec, offer.head_id.clone(), keys, Some(embedder))?;

@@ -1,6 +1,6 @@
 //! Encrypted mode through the mesh with the real binary: a `brainmesh node` miner serving the
-//! committed encrypted head (`models/assets/fhe-head`), and `brainmesh private classify` joining
-//! it as an observer peer over 127.0.0.1. The first query uploads the client's ≈116 MB
+//! committed encrypted head (`models/assets/fhe-head`), a validator as the bootstrap peer, and
+//! `brainmesh private classify` joining through the validator as an observer peer over 127.0.0.1. The first query uploads the client's ≈116 MB
 //! compressed server key in 2 MiB chunks over `/brainmesh/fhe/1`; the second finds it cached
 //! and uploads only its ≈3 KB of ciphertexts. The decrypted logits are checked against the
 //! plaintext reference computed here from the head's weights on the client's own codes.
@@ -38,6 +38,11 @@ fn private_classify_uploads_the_key_once_and_decrypts_logits_equal_to_the_plaint
     let head = QuantizedHead::load(&head_dir).expect("committed head");
     let model = smollm_gguf().to_string_lossy().to_string();
     let head_path = head_dir.to_string_lossy().to_string();
+    // The client joins through a validator, not the miner: it must find the miner from the
+    // Brain's roster and reach it over the mesh.
+    let vdir = root.path().join("validator");
+    init(&vdir, "validator");
+    let validator = start(&vdir, None, &[]);
     let dir = root.path().join("miner");
     init(&dir, "miner");
     let env = [
@@ -46,13 +51,13 @@ fn private_classify_uploads_the_key_once_and_decrypts_logits_equal_to_the_plaint
         ("BRAINMESH_MINER_THREADS", "1"),
         ("BRAINMESH_MINER_FHE_HEAD", head_path.as_str()),
     ];
-    let miner = start(&dir, None, &env);
+    let miner = start(&dir, Some(&validator.addr), &env);
     let brain = miner.status().and_then(|s| s["brain"].as_u64()).expect("miner status names its brain").to_string();
     let keys = root.path().join("keys");
     let keys_s = keys.to_string_lossy().to_string();
 
     let text = "Fellow, come from the throng; look upon Caesar.";
-    let args = ["--brain", &brain, "--text", text, "--bootstrap", &miner.addr, "--keys", &keys_s, "--json", "--timeout-s", "60"];
+    let args = ["--brain", &brain, "--text", text, "--bootstrap", &validator.addr, "--keys", &keys_s, "--json", "--timeout-s", "60"];
     let (ok, stdout, stderr) = classify(&args);
     assert!(ok, "private classify failed:\n{stderr}\nminer log:\n{}", std::fs::read_to_string(dir.join("node.log")).unwrap_or_default());
     let first: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");

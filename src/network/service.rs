@@ -296,6 +296,12 @@ impl NetworkService {
                     self.metrics.connected_peers.set(self.swarm.connected_peers().count() as i64);
                     self.inbox.peer_connected(peer_id.to_string());
                     tracing::debug!(peer = %peer_id, "connected");
+                    // The first connection (usually a bootstrap peer): look the mesh up now
+                    // rather than at the next 30 s tick, so peers named in the roster can be
+                    // dialled by id (a client reaching a miner it only knows from the roster).
+                    if self.swarm.connected_peers().count() == 1 {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
