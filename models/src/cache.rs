@@ -30,11 +30,24 @@ impl KvCache {
         device: Device,
         kind: Kind,
     ) -> Result<Self> {
+        Self::with_heads(&vec![kv_heads; layers], head_dim, pad, capacity, device, kind)
+    }
+
+    /// A cache whose layers hold different numbers of key/value heads (pruned models).
+    pub fn with_heads(
+        kv_heads: &[usize],
+        head_dim: usize,
+        pad: Vec<usize>,
+        capacity: usize,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Self> {
         let b = pad.len() as i64;
-        let shape = [b, kv_heads as i64, capacity as i64, head_dim as i64];
+        let layers = kv_heads.len();
         let mut k = Vec::with_capacity(layers);
         let mut v = Vec::with_capacity(layers);
-        for _ in 0..layers {
+        for &h in kv_heads {
+            let shape = [b, h as i64, capacity as i64, head_dim as i64];
             k.push(Tensor::f_zeros(shape, (kind, device))?);
             v.push(Tensor::f_zeros(shape, (kind, device))?);
         }
@@ -134,19 +147,30 @@ pub(crate) fn attention(
     cache: Option<&mut KvCache>,
     layer: usize,
     step: &Step,
+    kv_index: Option<&Tensor>,
+    head_mask: Option<&Tensor>,
 ) -> Tensor {
     let (b, h, t, hd) = q.size4().unwrap_or((0, 0, 0, 0));
-    let gqa = k.size()[1] != h;
+    // Unequal groups (a pruned layer): give every query head its own copy of its key/value head.
+    let expand = |x: Tensor| match kv_index {
+        Some(i) => x.index_select(1, i),
+        None => x,
+    };
+    let gqa = kv_index.is_none() && k.size()[1] != h;
     let out = match cache {
         Some(c) => {
             let total = (step.start + step.t) as i64;
             c.k[layer].narrow(2, step.start as i64, step.t as i64).copy_(k);
             c.v[layer].narrow(2, step.start as i64, step.t as i64).copy_(v);
-            let keys = c.k[layer].narrow(2, 0, total);
-            let vals = c.v[layer].narrow(2, 0, total);
+            let keys = expand(c.k[layer].narrow(2, 0, total));
+            let vals = expand(c.v[layer].narrow(2, 0, total));
             sdpa(q, &keys, &vals, &step.mask, gqa)
         }
-        None => sdpa(q, k, v, &step.mask, gqa),
+        None => sdpa(q, &expand(k.shallow_clone()), &expand(v.shallow_clone()), &step.mask, gqa),
+    };
+    let out = match head_mask {
+        Some(m) => out * m.view([1, h, 1, 1]),
+        None => out,
     };
     out.transpose(1, 2).reshape([b, t, h * hd])
 }

@@ -243,7 +243,7 @@ impl Gpt2 {
             let qkv = h.matmul(&blk.attn_w) + &blk.attn_b;
             let heads = |i: i64| qkv.narrow(-1, i * d, d).view([b, t, nh, hd]).transpose(1, 2);
             let (q, k, v) = (heads(0), heads(1), heads(2));
-            let a = attention(&q, &k, &v, cache.as_deref_mut(), li, &step);
+            let a = attention(&q, &k, &v, cache.as_deref_mut(), li, &step, None, None);
             x = x + a.matmul(&blk.proj_w) + &blk.proj_b;
             let h = x.layer_norm([d], Some(&blk.ln2_w), Some(&blk.ln2_b), eps, false);
             let m = self.act(&(h.matmul(&blk.fc_w) + &blk.fc_b));

@@ -83,6 +83,7 @@ impl SafeTensorFiles {
             Dtype::F64 => Kind::Double,
             Dtype::I64 => Kind::Int64,
             Dtype::I32 => Kind::Int,
+            Dtype::U8 => Kind::Uint8,
             other => {
                 return Err(ModelError::UnsupportedTensorType { name: name.into(), kind: format!("{other:?}") })
             }

@@ -21,6 +21,7 @@ pub mod model;
 pub mod prefix;
 pub mod kernel_pool;
 pub mod qmatmul;
+pub mod squeeze;
 pub mod tokenizer;
 
 pub use device::DevicePref;

@@ -45,6 +45,18 @@ pub struct Weight {
     pub quant: Option<QMatrix>,
 }
 
+impl Weight {
+    /// A weight known only by its groups: rows and columns are fixed later against the shape
+    /// the model expects ([`Llama::load`] reshapes it), so it is kept as one long row here.
+    pub fn grouped(name: &str, kind: crate::gguf::GgmlType, quants: Vec<u8>, scale: Vec<f32>, offset: Vec<f32>) -> Result<Self> {
+        let cols = scale.len() * 32;
+        let q = QMatrix::from_parts(kind, 1, cols, quants, scale, offset)
+            .ok_or_else(|| ModelError::ShapeMismatch { name: name.into(), actual: vec![], expected: vec![] })?;
+        let dense = Tensor::f_from_slice(&q.dequantize())?;
+        Ok(Weight { dense, quant: Some(q) })
+    }
+}
+
 impl From<Tensor> for Weight {
     fn from(dense: Tensor) -> Self {
         Weight { dense, quant: None }
@@ -69,7 +81,7 @@ impl Drop for TorchThreads {
 }
 
 /// Hyper-parameters, named as in a Hugging Face `config.json`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 pub struct LlamaConfig {
     pub vocab_size: usize,
     pub hidden_size: usize,
@@ -92,6 +104,15 @@ pub struct LlamaConfig {
     pub bos_token_id: Option<u32>,
     #[serde(default)]
     pub eos_token_id: Option<u32>,
+    /// brainmesh extension, written by `brainmesh squeeze` after head pruning: per layer, for
+    /// each query head kept, the index of the (kept) key/value head it reads. Absent: every
+    /// layer has `num_attention_heads` query and `num_key_value_heads` key/value heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brainmesh_heads: Option<Vec<Vec<usize>>>,
+    /// brainmesh extension: the whitepaper's §5.1 activation squeezing applied to the input
+    /// of every linear layer (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brainmesh_act_squeeze: Option<crate::squeeze::ActSqueeze>,
 }
 
 fn default_theta() -> f64 {
@@ -108,6 +129,25 @@ impl LlamaConfig {
     pub fn kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
+    /// Query heads and key/value heads of layer `i`.
+    pub fn layer_heads(&self, i: usize) -> (usize, usize) {
+        match self.brainmesh_heads.as_ref().and_then(|h| h.get(i)) {
+            Some(map) => (map.len(), map.iter().max().map(|m| m + 1).unwrap_or(0)),
+            None => (self.num_attention_heads, self.kv_heads()),
+        }
+    }
+
+    /// The key/value head each query head of layer `i` reads (GQA groups when unpruned).
+    pub fn kv_map(&self, i: usize) -> Vec<usize> {
+        match self.brainmesh_heads.as_ref().and_then(|h| h.get(i)) {
+            Some(map) => map.clone(),
+            None => {
+                let group = self.num_attention_heads / self.kv_heads().max(1);
+                (0..self.num_attention_heads).map(|h| h / group.max(1)).collect()
+            }
+        }
+    }
+
     pub fn head_dim(&self) -> usize {
         self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
@@ -139,6 +179,8 @@ impl LlamaConfig {
             tie_word_embeddings: g.tensor_info("output.weight").is_none(),
             bos_token_id: None,
             eos_token_id: None,
+            brainmesh_heads: None,
+            brainmesh_act_squeeze: None,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -194,11 +236,30 @@ impl LlamaConfig {
         if self.head_dim() % 2 != 0 {
             return bad("llama: odd head_dim");
         }
+        if let Some(h) = &self.brainmesh_heads {
+            if h.len() != self.num_hidden_layers {
+                return bad("llama: brainmesh_heads must list every layer");
+            }
+            for (i, map) in h.iter().enumerate() {
+                let nkv = map.iter().max().map(|m| m + 1).unwrap_or(0);
+                if map.is_empty() || map.len() > self.num_attention_heads || nkv > self.kv_heads() {
+                    return bad(&format!("llama: layer {i} of brainmesh_heads has {} query heads reading {nkv} key/value heads", map.len()));
+                }
+                if (0..nkv).any(|k| !map.contains(&k)) {
+                    return bad(&format!("llama: layer {i} of brainmesh_heads leaves a key/value head unread"));
+                }
+            }
+        }
         Ok(())
     }
 }
 
 struct Layer {
+    /// Query and key/value heads of this layer (fewer after pruning).
+    nq: i64,
+    nkv: i64,
+    /// Pruned layers whose groups are no longer equal: the key/value head of each query head.
+    kv_index: Option<Tensor>,
     attn_norm: Tensor,
     wqkv: Linear,
     wo: Linear,
@@ -260,14 +321,19 @@ impl Llama {
         cfg.validate()?;
         let d = cfg.hidden_size as i64;
         let hd = cfg.head_dim() as i64;
-        let nh = cfg.num_attention_heads as i64;
-        let nkv = cfg.kv_heads() as i64;
         let f = cfg.intermediate_size as i64;
         let v = cfg.vocab_size as i64;
         // Quantized kernels only where they apply: CPU, f32.
         let use_q = device == Device::Cpu && kind == Kind::Float;
         let mut fetch = |name: &str, shape: &[i64]| -> Result<Weight> {
-            let w = get(name)?;
+            let mut w = get(name)?;
+            // Grouped weights arrive flat (see `Weight::grouped`): give them their shape.
+            if let ([r, c], Some(q)) = (shape, &w.quant) {
+                if w.dense.dim() == 1 && w.dense.numel() as i64 == r * c {
+                    let q = q.reshape(*r as usize, *c as usize);
+                    w = Weight { dense: w.dense.f_view([*r, *c])?, quant: q };
+                }
+            }
             check(name, &w.dense, shape)?;
             Ok(Weight { quant: if use_q { w.quant } else { None }, ..w })
         };
@@ -288,6 +354,17 @@ impl Llama {
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
+            let (nh, nkv) = cfg.layer_heads(i);
+            let (nh, nkv) = (nh as i64, nkv as i64);
+            let map = cfg.kv_map(i);
+            let group = (nh / nkv.max(1)) as usize;
+            let uniform = nh % nkv.max(1) == 0 && map.iter().enumerate().all(|(h, &k)| k == h / group.max(1));
+            let kv_index = if uniform {
+                None
+            } else {
+                let idx: Vec<i64> = map.iter().map(|&k| k as i64).collect();
+                Some(Tensor::f_from_slice(&idx)?.f_to_device(device)?)
+            };
             let q = fetch(&format!("{p}.self_attn.q_proj.weight"), &[nh * hd, d])?;
             let k = fetch(&format!("{p}.self_attn.k_proj.weight"), &[nkv * hd, d])?;
             let vv = fetch(&format!("{p}.self_attn.v_proj.weight"), &[nkv * hd, d])?;
@@ -299,7 +376,7 @@ impl Llama {
             let w_down = fuse(vec![fetch(&format!("{p}.mlp.down_proj.weight"), &[d, f])?])?;
             let attn_norm = put(fetch(&format!("{p}.input_layernorm.weight"), &[d])?.dense)?;
             let ffn_norm = put(fetch(&format!("{p}.post_attention_layernorm.weight"), &[d])?.dense)?;
-            layers.push(Layer { attn_norm, wqkv, wo, ffn_norm, w_gate_up, w_down });
+            layers.push(Layer { nq: nh, nkv, kv_index, attn_norm, wqkv, wo, ffn_norm, w_gate_up, w_down });
         }
         let norm = put(fetch("model.norm.weight", &[d])?.dense)?;
         let lm_head = if cfg.tie_word_embeddings {
@@ -371,9 +448,8 @@ impl Llama {
     }
 
     pub fn new_cache(&self, pad: Vec<usize>, capacity: usize) -> Result<KvCache> {
-        KvCache::new(
-            self.cfg.num_hidden_layers,
-            self.cfg.kv_heads(),
+        KvCache::with_heads(
+            &self.layers.iter().map(|l| l.nkv as usize).collect::<Vec<_>>(),
             self.cfg.head_dim(),
             pad,
             capacity,
@@ -392,7 +468,19 @@ impl Llama {
 
     /// Runs `ids` (`[B, T]` int64) through the model, appending to `cache` when given.
     /// Returns logits `[B, T, V]`, or `[B, 1, V]` for the last position when `last_only`.
-    pub fn forward(&self, ids: &Tensor, mut cache: Option<&mut KvCache>, last_only: bool) -> Result<Tensor> {
+    pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>, last_only: bool) -> Result<Tensor> {
+        self.forward_masked(ids, cache, last_only, None)
+    }
+
+    /// [`Self::forward`] with every attention head's output multiplied by `head_mask[layer, head]`
+    /// (`[layers, num_attention_heads]`; Michel et al.'s ξ, differentiable for head importance).
+    pub fn forward_masked(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        last_only: bool,
+        head_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, t) = ids.size2()?;
         // A decode step runs its matmuls on the quantized kernels' own threads; LibTorch's
         // remaining ops are tiny then, and an OpenMP team left spinning after one of them would
@@ -407,8 +495,6 @@ impl Llama {
             None => Step::causal(b as usize, t as usize, self.device)?,
         };
         let hd = self.cfg.head_dim() as i64;
-        let nh = self.cfg.num_attention_heads as i64;
-        let nkv = self.cfg.kv_heads() as i64;
         let eps = self.cfg.rms_norm_eps;
         let cos = self.cos.index_select(0, &step.positions.view([-1])).view([b, 1, t, hd]);
         let sin = self.sin.index_select(0, &step.positions.view([-1])).view([b, 1, t, hd]);
@@ -416,19 +502,26 @@ impl Llama {
         for (li, l) in self.layers.iter().enumerate() {
             let h = x.rms_norm([x.size()[2]], Some(&l.attn_norm), eps);
             let pool = self.qpool.as_deref();
+            let (nh, nkv) = (l.nq, l.nkv);
+            let sq = |x: Tensor| match &self.cfg.brainmesh_act_squeeze {
+                Some(s) => s.apply(&x),
+                None => x,
+            };
+            let h = sq(h);
             let qkv = l.wqkv.forward(&h, pool)?;
             let q = qkv.narrow(-1, 0, nh * hd).view([b, t, nh, hd]).transpose(1, 2);
             let k = qkv.narrow(-1, nh * hd, nkv * hd).view([b, t, nkv, hd]).transpose(1, 2);
             let v = qkv.narrow(-1, (nh + nkv) * hd, nkv * hd).view([b, t, nkv, hd]).transpose(1, 2);
             let q = self.rope(&q, &cos, &sin);
             let k = self.rope(&k, &cos, &sin);
-            let a = attention(&q, &k, &v, cache.as_deref_mut(), li, &step);
-            x = x + l.wo.forward(&a, pool)?;
+            let mask = head_mask.map(|m| m.get(li as i64).narrow(0, 0, nh));
+            let a = attention(&q, &k, &v, cache.as_deref_mut(), li, &step, l.kv_index.as_ref(), mask.as_ref());
+            x = x + l.wo.forward(&sq(a), pool)?;
             let h = x.rms_norm([x.size()[2]], Some(&l.ffn_norm), eps);
-            let gu = l.w_gate_up.forward(&h, pool)?;
+            let gu = l.w_gate_up.forward(&sq(h), pool)?;
             let f = self.cfg.intermediate_size as i64;
             let act = gu.narrow(-1, 0, f).silu() * gu.narrow(-1, f, f);
-            x = x + l.w_down.forward(&act, pool)?;
+            x = x + l.w_down.forward(&sq(act), pool)?;
         }
         if let Some(c) = cache {
             c.advance(t as usize);
@@ -436,6 +529,33 @@ impl Llama {
         let x = if last_only { x.narrow(1, t - 1, 1) } else { x };
         let x = x.rms_norm([x.size()[2]], Some(&self.norm), eps);
         self.lm_head.forward(&x, self.qpool.as_deref())
+    }
+
+    /// The weights under their Hugging Face names and layout (dense f32 copies on the CPU;
+    /// fused projections split back): what `squeeze` prunes and writes.
+    pub fn state_dict(&self) -> Result<Vec<(String, Tensor)>> {
+        let hd = self.cfg.head_dim() as i64;
+        let f = self.cfg.intermediate_size as i64;
+        let cpu = |t: &Tensor| -> Result<Tensor> { Ok(t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?) };
+        let mut out = vec![("model.embed_tokens.weight".to_string(), cpu(&self.embed)?)];
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            let w = &l.wqkv.w;
+            out.push((format!("{p}.self_attn.q_proj.weight"), cpu(&w.narrow(0, 0, l.nq * hd))?));
+            out.push((format!("{p}.self_attn.k_proj.weight"), cpu(&w.narrow(0, l.nq * hd, l.nkv * hd))?));
+            out.push((format!("{p}.self_attn.v_proj.weight"), cpu(&w.narrow(0, (l.nq + l.nkv) * hd, l.nkv * hd))?));
+            out.push((format!("{p}.self_attn.o_proj.weight"), cpu(&l.wo.w)?));
+            out.push((format!("{p}.mlp.gate_proj.weight"), cpu(&l.w_gate_up.w.narrow(0, 0, f))?));
+            out.push((format!("{p}.mlp.up_proj.weight"), cpu(&l.w_gate_up.w.narrow(0, f, f))?));
+            out.push((format!("{p}.mlp.down_proj.weight"), cpu(&l.w_down.w)?));
+            out.push((format!("{p}.input_layernorm.weight"), cpu(&l.attn_norm)?));
+            out.push((format!("{p}.post_attention_layernorm.weight"), cpu(&l.ffn_norm)?));
+        }
+        out.push(("model.norm.weight".to_string(), cpu(&self.norm)?));
+        if !self.cfg.tie_word_embeddings {
+            out.push(("lm_head.weight".to_string(), cpu(&self.lm_head.w)?));
+        }
+        Ok(out)
     }
 
     /// Turns the quantized CPU decode kernels off (every step then uses the dense f32

@@ -152,6 +152,26 @@ impl Model {
     }
 }
 
+/// A matrix stored as groups by `brainmesh squeeze`: its dense f32 values and its groups.
+fn load_groups(files: &SafeTensorFiles, name: &str, kind: crate::gguf::GgmlType) -> Result<crate::llama::Weight> {
+    let q = files.tensor(&format!("{name}.bm_q"), Device::Cpu, Kind::Uint8)?;
+    let scale = files.tensor(&format!("{name}.bm_scale"), Device::Cpu, Kind::Float)?;
+    let offset = files.tensor(&format!("{name}.bm_offset"), Device::Cpu, Kind::Float)?;
+    let groups = scale.numel();
+    let per = if kind == crate::gguf::GgmlType::Q8_0 { 32 } else { 16 };
+    // Rows × cols from the group count and the quant bytes: cols comes from the config shapes,
+    // which Llama::load checks; here only the total matters, so store as [groups·32] and let the
+    // caller's shape check catch a mismatch.
+    let bad = || ModelError::ShapeMismatch { name: name.into(), actual: vec![q.numel() as i64], expected: vec![(groups * per) as i64] };
+    if q.numel() != groups * per || offset.numel() != groups {
+        return Err(bad());
+    }
+    let quants = Vec::<u8>::try_from(&q)?;
+    let scale = Vec::<f32>::try_from(&scale)?;
+    let offset = Vec::<f32>::try_from(&offset)?;
+    Ok(crate::llama::Weight::grouped(name, kind, quants, scale, offset)?)
+}
+
 fn load_gguf(
     path: &Path,
     device: Device,
@@ -189,10 +209,21 @@ fn load_hf(
         "llama" => {
             let cfg = LlamaConfig::from_hf_json(&hf.config)?;
             let (bos, eos) = (cfg.bos_token_id, cfg.eos_token_id);
+            // `brainmesh squeeze --quant int8|int4` stores 32-wide groups instead of f32.
+            let quant: Option<crate::squeeze::Quant> = hf
+                .config
+                .get("brainmesh_quant")
+                .and_then(|q| q.get("kind"))
+                .map(|k| serde_json::from_value(k.clone()))
+                .transpose()
+                .map_err(|e| ModelError::Metadata(format!("config.json: brainmesh_quant: {e}")))?;
             let mut get = |name: &str| {
                 done += 1;
                 progress(LoadProgress { done, total });
-                files.tensor(name, Device::Cpu, Kind::Float).map(crate::llama::Weight::from)
+                match quant.and_then(|q| q.ggml()) {
+                    Some(kind) if files.contains(&format!("{name}.bm_q")) => load_groups(&files, name, kind),
+                    _ => files.tensor(name, Device::Cpu, Kind::Float).map(crate::llama::Weight::from),
+                }
             };
             (Network::Llama(Llama::load(cfg, &mut get, device, kind)?), bos, eos)
         }

@@ -128,6 +128,25 @@ impl QMatrix {
         Some(QMatrix { rows, cols, kind, quants, scale, offset })
     }
 
+    /// The three arrays (quants, per-group scales, per-group offsets), for storing.
+    pub fn parts(&self) -> (&[u8], &[f32], &[f32]) {
+        (&self.quants, &self.scale, &self.offset)
+    }
+
+    /// Rebuilds a matrix from [`Self::parts`]; None when the sizes do not fit `rows × cols`.
+    pub fn from_parts(kind: GgmlType, rows: usize, cols: usize, quants: Vec<u8>, scale: Vec<f32>, offset: Vec<f32>) -> Option<Self> {
+        block_bytes(kind)?;
+        let nb = rows * cols / 32;
+        let ok = cols % 32 == 0 && quants.len() == nb * quant_bytes(kind) && scale.len() == nb && offset.len() == nb;
+        ok.then_some(QMatrix { rows, cols, kind, quants, scale, offset })
+    }
+
+    /// The same groups seen as `rows × cols` (groups run along rows, so any split with
+    /// `cols` a multiple of 32 and the same element count is the same matrix in row-major order).
+    pub fn reshape(&self, rows: usize, cols: usize) -> Option<Self> {
+        (cols % 32 == 0 && rows * cols == self.rows * self.cols).then(|| QMatrix { rows, cols, ..self.clone() })
+    }
+
     /// The dense f32 values `d·q + m`, row-major.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.rows * self.cols);
