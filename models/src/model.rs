@@ -153,12 +153,13 @@ impl Model {
 }
 
 /// A matrix stored as groups by `brainmesh squeeze`: its dense f32 values and its groups.
-fn load_groups(files: &SafeTensorFiles, name: &str, kind: crate::gguf::GgmlType) -> Result<crate::llama::Weight> {
+fn load_groups(files: &SafeTensorFiles, name: &str) -> Result<crate::llama::Weight> {
     let q = files.tensor(&format!("{name}.bm_q"), Device::Cpu, Kind::Uint8)?;
     let scale = files.tensor(&format!("{name}.bm_scale"), Device::Cpu, Kind::Float)?;
     let offset = files.tensor(&format!("{name}.bm_offset"), Device::Cpu, Kind::Float)?;
     let groups = scale.numel();
-    let per = if kind == crate::gguf::GgmlType::Q8_0 { 32 } else { 16 };
+    // 32 bytes a group: signed 8-bit; 16: nibbles (the matrix's own size says which).
+    let (kind, per) = if q.numel() == groups * 32 { (crate::gguf::GgmlType::Q8_0, 32) } else { (crate::gguf::GgmlType::Q4_1, 16) };
     // Rows × cols from the group count and the quant bytes: cols comes from the config shapes,
     // which Llama::load checks; here only the total matters, so store as [groups·32] and let the
     // caller's shape check catch a mismatch.
@@ -220,8 +221,8 @@ fn load_hf(
             let mut get = |name: &str| {
                 done += 1;
                 progress(LoadProgress { done, total });
-                match quant.and_then(|q| q.ggml()) {
-                    Some(kind) if files.contains(&format!("{name}.bm_q")) => load_groups(&files, name, kind),
+                match quant {
+                    Some(_) if files.contains(&format!("{name}.bm_q")) => load_groups(&files, name),
                     _ => files.tensor(name, Device::Cpu, Kind::Float).map(crate::llama::Weight::from),
                 }
             };
