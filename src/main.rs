@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod cmd_generate;
 mod cmd_private;
+mod cmd_squeeze;
 
 use brainmesh::config::{self, NodeConfig};
 use brainmesh::node::{Node, NodeFile, NODE_FILE};
@@ -34,6 +35,9 @@ enum Cmd {
     /// TFHE ciphertexts.
     #[command(subcommand)]
     Private(cmd_private::PrivateCmd),
+    /// Cerberus Squeezing: prune attention heads by importance and quantize a Llama model
+    /// into a new model directory.
+    Squeeze(cmd_squeeze::SqueezeArgs),
 }
 
 #[derive(Args)]
@@ -93,6 +97,7 @@ fn main() -> Result<()> {
         Cmd::Status(a) => status(a),
         Cmd::Generate(a) => cmd_generate::run(&a),
         Cmd::Private(c) => cmd_private::run(&c),
+        Cmd::Squeeze(a) => cmd_squeeze::run(&a),
     }
 }
 
