@@ -32,8 +32,8 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 SETTINGS=(
   "dense f32 (source weights)||--dense"
   "source GGUF Q4_1 kernels||"
-  "all heads, int8|--theta -1 --quant int8|"
-  "all heads, int4|--theta -1 --quant int4|"
+  "all heads, int8|--theta=-1 --quant int8|"
+  "all heads, int4|--theta=-1 --quant int4|"
   "θ=0.2, none|--theta 0.2 --quant none|--dense"
   "θ=0.2, int4|--theta 0.2 --quant int4|"
   "θ=0.3, int4|--theta 0.3 --quant int4|"
