@@ -155,6 +155,20 @@ impl Model {
 /// A matrix stored as groups by `brainmesh squeeze`: its dense f32 values and its groups.
 fn load_groups(files: &SafeTensorFiles, name: &str) -> Result<crate::llama::Weight> {
     let q = files.tensor(&format!("{name}.bm_q"), Device::Cpu, Kind::Uint8)?;
+    let channel = format!("{name}.bm_channel_scale");
+    if files.contains(&channel) {
+        let scale = Vec::<f32>::try_from(&files.tensor(&channel, Device::Cpu, Kind::Float)?)?;
+        let rows = scale.len();
+        let cols = if rows > 0 { q.numel() / rows } else { 0 };
+        let quants = Vec::<u8>::try_from(&q)?;
+        let m = crate::qmatmul::QMatrix::from_channel_parts(rows, cols, quants, &scale).ok_or_else(|| ModelError::ShapeMismatch {
+            name: name.into(),
+            actual: vec![q.numel() as i64],
+            expected: vec![rows as i64, cols as i64],
+        })?;
+        let dense = Tensor::f_from_slice(&m.dequantize())?.f_view([rows as i64, cols as i64])?;
+        return Ok(crate::llama::Weight { dense, quant: Some(m) });
+    }
     let scale = files.tensor(&format!("{name}.bm_scale"), Device::Cpu, Kind::Float)?;
     let offset = files.tensor(&format!("{name}.bm_offset"), Device::Cpu, Kind::Float)?;
     let groups = scale.numel();

@@ -42,6 +42,10 @@ pub struct QMatrix {
     /// Per block: scale `d` and offset `m`, `rows × cols/32` each.
     scale: Vec<f32>,
     offset: Vec<f32>,
+    /// Per-channel int8 ([`Self::quantize_per_channel_i8`]): every group of a row has the
+    /// row's scale, and products quantize each input row to int8 (per token) and accumulate
+    /// integer dot products.
+    int8_activations: bool,
 }
 
 fn block_bytes(kind: GgmlType) -> Option<usize> {
@@ -89,7 +93,7 @@ impl QMatrix {
             offset.push(m);
             quants.extend_from_slice(q);
         }
-        Some(QMatrix { rows, cols, kind, quants, scale, offset })
+        Some(QMatrix { rows, cols, kind, quants, scale, offset, int8_activations: false })
     }
 
     /// Quantizes dense row-major f32 weights `[rows, cols]` (cols a multiple of 32): `Q4_1`
@@ -125,7 +129,49 @@ impl QMatrix {
                 offset.push(0.0);
             }
         }
-        Some(QMatrix { rows, cols, kind, quants, scale, offset })
+        Some(QMatrix { rows, cols, kind, quants, scale, offset, int8_activations: false })
+    }
+
+    /// Per-channel int8 with per-token int8 activations (LLM.int8-style without the outlier
+    /// split): each row r gets one scale s_r = max|w_r|/127 (|w − ŵ| ≤ s_r/2), and a product
+    /// quantizes each input row x to int8 with its own scale max|x|/127, takes the integer dot
+    /// product and rescales: y_r = s_x · s_r · Σ q_x q_w.
+    pub fn quantize_per_channel_i8(rows: usize, cols: usize, w: &[f32]) -> Option<Self> {
+        if cols % 32 != 0 || w.len() != rows * cols {
+            return None;
+        }
+        let nb = cols / 32;
+        let mut quants = Vec::with_capacity(rows * cols);
+        let mut scale = Vec::with_capacity(rows * nb);
+        for row in w.chunks_exact(cols) {
+            let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            quants.extend(row.iter().map(|v| (v * inv).round().clamp(-127.0, 127.0) as i8 as u8));
+            scale.extend(std::iter::repeat_n(d, nb));
+        }
+        let offset = vec![0f32; rows * nb];
+        Some(QMatrix { rows, cols, kind: GgmlType::Q8_0, quants, scale, offset, int8_activations: true })
+    }
+
+    /// The per-channel form from stored parts (`rows × cols` signed bytes, one scale per row).
+    pub fn from_channel_parts(rows: usize, cols: usize, quants: Vec<u8>, channel_scale: &[f32]) -> Option<Self> {
+        if cols % 32 != 0 || quants.len() != rows * cols || channel_scale.len() != rows {
+            return None;
+        }
+        let nb = cols / 32;
+        let scale = channel_scale.iter().flat_map(|&d| std::iter::repeat_n(d, nb)).collect();
+        Some(QMatrix { rows, cols, kind: GgmlType::Q8_0, quants, scale, offset: vec![0f32; rows * nb], int8_activations: true })
+    }
+
+    /// One scale per row, when the matrix is per-channel int8.
+    pub fn channel_scales(&self) -> Option<Vec<f32>> {
+        let nb = self.cols / 32;
+        self.int8_activations.then(|| (0..self.rows).map(|r| self.scale[r * nb]).collect())
+    }
+
+    pub fn int8_activations(&self) -> bool {
+        self.int8_activations
     }
 
     /// The three arrays (quants, per-group scales, per-group offsets), for storing.
@@ -138,7 +184,7 @@ impl QMatrix {
         block_bytes(kind)?;
         let nb = rows * cols / 32;
         let ok = cols % 32 == 0 && quants.len() == nb * quant_bytes(kind) && scale.len() == nb && offset.len() == nb;
-        ok.then_some(QMatrix { rows, cols, kind, quants, scale, offset })
+        ok.then_some(QMatrix { rows, cols, kind, quants, scale, offset, int8_activations: false })
     }
 
     /// The same groups seen as `rows × cols` (groups run along rows, so any split with
@@ -205,7 +251,7 @@ impl QMatrix {
     /// Stacks matrices with the same column count and type (fused QKV, gate/up).
     pub fn concat_rows(parts: &[&QMatrix]) -> Option<Self> {
         let first = parts.first()?;
-        if parts.iter().any(|p| p.cols != first.cols || p.kind != first.kind) {
+        if parts.iter().any(|p| p.cols != first.cols || p.kind != first.kind || p.int8_activations != first.int8_activations) {
             return None;
         }
         let mut out = QMatrix {
@@ -231,6 +277,19 @@ impl QMatrix {
         // Per-block sums of x: the offset m contributes m · Σx over each block.
         let xsum: Vec<f32> = x.chunks_exact(32).map(|c| c.iter().sum()).collect();
         let rows = self.rows;
+        // Per-token int8 activations: each input row quantized with its own scale.
+        let xq: Vec<(f32, Vec<i8>)> = if self.int8_activations {
+            x.chunks_exact(self.cols)
+                .map(|row| {
+                    let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
+                    let sx = amax / 127.0;
+                    let inv = if sx > 0.0 { 1.0 / sx } else { 0.0 };
+                    (sx, row.iter().map(|v| (v * inv).round().clamp(-127.0, 127.0) as i8).collect())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let threads = if rows <= ROW_TILE { 1 } else { pool.threads() };
         let per = rows.div_ceil(threads).div_ceil(ROW_TILE) * ROW_TILE;
         // out is [rows, n]; transposed into y [n, rows] at the end (a copy only when n > 1).
@@ -242,6 +301,18 @@ impl QMatrix {
             // SAFETY: chunk ci owns rows r0 .. r0 + nr of out, disjoint from every other chunk;
             // out outlives the run (pool.run returns only when all chunks are done).
             let o = unsafe { std::slice::from_raw_parts_mut(base.get().add(r0 * n), nr * n) };
+            if self.int8_activations {
+                let nb = self.cols / 32;
+                for r in 0..nr {
+                    let g = r0 + r;
+                    // SAFETY: the quants of Q8_0 rows are i8 stored as u8; same size and align.
+                    let w = unsafe { std::slice::from_raw_parts(self.quants[g * self.cols..].as_ptr() as *const i8, self.cols) };
+                    for (i, (sx, xi)) in xq.iter().enumerate() {
+                        o[r * n + i] = sx * self.scale[g * nb] * dot_i8(w, xi) as f32;
+                    }
+                }
+                return;
+            }
             for i in 0..n {
                 let xi = &x[i * self.cols..(i + 1) * self.cols];
                 let xs = &xsum[i * nb..(i + 1) * nb];
@@ -302,6 +373,38 @@ impl QMatrix {
             put(r, v + dot_f32(&self.offset[g * nb..(g + 1) * nb], xsum));
         }
     }
+}
+
+/// Σ a·b over signed bytes, in i32 (exact: |a·b| ≤ 127², at most 2^17 terms).
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was just detected.
+            return unsafe { dot_i8_avx2(a, b) };
+        }
+    }
+    dot_i8_portable(a, b)
+}
+
+#[inline(always)]
+fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
+    // i16 products summed in blocks of 32 widen well into pmaddwd-style code.
+    let mut acc = 0i32;
+    for (x, y) in a.chunks(32).zip(b.chunks(32)) {
+        let mut s = 0i32;
+        for k in 0..x.len().min(y.len()) {
+            s += (x[k] as i16 * y[k] as i16) as i32;
+        }
+        acc += s;
+    }
+    acc
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+    dot_i8_portable(a, b)
 }
 
 #[inline]
@@ -532,6 +635,43 @@ mod tests {
             check_against_dense(&q, &back, 2, 2);
         }
         assert!(QMatrix::quantize(GgmlType::Q4_1, 2, 30, &[0.0; 60]).is_none(), "cols must be a multiple of 32");
+    }
+
+    #[test]
+    fn per_channel_int8_with_per_token_activations_stays_within_its_rounding_bound() {
+        let (rows, cols, n) = (13, 96, 3);
+        let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 2654435761usize) % 1000) as f32 / 250.0 - 2.0).collect();
+        let q = QMatrix::quantize_per_channel_i8(rows, cols, &w).unwrap();
+        let back = q.dequantize();
+        for (r, (row, got)) in w.chunks_exact(cols).zip(back.chunks_exact(cols)).enumerate() {
+            let s = row.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+            for (a, g) in row.iter().zip(got) {
+                assert!((a - g).abs() <= s / 2.0 * 1.0001, "row {r}: {a} vs {g}");
+            }
+        }
+        let x = input(n, cols);
+        let pool = KernelPool::new(2).unwrap();
+        let mut y = vec![0f32; n * rows];
+        q.matmul(&x, n, &mut y, &pool);
+        for i in 0..n {
+            let xi = &x[i * cols..(i + 1) * cols];
+            let sx = xi.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+            for r in 0..rows {
+                let wr = &w[r * cols..(r + 1) * cols];
+                let sw = wr.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+                let exact: f64 = wr.iter().zip(xi).map(|(a, b)| *a as f64 * *b as f64).sum();
+                // |Δ| ≤ Σ (|w|·sx/2 + |x|·sw/2 + sw·sx/4)
+                let bound: f64 = wr.iter().zip(xi).map(|(a, b)| (a.abs() * sx / 2.0 + b.abs() * sw / 2.0 + sw * sx / 4.0) as f64).sum();
+                let got = y[i * rows + r] as f64;
+                assert!((got - exact).abs() <= bound * 1.001 + 1e-5, "row {r} input {i}: {got} vs {exact} (bound {bound})");
+            }
+        }
+        assert_eq!(q.channel_scales().unwrap().len(), rows);
+        let again = QMatrix::from_channel_parts(rows, cols, q.parts().0.to_vec(), &q.channel_scales().unwrap()).unwrap();
+        let mut y2 = vec![0f32; n * rows];
+        again.matmul(&x, n, &mut y2, &pool);
+        assert_eq!(y, y2);
+        assert_eq!(dot_i8(&[1, -2, 3], &[4, 5, -6]), 4 - 10 - 18);
     }
 
     #[test]

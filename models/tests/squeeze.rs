@@ -99,7 +99,7 @@ fn a_pruned_model_computes_what_the_original_computes_with_those_heads_masked() 
 }
 
 #[test]
-fn int4_and_int8_exports_are_smaller_and_decode_on_their_groups() {
+fn int4_and_int8_exports_are_smaller_and_decode_on_their_quantized_weights() {
     let m = smollm();
     let l = llama(&m);
     let ids = m.tokenizer.encode(TEXT).expect("encode");
@@ -108,7 +108,7 @@ fn int4_and_int8_exports_are_smaller_and_decode_on_their_groups() {
     let plans = squeeze::plan(&keep, &maps);
     let reference = m.logits(&ids).unwrap();
     let f32_bytes = 4.0 * squeeze::export::dense_params(l) as f64;
-    for (quant, max_ratio) in [(Quant::Int4, 0.25), (Quant::Int8, 0.33)] {
+    for (quant, max_ratio) in [(Quant::Int4, 0.25), (Quant::Int8, 0.27)] {
         let dir = tempfile::tempdir().unwrap();
         let r = squeeze::export(&m, &plans, &ExportOptions { quant, act_squeeze: None }, dir.path()).expect("export");
         let ratio = r.file_bytes as f64 / f32_bytes;
@@ -120,9 +120,19 @@ fn int4_and_int8_exports_are_smaller_and_decode_on_their_groups() {
         let diff = max_abs_diff(&full, &reference);
         let sdiff = max_abs_diff(&steps, &full);
         println!("{quant:?}: |logits − original| {diff:.3e}, |decode − full| {sdiff:.2e}");
-        assert!(sdiff < 1e-3, "{quant:?}: decode on groups differs from the dense pass by {sdiff}");
         let top = |t: &Tensor| t.argmax(-1, false);
-        let agree = top(&full).eq_tensor(&top(&reference)).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+        let same = |a: &Tensor, b: &Tensor| top(a).eq_tensor(&top(b)).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+        if quant == Quant::Int4 {
+            // f32 activations: decode on the groups is the dense pass up to summation order
+            assert!(sdiff < 1e-3, "{quant:?}: decode on groups differs from the dense pass by {sdiff}");
+        } else {
+            // per-token int8 activations round every linear layer's input: looser, but the
+            // greedy token mostly survives
+            let a = same(&steps, &full);
+            println!("{quant:?}: decode (int8 activations) keeps the dense pass's greedy token on {a:.2} of positions");
+            assert!(a > 0.8, "{quant:?}: int8-activation decode agrees on {a}");
+        }
+        let agree = same(&full, &reference);
         assert!(agree > 0.9, "{quant:?}: argmax agrees on {agree} of positions");
     }
 }

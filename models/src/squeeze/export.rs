@@ -2,9 +2,11 @@
 //! weights), `config.json` (a Llama config plus `brainmesh_heads`, `brainmesh_quant`,
 //! `brainmesh_act_squeeze`), `tokenizer.json` and `tokenizer_config.json` (chat template).
 //!
-//! Quantized weights are stored as three tensors per matrix — `<name>.bm_q` (u8: nibbles for
-//! int4, signed bytes for int8), `<name>.bm_scale` and `<name>.bm_offset` (f32, one per 32-wide
-//! group) — and no dense copy, so the file is ~4.5× (int4) or ~3.5× (int8) smaller than f32.
+//! Quantized weights are stored without a dense copy. int4: three tensors per matrix —
+//! `<name>.bm_q` (u8 nibbles), `<name>.bm_scale` and `<name>.bm_offset` (f32, one per 32-wide
+//! group; the embeddings stay at 8 bits the same way). int8: `<name>.bm_q` (signed bytes) and
+//! `<name>.bm_channel_scale` (f32, one per output channel); decode then quantizes activations
+//! per token. Files are ~0.21× (int4) and ~0.25× (int8) of f32.
 //! The loader rebuilds the dense f32 weights for prefill and keeps the groups for CPU decode.
 
 use std::path::Path;
@@ -135,6 +137,18 @@ pub fn export(model: &Model, plans: &[LayerPlan], opts: &ExportOptions, out: &Pa
         }
         .filter(|_| t.dim() == 2 && t.size()[1] % 32 == 0);
         match kind {
+            // int8: per-channel weights, per-token int8 activations at decode.
+            Some(GgmlType::Q8_0) if opts.quant == Quant::Int8 => {
+                let (r, c) = (t.size()[0] as usize, t.size()[1] as usize);
+                let w = Vec::<f32>::try_from(&t.f_view([-1])?)?;
+                let q = QMatrix::quantize_per_channel_i8(r, c, &w)
+                    .ok_or_else(|| ModelError::InvalidArgument(format!("cannot quantize {name}")))?;
+                let back = q.dequantize();
+                worst = worst.max(w.iter().zip(&back).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max));
+                let scales = q.channel_scales().unwrap_or_default();
+                tensors.push((format!("{name}.bm_q"), Tensor::f_from_slice(q.parts().0)?));
+                tensors.push((format!("{name}.bm_channel_scale"), Tensor::f_from_slice(&scales)?));
+            }
             Some(kind) => {
                 let (r, c) = (t.size()[0] as usize, t.size()[1] as usize);
                 let w = Vec::<f32>::try_from(&t.f_view([-1])?)?;
