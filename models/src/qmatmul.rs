@@ -401,10 +401,26 @@ fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
     acc
 }
 
+/// 32 products a step: |b| (unsigned) × a·sign(b) with `maddubs` into i16 pairs (at most
+/// 2·127² = 32,258: no saturation, since quantization clamps to ±127), then pairs into i32.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
-    dot_i8_portable(a, b)
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = _mm256_setzero_si256();
+    let mut i = 0;
+    while i + 32 <= n {
+        let w = _mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i);
+        let x = _mm256_loadu_si256(b.as_ptr().add(i) as *const __m256i);
+        let p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+        i += 32;
+    }
+    let mut lanes = [0i32; 8];
+    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc);
+    lanes.iter().sum::<i32>() + dot_i8_portable(&a[i..n], &b[i..n])
 }
 
 #[inline]
@@ -672,6 +688,11 @@ mod tests {
         again.matmul(&x, n, &mut y2, &pool);
         assert_eq!(y, y2);
         assert_eq!(dot_i8(&[1, -2, 3], &[4, 5, -6]), 4 - 10 - 18);
+        // the SIMD path (70 = two 32-steps and a tail) against the plain sum, extremes included
+        let a: Vec<i8> = (0..70).map(|i| if i % 7 == 0 { -127 } else { ((i * 37) % 255) as i32 as i8 }).map(|v: i8| v.max(-127)).collect();
+        let b: Vec<i8> = (0..70).map(|i| if i % 5 == 0 { 127 } else { ((i * 91) % 255) as i32 as i8 }).map(|v: i8| v.max(-127)).collect();
+        let want: i32 = a.iter().zip(&b).map(|(&x, &y)| x as i32 * y as i32).sum();
+        assert_eq!(dot_i8(&a, &b), want);
     }
 
     #[test]
