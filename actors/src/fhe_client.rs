@@ -143,11 +143,12 @@ pub async fn classify(
     }
     let (state, req) = classifier.prepare_request_cached(text)?;
     let request = FheMsg::Classify { request: req.to_bytes()? };
+    let request_len = request.to_bytes().len() as u64;
     let mut upload = 0u64;
     let mut key_uploaded = false;
     let mut download = 0u64;
     for attempt in 0..2 {
-        upload += request.to_bytes().len() as u64;
+        upload += request_len;
         let (reply, n) = call(net, &offer.peer, &request).await?;
         download += n as u64;
         match reply {

@@ -531,6 +531,19 @@ impl Llama {
         self.lm_head.forward(&x, self.qpool.as_deref())
     }
 
+    /// Parameters of the model as it stands (pruned layers count their own heads), without
+    /// copying any weight: the element count of [`Self::state_dict`].
+    pub fn param_count(&self) -> u64 {
+        let n = |t: &Tensor| t.numel() as u64;
+        let layers: u64 = self
+            .layers
+            .iter()
+            .map(|l| n(&l.wqkv.w) + n(&l.wo.w) + n(&l.w_gate_up.w) + n(&l.w_down.w) + n(&l.attn_norm) + n(&l.ffn_norm))
+            .sum();
+        let head = if self.cfg.tie_word_embeddings { 0 } else { n(&self.lm_head.w) };
+        n(&self.embed) + layers + n(&self.norm) + head
+    }
+
     /// The weights under their Hugging Face names and layout (dense f32 copies on the CPU;
     /// fused projections split back): what `squeeze` prunes and writes.
     pub fn state_dict(&self) -> Result<Vec<(String, Tensor)>> {

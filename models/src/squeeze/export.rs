@@ -72,6 +72,11 @@ pub struct ExportReport {
     pub quant_max_abs_error: f64,
 }
 
+/// Largest |w − ŵ| of one quantized matrix.
+fn max_abs_error(w: &[f32], q: &QMatrix) -> f64 {
+    w.iter().zip(q.dequantize()).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max)
+}
+
 /// The (name, tensor) pairs of the pruned model, dense f32, HF layout.
 fn pruned_state(m: &Llama, plans: &[LayerPlan]) -> Result<Vec<(String, Tensor)>> {
     let hd = m.cfg.head_dim() as i64;
@@ -121,7 +126,7 @@ pub fn export(model: &Model, plans: &[LayerPlan], opts: &ExportOptions, out: &Pa
     }
     std::fs::create_dir_all(out).map_err(|e| ModelError::io(out, e))?;
     let _g = tch::no_grad_guard();
-    let params_before: u64 = m.state_dict()?.iter().map(|(_, t)| t.numel() as u64).sum();
+    let params_before = m.param_count();
     let state = pruned_state(m, plans)?;
     let params_after: u64 = state.iter().map(|(_, t)| t.numel() as u64).sum();
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
@@ -143,8 +148,7 @@ pub fn export(model: &Model, plans: &[LayerPlan], opts: &ExportOptions, out: &Pa
                 let w = Vec::<f32>::try_from(&t.f_view([-1])?)?;
                 let q = QMatrix::quantize_per_channel_i8(r, c, &w)
                     .ok_or_else(|| ModelError::InvalidArgument(format!("cannot quantize {name}")))?;
-                let back = q.dequantize();
-                worst = worst.max(w.iter().zip(&back).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max));
+                worst = worst.max(max_abs_error(&w, &q));
                 let scales = q.channel_scales().unwrap_or_default();
                 tensors.push((format!("{name}.bm_q"), Tensor::f_from_slice(q.parts().0)?));
                 tensors.push((format!("{name}.bm_channel_scale"), Tensor::f_from_slice(&scales)?));
@@ -154,8 +158,7 @@ pub fn export(model: &Model, plans: &[LayerPlan], opts: &ExportOptions, out: &Pa
                 let w = Vec::<f32>::try_from(&t.f_view([-1])?)?;
                 let q = QMatrix::quantize(kind, r, c, &w)
                     .ok_or_else(|| ModelError::InvalidArgument(format!("cannot quantize {name}")))?;
-                let back = q.dequantize();
-                worst = worst.max(w.iter().zip(&back).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max));
+                worst = worst.max(max_abs_error(&w, &q));
                 let (quants, scale, offset) = q.parts();
                 tensors.push((format!("{name}.bm_q"), Tensor::f_from_slice(quants)?));
                 tensors.push((format!("{name}.bm_scale"), Tensor::f_from_slice(scale)?));
@@ -210,5 +213,5 @@ pub fn export(model: &Model, plans: &[LayerPlan], opts: &ExportOptions, out: &Pa
 
 /// Parameters of a Llama model (its state dict's element count).
 pub fn dense_params(m: &Llama) -> u64 {
-    m.state_dict().map(|s| s.iter().map(|(_, t)| t.numel() as u64).sum()).unwrap_or(0)
+    m.param_count()
 }
