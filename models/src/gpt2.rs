@@ -222,7 +222,17 @@ impl Gpt2 {
 
     /// Runs `ids` (`[B, T]` int64), appending to `cache` when given. Returns logits `[B, T, V]`
     /// (`[B, 1, V]` when `last_only`).
-    pub fn forward(&self, ids: &Tensor, mut cache: Option<&mut KvCache>, last_only: bool) -> Result<Tensor> {
+    pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>, last_only: bool) -> Result<Tensor> {
+        Ok(self.forward_inner(ids, cache, last_only, false)?.0)
+    }
+
+    /// [`Self::forward`] plus the last hidden state (after `ln_f`) of every position `[B, T, H]`.
+    pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut KvCache>, last_only: bool) -> Result<(Tensor, Tensor)> {
+        let (logits, hidden) = self.forward_inner(ids, cache, last_only, true)?;
+        Ok((logits, hidden.ok_or_else(|| ModelError::InvalidArgument("no hidden state".into()))?))
+    }
+
+    fn forward_inner(&self, ids: &Tensor, mut cache: Option<&mut KvCache>, last_only: bool, want_hidden: bool) -> Result<(Tensor, Option<Tensor>)> {
         let (b, t) = ids.size2()?;
         let step = match cache.as_deref() {
             Some(c) => c.step(t as usize)?,
@@ -252,9 +262,14 @@ impl Gpt2 {
         if let Some(c) = cache {
             c.advance(t as usize);
         }
+        if want_hidden {
+            let h = x.layer_norm([d], Some(&self.lnf_w), Some(&self.lnf_b), eps, false);
+            let last = if last_only { h.narrow(1, t - 1, 1) } else { h.shallow_clone() };
+            return Ok((last.linear(&self.wte, None::<Tensor>), Some(h)));
+        }
         let x = if last_only { x.narrow(1, t - 1, 1) } else { x };
         let x = x.layer_norm([d], Some(&self.lnf_w), Some(&self.lnf_b), eps, false);
-        Ok(x.linear(&self.wte, None::<Tensor>))
+        Ok((x.linear(&self.wte, None::<Tensor>), None))
     }
 }
 

@@ -19,6 +19,7 @@ pub mod hf;
 pub mod llama;
 pub mod model;
 pub mod prefix;
+pub mod proof;
 pub mod kernel_pool;
 pub mod qmatmul;
 pub mod squeeze;

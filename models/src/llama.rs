@@ -477,10 +477,29 @@ impl Llama {
     pub fn forward_masked(
         &self,
         ids: &Tensor,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
         last_only: bool,
         head_mask: Option<&Tensor>,
     ) -> Result<Tensor> {
+        Ok(self.forward_inner(ids, cache, last_only, head_mask, false)?.0)
+    }
+
+    /// [`Self::forward`] that also returns the last hidden state (after the final norm) of
+    /// every position `[B, T, H]`: what a proof of inference commits to.
+    pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut KvCache>, last_only: bool) -> Result<(Tensor, Tensor)> {
+        let (logits, hidden) = self.forward_inner(ids, cache, last_only, None, true)?;
+        let hidden = hidden.ok_or_else(|| crate::error::ModelError::InvalidArgument("no hidden state".into()))?;
+        Ok((logits, hidden))
+    }
+
+    fn forward_inner(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        last_only: bool,
+        head_mask: Option<&Tensor>,
+        want_hidden: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, t) = ids.size2()?;
         // A decode step runs its matmuls on the quantized kernels' own threads; LibTorch's
         // remaining ops are tiny then, and an OpenMP team left spinning after one of them would
@@ -526,9 +545,15 @@ impl Llama {
         if let Some(c) = cache {
             c.advance(t as usize);
         }
+        if want_hidden {
+            // The norm is per position: norming all positions, then narrowing, is the same.
+            let h = x.rms_norm([x.size()[2]], Some(&self.norm), eps);
+            let last = if last_only { h.narrow(1, t - 1, 1) } else { h.shallow_clone() };
+            return Ok((self.lm_head.forward(&last, self.qpool.as_deref())?, Some(h)));
+        }
         let x = if last_only { x.narrow(1, t - 1, 1) } else { x };
         let x = x.rms_norm([x.size()[2]], Some(&self.norm), eps);
-        self.lm_head.forward(&x, self.qpool.as_deref())
+        Ok((self.lm_head.forward(&x, self.qpool.as_deref())?, None))
     }
 
     /// Parameters of the model as it stands (pruned layers count their own heads), without

@@ -90,6 +90,16 @@ impl Network {
     }
 }
 
+impl Network {
+    /// Logits and the last hidden state of every position (see [`Llama::forward_hidden`]).
+    pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut KvCache>, last_only: bool) -> Result<(Tensor, Tensor)> {
+        match self {
+            Network::Llama(m) => m.forward_hidden(ids, cache, last_only),
+            Network::Gpt2(m) => m.forward_hidden(ids, cache, last_only),
+        }
+    }
+}
+
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {

@@ -29,6 +29,9 @@ struct Entry {
     tokens: Vec<u32>,
     k: Vec<Tensor>,
     v: Vec<Tensor>,
+    /// The prompt's last hidden states `[len, H]` (bf16), when it was run with activations
+    /// recorded (proof of inference): a later prompt reusing this prefix needs them too.
+    hidden: Option<Tensor>,
     last_used: u64,
 }
 
@@ -82,22 +85,28 @@ impl PrefixCache {
     }
 
     /// Fills the start of the fresh `cache` (batch 1) with the longest cached prefix of
-    /// `prompt`; returns how many positions it filled (0 on a miss).
-    pub(crate) fn restore(&mut self, prompt: &[u32], cache: &mut KvCache) -> Result<usize> {
+    /// `prompt`; returns how many positions it filled (0 on a miss) and, with `need_hidden`,
+    /// their hidden states (an entry stored without them is then a miss).
+    pub(crate) fn restore(&mut self, prompt: &[u32], cache: &mut KvCache, need_hidden: bool) -> Result<(usize, Option<Tensor>)> {
         self.stats.lookups += 1;
         self.stats.prompt_tokens += prompt.len() as u64;
         if cache.batch() != 1 || !cache.is_empty() {
-            return Ok(0);
+            return Ok((0, None));
         }
-        let Some((i, m)) = self.best(prompt) else { return Ok(0) };
+        let Some((i, m)) = self.best(prompt) else { return Ok((0, None)) };
         if m > cache.capacity() {
-            return Ok(0);
+            return Ok((0, None));
         }
         self.tick += 1;
         let e = &mut self.entries[i];
         if e.k.len() != cache.k.len() {
-            return Ok(0);
+            return Ok((0, None));
         }
+        let hidden = match (&e.hidden, need_hidden) {
+            (Some(h), true) => Some(h.f_narrow(0, 0, m as i64)?.copy()),
+            (None, true) => return Ok((0, None)),
+            (_, false) => None,
+        };
         e.last_used = self.tick;
         for l in 0..cache.k.len() {
             cache.k[l].narrow(2, 0, m as i64).f_copy_(&e.k[l].narrow(2, 0, m as i64))?;
@@ -106,19 +115,26 @@ impl PrefixCache {
         cache.advance(m);
         self.stats.hits += 1;
         self.stats.reused_tokens += m as u64;
-        Ok(m)
+        Ok((m, hidden))
     }
 
     /// Keeps the keys/values of `prompt` (the first `prompt.len()` positions of `cache`, which
     /// has just been prefilled). An entry that is a prefix of `prompt` is replaced by it.
-    pub(crate) fn store(&mut self, prompt: &[u32], cache: &KvCache) -> Result<()> {
+    pub(crate) fn store(&mut self, prompt: &[u32], cache: &KvCache, hidden: Option<&Tensor>) -> Result<()> {
         let n = prompt.len();
         if cache.batch() != 1 || cache.len() < n || n < self.min_match || n > self.max_tokens || self.max_entries == 0 {
             return Ok(());
         }
         self.tick += 1;
+        let hidden = match hidden {
+            Some(h) if h.size().first() == Some(&(n as i64)) => Some(h.copy()),
+            _ => None,
+        };
         if let Some(e) = self.entries.iter_mut().find(|e| e.tokens.len() >= n && e.tokens[..n] == *prompt) {
             e.last_used = self.tick; // already held (as itself or inside a longer prompt)
+            if e.hidden.is_none() && e.tokens.len() == n {
+                e.hidden = hidden;
+            }
             return Ok(());
         }
         self.entries.retain(|e| !(e.tokens.len() < n && prompt[..e.tokens.len()] == *e.tokens));
@@ -128,7 +144,7 @@ impl PrefixCache {
             k.push(cache.k[l].narrow(2, 0, n as i64).copy());
             v.push(cache.v[l].narrow(2, 0, n as i64).copy());
         }
-        self.entries.push(Entry { tokens: prompt.to_vec(), k, v, last_used: self.tick });
+        self.entries.push(Entry { tokens: prompt.to_vec(), k, v, hidden, last_used: self.tick });
         while self.entries.len() > self.max_entries || self.cached_tokens() > self.max_tokens {
             let Some(oldest) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.last_used).map(|(i, _)| i) else { break };
             self.entries.swap_remove(oldest);
@@ -166,10 +182,10 @@ mod tests {
     fn a_shared_prefix_is_restored_into_a_fresh_cache_and_counted() {
         let mut pc = PrefixCache::new(4, 1000, 2);
         let a = [7u32, 8, 9, 10, 11];
-        pc.store(&a, &filled(&a, 3)).unwrap();
+        pc.store(&a, &filled(&a, 3), None).unwrap();
         let b = [7u32, 8, 9, 42, 43, 44];
         let mut fresh = KvCache::new(3, 2, 4, vec![0], 64, tch::Device::Cpu, tch::Kind::Float).unwrap();
-        assert_eq!(pc.restore(&b, &mut fresh).unwrap(), 3);
+        assert_eq!(pc.restore(&b, &mut fresh, false).unwrap().0, 3);
         assert_eq!(fresh.len(), 3);
         for l in 0..3 {
             let got = Vec::<f32>::try_from(fresh.k[l].narrow(2, 0, 3).select(3, 0).select(1, 0).reshape([-1])).unwrap();
@@ -180,10 +196,10 @@ mod tests {
         }
         // The same prompt again: everything but its last token comes from the cache.
         let mut again = KvCache::new(3, 2, 4, vec![0], 64, tch::Device::Cpu, tch::Kind::Float).unwrap();
-        assert_eq!(pc.restore(&a, &mut again).unwrap(), 4);
+        assert_eq!(pc.restore(&a, &mut again, false).unwrap().0, 4);
         // Too short a match is a miss.
         let mut other = KvCache::new(3, 2, 4, vec![0], 64, tch::Device::Cpu, tch::Kind::Float).unwrap();
-        assert_eq!(pc.restore(&[7, 1, 2], &mut other).unwrap(), 0);
+        assert_eq!(pc.restore(&[7, 1, 2], &mut other, false).unwrap().0, 0);
         assert_eq!(pc.stats(), PrefixStats { lookups: 3, hits: 2, reused_tokens: 7, prompt_tokens: 14 });
     }
 
@@ -192,10 +208,10 @@ mod tests {
         let mut pc = PrefixCache::new(4, 1000, 2);
         let a = [1u32, 2, 3, 4];
         let mut live = filled(&a, 1);
-        pc.store(&a, &live).unwrap();
+        pc.store(&a, &live, None).unwrap();
         let _ = live.k[0].fill_(99.0);
         let mut fresh = KvCache::new(1, 2, 4, vec![0], 64, tch::Device::Cpu, tch::Kind::Float).unwrap();
-        assert_eq!(pc.restore(&[1, 2, 3, 4, 5], &mut fresh).unwrap(), 4);
+        assert_eq!(pc.restore(&[1, 2, 3, 4, 5], &mut fresh, false).unwrap().0, 4);
         let first = f64::try_from(fresh.k[0].narrow(2, 0, 1).mean(tch::Kind::Float)).unwrap();
         assert_eq!(first, 1.0);
     }
@@ -203,20 +219,20 @@ mod tests {
     #[test]
     fn longer_prompts_replace_their_prefixes_and_old_entries_are_evicted() {
         let mut pc = PrefixCache::new(2, 1000, 1);
-        pc.store(&[1, 2], &filled(&[1, 2], 1)).unwrap();
-        pc.store(&[1, 2, 3], &filled(&[1, 2, 3], 1)).unwrap();
+        pc.store(&[1, 2], &filled(&[1, 2], 1), None).unwrap();
+        pc.store(&[1, 2, 3], &filled(&[1, 2, 3], 1), None).unwrap();
         assert_eq!((pc.len(), pc.cached_tokens()), (1, 3), "[1,2] was folded into [1,2,3]");
-        pc.store(&[1, 2], &filled(&[1, 2], 1)).unwrap();
+        pc.store(&[1, 2], &filled(&[1, 2], 1), None).unwrap();
         assert_eq!(pc.len(), 1, "a prefix of a held prompt is not stored twice");
-        pc.store(&[5, 6], &filled(&[5, 6], 1)).unwrap();
-        pc.store(&[8, 9], &filled(&[8, 9], 1)).unwrap();
+        pc.store(&[5, 6], &filled(&[5, 6], 1), None).unwrap();
+        pc.store(&[8, 9], &filled(&[8, 9], 1), None).unwrap();
         assert_eq!(pc.len(), 2);
         let mut fresh = KvCache::new(1, 2, 4, vec![0], 64, tch::Device::Cpu, tch::Kind::Float).unwrap();
-        assert_eq!(pc.restore(&[5, 6, 7], &mut fresh).unwrap(), 2, "the newer entries stay");
+        assert_eq!(pc.restore(&[5, 6, 7], &mut fresh, false).unwrap().0, 2, "the newer entries stay");
         // A token budget evicts too.
         let mut small = PrefixCache::new(10, 4, 1);
-        small.store(&[1, 2, 3], &filled(&[1, 2, 3], 1)).unwrap();
-        small.store(&[4, 5, 6], &filled(&[4, 5, 6], 1)).unwrap();
+        small.store(&[1, 2, 3], &filled(&[1, 2, 3], 1), None).unwrap();
+        small.store(&[4, 5, 6], &filled(&[4, 5, 6], 1), None).unwrap();
         assert_eq!((small.len(), small.cached_tokens()), (1, 3));
     }
 }
