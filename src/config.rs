@@ -44,6 +44,9 @@ pub struct NodeConfig {
     pub log: LogConfig,
     #[serde(default)]
     pub miner: MinerSection,
+    /// Validator role: re-checking miners' work (proof of inference).
+    #[serde(default)]
+    pub audit: AuditSection,
     #[serde(default)]
     pub tasks: TasksConfig,
     #[serde(default)]
@@ -72,6 +75,55 @@ pub struct MinerSection {
     /// Encrypted mode: a head directory (`head.json` + `head.safetensors`, for example
     /// `models/assets/fhe-head`) this miner evaluates on clients' TFHE ciphertexts; empty: none.
     pub fhe_head: PathBuf,
+    /// The hash this miner declares for its model; empty: the sha256 of `model`. Set it when
+    /// serving a converted copy (another file format) of a published model: validators check
+    /// the outputs against the declared model, so a copy that is not numerically that model
+    /// fails their audits.
+    pub model_hash: String,
+    /// Blocks a task's transcript is kept for validators to fetch (default 8640: one day).
+    pub transcript_blocks: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// The validator's copy of the model it audits (CPU-only is fine: one forward pass per
+    /// check); empty: this validator does not audit (it still keeps the ban list).
+    pub model: PathBuf,
+    /// LibTorch CPU threads for re-checks (0: LibTorch's default).
+    pub threads: usize,
+    /// Audit this fraction of receipts whatever the spot-check inequality says (tests, demos);
+    /// 0: max(gain / (slash + fee), 1%), at least 5% for miners with < 50 audited tasks.
+    pub rate: f64,
+    /// Stake at risk, in compute units' worth, in the spot-check inequality.
+    pub slash_units: f64,
+    /// Fingerprint tolerances (calibrated for SmolLM2-135M Q4_1 on CPU; docs/proof-of-inference.md).
+    pub max_exp_mismatches: u32,
+    pub max_mant_err_mean: f64,
+    pub max_mant_err_median: f64,
+    /// Blocks per weight epoch, and the delay between a weight commit and its reveal.
+    pub epoch_blocks: u64,
+    pub reveal_delay_blocks: u64,
+    /// How long to wait for a miner's transcript.
+    pub fetch_timeout_ms: u64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        let tol = brainmesh_actors::models::proof::Tolerance::default();
+        Self {
+            model: PathBuf::new(),
+            threads: 0,
+            rate: 0.0,
+            slash_units: 100_000.0,
+            max_exp_mismatches: tol.max_exp_mismatches,
+            max_mant_err_mean: tol.max_mant_err_mean,
+            max_mant_err_median: tol.max_mant_err_median,
+            epoch_blocks: 360,
+            reveal_delay_blocks: 10,
+            fetch_timeout_ms: 20_000,
+        }
+    }
 }
 
 impl Default for MinerSection {
@@ -84,6 +136,8 @@ impl Default for MinerSection {
             max_queue: 64,
             prefix_cache_tokens: 4096,
             fhe_head: PathBuf::new(),
+            model_hash: String::new(),
+            transcript_blocks: 8640,
         }
     }
 }
@@ -255,6 +309,7 @@ pub fn apply_env(value: &mut toml::Value, vars: impl Iterator<Item = (String, St
         brain_policy: BrainPolicyConfig::default(),
         log: LogConfig::default(),
         miner: MinerSection::default(),
+        audit: AuditSection::default(),
         tasks: TasksConfig::default(),
         chain: ChainConfig::default(),
         gateway: crate::gateway::GatewayConfig::default(),

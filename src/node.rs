@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use brainmesh_actors::auditor::{AuditShared, AuditorConfig};
 use brainmesh_actors::distributor::DistributorConfig;
 use brainmesh_actors::miner::MinerConfig;
 use brainmesh_actors::models::{LoadOptions, Model};
@@ -41,19 +42,69 @@ pub enum NodeError {
     Model { path: PathBuf, message: String },
 }
 
-/// Loads the miner's model (progress bar on a terminal) and hashes its file.
+/// Loads the miner's model and its declared hash (the file's sha256 unless configured).
 fn load_miner_model(cfg: &NodeConfig) -> Result<(MinerConfig, Model), NodeError> {
-    let path = cfg.miner.model.clone();
+    let device = cfg.miner.device.parse().map_err(|message| NodeError::Model { path: cfg.miner.model.clone(), message })?;
+    let (model, file_hash) = load_model(&cfg.miner.model, &cfg.miner.model_id, device, cfg.miner.threads)?;
+    let hash = if cfg.miner.model_hash.is_empty() { file_hash } else { cfg.miner.model_hash.clone() };
+    let mcfg = MinerConfig {
+        brain: cfg.brain,
+        model_id: cfg.miner.model_id.clone(),
+        model_hash: hash,
+        max_queue: cfg.miner.max_queue,
+        genesis_ms: cfg.chain.genesis_ms,
+        block_time_ms: cfg.chain.block_time_ms,
+        prefix_cache_tokens: cfg.miner.prefix_cache_tokens,
+        transcript_blocks: cfg.miner.transcript_blocks,
+    };
+    Ok((mcfg, model))
+}
+
+/// The validator's copy of the audited model (CPU) and the auditor's settings.
+fn load_auditor(cfg: &NodeConfig) -> Result<(AuditorConfig, Model), NodeError> {
+    let a = &cfg.audit;
+    let (model, hash) = load_model(&a.model, "audit model", brainmesh_actors::models::DevicePref::Cpu, a.threads)?;
+    let tolerance = brainmesh_actors::models::proof::Tolerance {
+        max_exp_mismatches: a.max_exp_mismatches,
+        max_mant_err_mean: a.max_mant_err_mean,
+        max_mant_err_median: a.max_mant_err_median,
+        ..Default::default()
+    };
+    let acfg = AuditorConfig {
+        brain: cfg.brain,
+        model_hash: hash,
+        spot_check: brainmesh_actors::audit::SpotCheckParams { override_rate: (a.rate > 0.0).then_some(a.rate), ..Default::default() },
+        slash_units: a.slash_units,
+        tolerance,
+        weights: brainmesh_actors::audit::WeightsParams {
+            epoch_blocks: a.epoch_blocks.max(1),
+            reveal_delay_blocks: a.reveal_delay_blocks,
+            ..Default::default()
+        },
+        genesis_ms: cfg.chain.genesis_ms,
+        block_time_ms: cfg.chain.block_time_ms,
+        fetch_timeout: Duration::from_millis(a.fetch_timeout_ms),
+    };
+    Ok((acfg, model))
+}
+
+/// Loads a model (progress bar on a terminal) and hashes its file.
+fn load_model(
+    path: &std::path::Path,
+    label: &str,
+    device: brainmesh_actors::models::DevicePref,
+    threads: usize,
+) -> Result<(Model, String), NodeError> {
+    let path = path.to_path_buf();
     let err = |message: String| NodeError::Model { path: path.clone(), message };
-    let device = cfg.miner.device.parse().map_err(err)?;
-    let opts = LoadOptions { device, threads: (cfg.miner.threads > 0).then_some(cfg.miner.threads), kind: None };
+    let opts = LoadOptions { device, threads: (threads > 0).then_some(threads), kind: None };
     let hash = hash_model(&path).map_err(|e| err(e.to_string()))?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("loading {msg} [{bar:40}] {pos}/{len} tensors")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    bar.set_message(cfg.miner.model_id.clone());
+    bar.set_message(label.to_string());
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
@@ -64,17 +115,8 @@ fn load_miner_model(cfg: &NodeConfig) -> Result<(MinerConfig, Model), NodeError>
     })
     .map_err(|e| err(e.to_string()))?;
     bar.finish_and_clear();
-    tracing::info!(model = %cfg.miner.model_id, %hash, secs = t0.elapsed().as_secs_f32(), "model loaded");
-    let mcfg = MinerConfig {
-        brain: cfg.brain,
-        model_id: cfg.miner.model_id.clone(),
-        model_hash: hash,
-        max_queue: cfg.miner.max_queue,
-        genesis_ms: cfg.chain.genesis_ms,
-        block_time_ms: cfg.chain.block_time_ms,
-        prefix_cache_tokens: cfg.miner.prefix_cache_tokens,
-    };
-    Ok((mcfg, model))
+    tracing::info!(model = %label, %hash, secs = t0.elapsed().as_secs_f32(), "model loaded");
+    Ok((model, hash))
 }
 
 /// sha256 of a model file, or of every file of a model directory in name order.
@@ -133,6 +175,8 @@ pub struct Node {
     /// Gateway role: the way into the mesh for tasks.
     pub tasks: Option<DistributorHandle>,
     pub receipts: ReceiptStore,
+    /// The ban list; on validators also audit stats and revealed weights.
+    pub audit: AuditShared,
     /// Gateway role: the OpenAI-compatible API's address.
     pub gateway_addr: Option<SocketAddr>,
     gateway_http: Option<actix_web::dev::ServerHandle>,
@@ -171,6 +215,8 @@ impl Node {
         } else {
             None
         };
+        let auditor =
+            if is(Role::Validator) && !cfg.audit.model.as_os_str().is_empty() { Some(load_auditor(&cfg)?) } else { None };
         let distributor = is(Role::Gateway).then(|| DistributorConfig {
             brain: cfg.brain,
             chunk_timeout: Duration::from_millis(cfg.tasks.chunk_timeout_ms),
@@ -191,13 +237,21 @@ impl Node {
         };
         let actors = brainmesh_actors::start_actors(
             id.clone(),
-            ActorsConfig { membership: mcfg, miner, distributor, fhe },
+            ActorsConfig {
+                membership: mcfg,
+                miner,
+                distributor,
+                fhe,
+                auditor,
+                genesis_ms: cfg.chain.genesis_ms,
+                block_time_ms: cfg.chain.block_time_ms,
+            },
             store,
             net.clone(),
             metrics.clone(),
         )
         .map_err(|source| NodeError::Store { path: cfg.data_dir.join("db"), source })?;
-        let NodeActors { inbox, membership, tasks, receipts } = actors;
+        let NodeActors { inbox, membership, tasks, receipts, audit } = actors;
 
         let mut secret = id.ed25519_secret();
         let key = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret)
@@ -257,6 +311,7 @@ impl Node {
             state,
             tasks,
             receipts,
+            audit,
             gateway_addr,
             gateway_http,
             swarm_task,

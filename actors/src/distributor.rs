@@ -52,6 +52,9 @@ struct Current {
     miner: String,
     keys: Arc<TaskKeys>,
     next_seq: u64,
+    /// This attempt's nonce (hex) and how many tokens it resumed after.
+    nonce: String,
+    resumed: usize,
 }
 
 struct TaskState {
@@ -124,6 +127,7 @@ impl Distributor {
             prompt: t.spec.prompt.clone(),
             sampling: t.spec.sampling.clone(),
             resume_tokens: t.tokens.clone(),
+            nonce: hex::encode(rand::random::<[u8; 16]>()),
         };
         let (nonce, ct) = keys.seal_request(&serde_json::to_vec(&body).unwrap_or_default());
         let wire = TaskWire::Assign(SealedAssign {
@@ -133,7 +137,13 @@ impl Distributor {
             nonce: hex::encode(nonce),
             ct: hex::encode(ct),
         });
-        t.current = Some(Current { miner: cand.peer_id.clone(), keys: Arc::new(keys), next_seq: 0 });
+        t.current = Some(Current {
+            miner: cand.peer_id.clone(),
+            keys: Arc::new(keys),
+            next_seq: 0,
+            nonce: body.nonce.clone(),
+            resumed: body.resume_tokens.len(),
+        });
         t.got_chunk = false;
         t.last_activity = Instant::now();
         *self.inflight.entry(cand.peer_id.clone()).or_default() += 1;
@@ -212,6 +222,7 @@ impl Distributor {
         let Ok(body) = serde_json::from_slice::<ChunkBody>(&plain) else { return Ack::stop("malformed chunk") };
         cur.next_seq += 1;
         let miner = cur.miner.clone();
+        let (nonce, resumed) = (cur.nonce.clone(), cur.resumed);
         t.got_chunk = true;
         t.last_activity = Instant::now();
         if t.events.is_closed() {
@@ -241,8 +252,18 @@ impl Distributor {
             return Ack::stop("client too slow or gone");
         }
         let Some(done) = body.done else { return Ack::ok() };
+        // The receipt must bind what this gateway sent and received in this attempt.
+        let resume = &t.tokens[..resumed.min(t.tokens.len())];
+        let output = &t.tokens[resumed.min(t.tokens.len())..];
+        let io = crate::transcript::io_digest(&nonce, &t.spec.prompt, resume, output);
         match SignedReceipt::countersign(done.receipt, done.miner_sig, &self.id) {
-            Ok((signed, r)) if r.task_id == c.task_id && r.miner == miner && r.gateway == self.id.peer_id().to_string() => {
+            Ok((signed, r))
+                if r.task_id == c.task_id
+                    && r.miner == miner
+                    && r.gateway == self.id.peer_id().to_string()
+                    && r.io_digest == io
+                    && r.completion_tokens as usize == output.len() =>
+            {
                 let receipt_id = signed.id();
                 match self.receipts.insert(&r.task_id, &signed) {
                     Ok(true) => {

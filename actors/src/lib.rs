@@ -4,12 +4,15 @@
 //! [`start_membership`] and talks to them only through [`Inbox`] (network events in) and
 //! [`MembershipHandle`] (queries), so the actor framework could be swapped.
 
+pub mod audit;
+pub mod auditor;
 pub mod distributor;
 pub mod economics;
 pub mod fhe_client;
 pub mod fhe_service;
 pub mod fhe_wire;
 pub mod identity;
+pub mod ledger;
 pub mod load;
 pub mod membership;
 pub mod messages;
@@ -18,12 +21,14 @@ pub mod miner;
 pub mod network_message;
 pub mod protocol;
 pub mod receipt;
+pub mod recheck;
 pub mod roster;
 pub mod routing;
 pub mod seal;
 pub mod store;
 pub mod task;
 pub mod task_wire;
+pub mod transcript;
 
 use std::sync::Arc;
 
@@ -43,6 +48,9 @@ pub use protocol::Reject;
 pub struct Inbox {
     gossip: Recipient<messages::GossipIn>,
     receipts: Recipient<messages::GossipIn>,
+    audit: Recipient<messages::GossipIn>,
+    transcripts: Option<transcript::TranscriptStore>,
+    evidence: Option<recheck::EvidenceStore>,
     sync: Recipient<messages::SyncIn>,
     peers: Vec<Recipient<messages::PeerEvent>>,
     assign: Option<Recipient<messages::TaskIn>>,
@@ -62,6 +70,7 @@ impl Inbox {
     ) -> Result<(), Reject> {
         let to = match protocol::TopicKind::parse(&topic) {
             Some((protocol::TopicKind::Receipts, _)) => &self.receipts,
+            Some((protocol::TopicKind::Audit, _)) => &self.audit,
             _ => &self.gossip,
         };
         to.send(messages::GossipIn { topic, source, propagation_source, data }).await.unwrap_or(Err(Reject::Malformed))
@@ -103,6 +112,15 @@ impl Inbox {
                 .unwrap_or_else(|_| FheReply::error(FheFail::Busy, "encrypted-mode service stopped").to_bytes()),
             None => FheReply::error(FheFail::NotServed, "this peer serves no encrypted head").to_bytes(),
         }
+    }
+
+    /// Serves a validator's audit request: a miner's transcript, or a validator's evidence.
+    pub async fn audit_request(&self, _peer: String, data: Vec<u8>) -> Vec<u8> {
+        let (t, e) = (self.transcripts.clone(), self.evidence.clone());
+        // sled reads are quick but blocking; keep them off the network task's thread.
+        tokio::task::spawn_blocking(move || transcript::serve(t.as_ref(), e.as_ref(), &data).to_bytes())
+            .await
+            .unwrap_or_default()
     }
 
     pub fn peer_connected(&self, peer: String) {
@@ -161,6 +179,11 @@ pub struct ActorsConfig {
     pub distributor: Option<distributor::DistributorConfig>,
     /// Miner role with `miner.fhe_head`: the encrypted head it serves.
     pub fhe: Option<models::fhe::QuantizedHead>,
+    /// Validator role: the auditor and its copy of the declared model.
+    pub auditor: Option<(auditor::AuditorConfig, models::Model)>,
+    /// Chain timing (ban expiry, heights) for the peers that only keep the ban list.
+    pub genesis_ms: u64,
+    pub block_time_ms: u64,
 }
 
 /// The started actors of one node.
@@ -169,6 +192,8 @@ pub struct NodeActors {
     pub membership: MembershipHandle,
     pub tasks: Option<DistributorHandle>,
     pub receipts: receipt::ReceiptStore,
+    /// The ban list (every role) and, on validators, audit stats and revealed weights.
+    pub audit: auditor::AuditShared,
 }
 
 /// Starts the node's actors on the current actix arbiter. Must be called from within an actix
@@ -183,14 +208,35 @@ pub fn start_actors(
     let receipts = receipt::ReceiptStore::open(store.db())?;
     let brain = cfg.membership.brain;
     let load = cfg.miner.as_ref().map(|_| Arc::new(load::LoadReport::default()));
+    let shared = auditor::AuditShared::new(brain);
+    let transcripts = match &cfg.miner {
+        Some((m, _)) => Some(transcript::TranscriptStore::open(store.db(), m.transcript_blocks)?),
+        None => None,
+    };
+    let evidence = match &cfg.auditor {
+        Some(_) => Some(recheck::EvidenceStore::open(store.db())?),
+        None => None,
+    };
+    let auditor_addr = match (cfg.auditor, &evidence) {
+        (Some((acfg, model)), Some(ev)) => Some(
+            auditor::Auditor::new(id.clone(), acfg, model, net.clone(), metrics.clone(), shared.clone(), ev.clone()).start(),
+        ),
+        _ => None,
+    };
+    let audit_gossip: Recipient<messages::GossipIn> = match &auditor_addr {
+        Some(a) => a.clone().recipient(),
+        None => auditor::BanBook::new(brain, shared.clone(), metrics.clone(), cfg.genesis_ms, cfg.block_time_ms).start().recipient(),
+    };
     let membership_addr =
         membership::Membership::new(id.clone(), cfg.membership, Box::new(store), net.clone(), metrics.clone(), load.clone())
             .start();
-    let book = receipt::ReceiptBook::new(brain, receipts.clone(), metrics.clone()).start();
+    let book =
+        receipt::ReceiptBook::new(brain, receipts.clone(), metrics.clone(), auditor_addr.map(|a| a.recipient())).start();
     let mut peers: Vec<Recipient<messages::PeerEvent>> = vec![membership_addr.clone().recipient()];
     let assign = match (cfg.miner, load) {
         (Some((mcfg, model)), Some(load)) => {
-            Some(miner::Miner::new(id.clone(), mcfg, model, net.clone(), load, metrics.clone()).start().recipient())
+            let ts = transcripts.clone().ok_or_else(|| store::StoreError::Sled(sled::Error::Unsupported("no transcript store".into())))?;
+            Some(miner::Miner::new(id.clone(), mcfg, model, net.clone(), load, metrics.clone(), ts).start().recipient())
         }
         _ => None,
     };
@@ -199,7 +245,15 @@ pub fn start_actors(
         Some(dcfg) => {
             let addr = distributor::Distributor::new(id, dcfg, net, receipts.clone(), metrics.clone()).start();
             peers.push(addr.clone().recipient());
-            (Some(addr.clone().recipient()), Some(DistributorHandle { addr, membership: membership.clone(), brain }))
+            let handle = DistributorHandle {
+                addr,
+                membership: membership.clone(),
+                brain,
+                bans: shared.bans.clone(),
+                genesis_ms: cfg.genesis_ms,
+                block_time_ms: cfg.block_time_ms,
+            };
+            (Some(handle.addr.clone().recipient()), Some(handle))
         }
         None => (None, None),
     };
@@ -216,6 +270,9 @@ pub fn start_actors(
     let inbox = Inbox {
         gossip: membership_addr.clone().recipient(),
         receipts: book.recipient(),
+        audit: audit_gossip,
+        transcripts,
+        evidence,
         sync: membership_addr.recipient(),
         peers,
         assign,
@@ -223,7 +280,7 @@ pub fn start_actors(
         fhe,
         metrics,
     };
-    Ok(NodeActors { inbox, membership, tasks, receipts })
+    Ok(NodeActors { inbox, membership, tasks, receipts, audit: shared })
 }
 
 /// The gateway's way into the mesh: implements [`task::TaskService`].
@@ -232,11 +289,36 @@ pub struct DistributorHandle {
     addr: Addr<distributor::Distributor>,
     membership: MembershipHandle,
     brain: u16,
+    bans: Arc<std::sync::Mutex<audit::BanList>>,
+    genesis_ms: u64,
+    block_time_ms: u64,
 }
 
 impl DistributorHandle {
-    /// Online, admitted miners of this Brain serving `model`.
-    fn candidates(snap: &RosterSnapshot, brain: u16, model: &str) -> (Vec<routing::Candidate>, bool) {
+    /// Miners banned by at least one admitted validator of the Brain (entries signed by peers
+    /// that are not validators of this Brain are ignored).
+    fn banned(&self, snap: &RosterSnapshot) -> std::collections::BTreeSet<String> {
+        let height = protocol::now_ms().saturating_sub(self.genesis_ms) / self.block_time_ms.max(1);
+        let validators: std::collections::BTreeSet<&str> = snap
+            .brains
+            .iter()
+            .filter(|b| b.brain == self.brain)
+            .flat_map(|b| b.members.iter())
+            .filter(|m| m.admitted && m.roles.contains(&protocol::Role::Validator))
+            .map(|m| m.peer_id.as_str())
+            .collect();
+        match self.bans.lock() {
+            Ok(b) => b
+                .banned(height)
+                .into_iter()
+                .filter(|m| b.entries(m).iter().any(|e| validators.contains(e.validator.as_str())))
+                .collect(),
+            Err(_) => Default::default(),
+        }
+    }
+
+    /// Online, admitted, unbanned miners of this Brain serving `model`.
+    fn candidates(snap: &RosterSnapshot, brain: u16, model: &str, banned: &std::collections::BTreeSet<String>) -> (Vec<routing::Candidate>, bool) {
         let mut known = false;
         let mut out = Vec::new();
         for b in snap.brains.iter().filter(|b| b.brain == brain) {
@@ -246,6 +328,9 @@ impl DistributorHandle {
                     known = true;
                 }
                 if !(serves && m.admitted && m.status == roster::Liveness::Online && m.roles.contains(&protocol::Role::Miner)) {
+                    continue;
+                }
+                if banned.contains(&m.peer_id) {
                     continue;
                 }
                 let Ok(seal_key) = seal::key_from_hex(&m.seal_key) else { continue };
@@ -269,7 +354,8 @@ impl task::TaskService for DistributorHandle {
     ) -> task::BoxFuture<'_, Result<tokio::sync::mpsc::Receiver<task::TaskEvent>, task::TaskError>> {
         Box::pin(async move {
             let snap = self.membership.roster().await.ok_or_else(|| task::TaskError::NoMiner(spec.model.clone()))?;
-            let (candidates, known) = Self::candidates(&snap, self.brain, &spec.model);
+            let banned = self.banned(&snap);
+            let (candidates, known) = Self::candidates(&snap, self.brain, &spec.model, &banned);
             if candidates.is_empty() {
                 return Err(if known {
                     task::TaskError::NoMiner(spec.model.clone())

@@ -19,6 +19,8 @@ use crate::receipt::Receipt;
 use crate::seal::{key_from_hex, TaskKeys};
 use crate::task::{Finish, Prompt, TaskError};
 use crate::task_wire::{Ack, AssignBody, ChunkBody, DoneBody, SealedAssign, SealedChunk, TaskWire, MAX_TASK_BYTES};
+use crate::transcript::{io_digest, RunSampling, Transcript, TranscriptStore};
+use brainmesh_models::proof::{self, ProofConfig};
 
 #[derive(Debug, Clone)]
 pub struct MinerConfig {
@@ -32,12 +34,14 @@ pub struct MinerConfig {
     pub block_time_ms: u64,
     /// Prompt positions the prefix KV cache may hold (0 turns it off).
     pub prefix_cache_tokens: usize,
+    /// Blocks a task's transcript is kept for validators to fetch.
+    pub transcript_blocks: u64,
 }
 
 enum WorkerEvent {
     Prompt(u32),
     Token { id: u32, text: String },
-    Done { finish: Finish, completion_tokens: u32 },
+    Done { finish: Finish, completion_tokens: u32, proof_digest: String, transcript: Box<Transcript> },
     Error(TaskError),
 }
 
@@ -45,11 +49,15 @@ struct Job {
     body: AssignBody,
     cancel: Arc<AtomicBool>,
     events: mpsc::UnboundedSender<WorkerEvent>,
+    miner: String,
+    cfg: MinerConfig,
+    attempt: u32,
 }
 
 pub struct Miner {
     id: Arc<Identity>,
     cfg: MinerConfig,
+    transcripts: TranscriptStore,
     jobs: std::sync::mpsc::Sender<Job>,
     queued: Arc<AtomicU32>,
     net: NetworkSender,
@@ -64,6 +72,7 @@ impl Miner {
         net: NetworkSender,
         load: Arc<LoadReport>,
         metrics: Metrics,
+        transcripts: TranscriptStore,
     ) -> Self {
         let context = model.net.context_length() as u32;
         load.set_serving(vec![ModelAd { id: cfg.model_id.clone(), hash: cfg.model_hash.clone(), context }]);
@@ -77,7 +86,7 @@ impl Miner {
         if let Err(e) = spawned {
             tracing::error!("cannot start the inference thread: {e}");
         }
-        Self { id, cfg, jobs: tx, queued, net }
+        Self { id, cfg, transcripts, jobs: tx, queued, net }
     }
 
     fn assign(&mut self, gateway: String, data: &[u8]) -> Ack {
@@ -110,7 +119,11 @@ impl Miner {
         }
         let cancel = Arc::new(AtomicBool::new(false));
         let (etx, erx) = mpsc::unbounded_channel();
+        if hex::decode(&body.nonce).map(|n| n.len() < 8).unwrap_or(true) {
+            return Ack::stop("task without a nonce");
+        }
         let pump = Pump {
+            transcripts: self.transcripts.clone(),
             net: self.net.clone(),
             id: self.id.clone(),
             cfg: self.cfg.clone(),
@@ -123,7 +136,8 @@ impl Miner {
             started_ms: now_ms(),
         };
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.jobs.send(Job { body, cancel, events: etx }).is_err() {
+        let job = Job { body, cancel, events: etx, miner: self.id.peer_id().to_string(), cfg: self.cfg.clone(), attempt };
+        if self.jobs.send(job).is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             return Ack::stop("inference thread stopped");
         }
@@ -154,6 +168,7 @@ impl Handler<TaskIn> for Miner {
 /// Sends one task's tokens to the gateway as sealed chunks, coalescing whatever accumulated
 /// during the previous round trip; stops the generation when the gateway says so.
 struct Pump {
+    transcripts: TranscriptStore,
     net: NetworkSender,
     id: Arc<Identity>,
     cfg: MinerConfig,
@@ -213,7 +228,13 @@ impl Pump {
                 chunk.text.push_str(&text);
                 false
             }
-            WorkerEvent::Done { finish, completion_tokens } => {
+            WorkerEvent::Done { finish, completion_tokens, proof_digest, transcript } => {
+                let block_height = now_ms().saturating_sub(self.cfg.genesis_ms) / self.cfg.block_time_ms.max(1);
+                let io_digest = io_digest(&transcript.nonce, &transcript.prompt, &transcript.resume_tokens, &transcript.output);
+                let transcript = Transcript { block_height, ..*transcript };
+                if let Err(e) = self.transcripts.insert(&self.task_id, block_height, &transcript.sign(&self.id)) {
+                    tracing::error!(task = %self.task_id, "cannot keep the transcript: {e}");
+                }
                 let receipt = Receipt {
                     task_id: self.task_id.clone(),
                     brain: self.cfg.brain,
@@ -225,8 +246,9 @@ impl Pump {
                     prompt_tokens: *prompt_tokens,
                     completion_tokens,
                     compute_units: u64::from(*prompt_tokens) + u64::from(completion_tokens),
-                    block_height: now_ms().saturating_sub(self.cfg.genesis_ms) / self.cfg.block_time_ms.max(1),
-                    proof_digest: String::new(),
+                    block_height,
+                    proof_digest,
+                    io_digest,
                     started_ms: self.started_ms,
                     finished_ms: now_ms(),
                 };
@@ -268,7 +290,7 @@ fn worker(
 }
 
 fn run_job(model: &Model, job: Job, load: &LoadReport, prefix: &mut PrefixCache, metrics: &Metrics) {
-    let Job { body, cancel, events } = job;
+    let Job { body, cancel, events, miner, cfg: mcfg, attempt } = job;
     let text = match &body.prompt {
         Prompt::Chat(msgs) => {
             let msgs: Vec<brainmesh_models::ChatMessage> =
@@ -317,8 +339,8 @@ fn run_job(model: &Model, job: Job, load: &LoadReport, prefix: &mut PrefixCache,
         let _ = events.send(WorkerEvent::Token { id: ev.token_id, text: ev.text.to_string() });
         !cancel.load(Ordering::Relaxed)
     };
-    match model.generate_with_prefix_cache(&ids, &cfg, prefix, &mut on_token) {
-        Ok((g, reused)) => {
+    match model.generate_with_activations(&ids, &cfg, prefix, &mut on_token) {
+        Ok((g, reused, acts)) => {
             metrics.task_event(if reused > 0 { "prefix_hit" } else { "prefix_miss" });
             metrics.prefix_reused_tokens.inc_by(reused as u64);
             let finish = match g.finish {
@@ -330,7 +352,39 @@ fn run_job(model: &Model, job: Job, load: &LoadReport, prefix: &mut PrefixCache,
             let ttft = first.unwrap_or(secs * 1000.0);
             let decode_secs = (secs - ttft / 1000.0).max(1e-6);
             load.record_task(g.tokens.len().saturating_sub(1) as f64 / decode_secs, ttft);
-            let _ = events.send(WorkerEvent::Done { finish, completion_tokens: g.tokens.len() as u32 });
+            let pc = ProofConfig::default();
+            let proofs = match proof::build_proofs(&acts, &pc) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = events.send(WorkerEvent::Error(TaskError::InvalidRequest(format!("proof of inference: {e}"))));
+                    return;
+                }
+            };
+            let nonce = hex::decode(&body.nonce).unwrap_or_default();
+            let proof_digest = hex::encode(proof::proof_digest(&nonce, &mcfg.model_hash, &proofs));
+            let transcript = Transcript {
+                task_id: body.task_id.clone(),
+                attempt,
+                brain: mcfg.brain,
+                model: mcfg.model_id.clone(),
+                model_hash: mcfg.model_hash.clone(),
+                miner,
+                nonce: body.nonce.clone(),
+                prompt: body.prompt.clone(),
+                resume_tokens: body.resume_tokens.clone(),
+                output: g.tokens.clone(),
+                sampling: RunSampling::from_request(s),
+                proof_topk: pc.topk as u32,
+                proof_decode_batch: pc.decode_batch as u32,
+                proofs: hex::encode(proof::encode_proofs(&proofs)),
+                block_height: 0,
+            };
+            let _ = events.send(WorkerEvent::Done {
+                finish,
+                completion_tokens: g.tokens.len() as u32,
+                proof_digest,
+                transcript: Box::new(transcript),
+            });
         }
         Err(e) => {
             let _ = events.send(WorkerEvent::Error(TaskError::InvalidRequest(e.to_string())));

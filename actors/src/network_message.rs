@@ -32,6 +32,8 @@ pub enum Proto {
     Task,
     /// `/brainmesh/fhe/1`: encrypted-mode head description, key upload, classification.
     Fhe,
+    /// `/brainmesh/audit/1`: a validator fetches a miner's transcript.
+    Audit,
 }
 
 #[derive(Debug)]

@@ -54,16 +54,19 @@ pub enum TopicKind {
     Membership,
     Heartbeat,
     Receipts,
+    /// Ban entries and commit-reveal weight vectors from validators.
+    Audit,
 }
 
 impl TopicKind {
-    pub const ALL: [TopicKind; 3] = [TopicKind::Membership, TopicKind::Heartbeat, TopicKind::Receipts];
+    pub const ALL: [TopicKind; 4] = [TopicKind::Membership, TopicKind::Heartbeat, TopicKind::Receipts, TopicKind::Audit];
 
     pub fn topic(&self, brain: u16) -> String {
         let name = match self {
             TopicKind::Membership => "membership",
             TopicKind::Heartbeat => "heartbeat",
             TopicKind::Receipts => "receipts",
+            TopicKind::Audit => "audit",
         };
         format!("brainmesh/v{PROTOCOL_VERSION}/brain/{brain}/{name}")
     }
@@ -77,6 +80,7 @@ impl TopicKind {
             "membership" => TopicKind::Membership,
             "heartbeat" => TopicKind::Heartbeat,
             "receipts" => TopicKind::Receipts,
+            "audit" => TopicKind::Audit,
             _ => return None,
         };
         Some((kind, brain))

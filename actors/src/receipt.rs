@@ -25,8 +25,13 @@ pub struct Receipt {
     /// One unit per prompt or completion token; priced per 1k by the ledger.
     pub compute_units: u64,
     pub block_height: u64,
-    /// Digest of the proof-of-inference codes (filled by the audit work; empty until then).
+    /// Hex sha256 binding the TOPLOC proofs to the task's nonce and the model hash
+    /// (`brainmesh_models::proof::proof_digest`).
     pub proof_digest: String,
+    /// Hex sha256 of the nonce, prompt, resumed tokens and output (`transcript::io_digest`);
+    /// the gateway recomputes it before countersigning.
+    #[serde(default)]
+    pub io_digest: String,
     pub started_ms: u64,
     pub finished_ms: u64,
 }
@@ -61,7 +66,8 @@ pub fn public_key_of(peer_id: &str) -> Option<[u8; 32]> {
     Some(ed.to_bytes())
 }
 
-fn verify(peer_id: &str, msg: &[u8], sig_hex: &str) -> bool {
+/// An ed25519 signature (hex) by the peer id's key over `msg`.
+pub fn verify_sig(peer_id: &str, msg: &[u8], sig_hex: &str) -> bool {
     let Some(pk) = public_key_of(peer_id) else { return false };
     let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&pk) else { return false };
     let Some(sig) = hex::decode(sig_hex).ok().and_then(|v| <[u8; 64]>::try_from(v).ok()) else { return false };
@@ -85,7 +91,7 @@ impl SignedReceipt {
     /// Gateway side: check the miner's signature, then countersign.
     pub fn countersign(body: String, miner_sig: String, gateway: &Identity) -> Result<(Self, Receipt), ReceiptError> {
         let r: Receipt = serde_json::from_str(&body).map_err(|_| ReceiptError::Malformed)?;
-        if !verify(&r.miner, body.as_bytes(), &miner_sig) {
+        if !verify_sig(&r.miner, body.as_bytes(), &miner_sig) {
             return Err(ReceiptError::BadMinerSignature);
         }
         let mut msg = body.clone().into_bytes();
@@ -97,12 +103,12 @@ impl SignedReceipt {
     /// Anyone: both signatures against the peer ids named in the receipt.
     pub fn verify(&self) -> Result<Receipt, ReceiptError> {
         let r: Receipt = serde_json::from_str(&self.body).map_err(|_| ReceiptError::Malformed)?;
-        if !verify(&r.miner, self.body.as_bytes(), &self.miner_sig) {
+        if !verify_sig(&r.miner, self.body.as_bytes(), &self.miner_sig) {
             return Err(ReceiptError::BadMinerSignature);
         }
         let mut msg = self.body.clone().into_bytes();
         msg.extend_from_slice(self.miner_sig.as_bytes());
-        if !verify(&r.gateway, &msg, &self.gateway_sig) {
+        if !verify_sig(&r.gateway, &msg, &self.gateway_sig) {
             return Err(ReceiptError::BadGatewaySignature);
         }
         Ok(r)
@@ -155,11 +161,13 @@ pub struct ReceiptBook {
     brain: u16,
     store: ReceiptStore,
     metrics: Metrics,
+    /// Told of every receipt stored for the first time (the validator's auditor).
+    watcher: Option<Recipient<crate::auditor::NewReceipt>>,
 }
 
 impl ReceiptBook {
-    pub fn new(brain: u16, store: ReceiptStore, metrics: Metrics) -> Self {
-        Self { brain, store, metrics }
+    pub fn new(brain: u16, store: ReceiptStore, metrics: Metrics, watcher: Option<Recipient<crate::auditor::NewReceipt>>) -> Self {
+        Self { brain, store, metrics, watcher }
     }
 }
 
@@ -193,7 +201,9 @@ impl Handler<GossipIn> for ReceiptBook {
             if r.brain != self.brain {
                 return Err(Reject::WrongTopic);
             }
-            let _ = self.store.insert(&r.task_id, &sr);
+            if let (Ok(true), Some(w)) = (self.store.insert(&r.task_id, &sr), &self.watcher) {
+                w.do_send(crate::auditor::NewReceipt { signed: sr, receipt: r });
+            }
             self.metrics.accept("receipt");
             Ok(())
         })();
@@ -222,6 +232,7 @@ mod tests {
             compute_units: 15,
             block_height: 3,
             proof_digest: String::new(),
+            io_digest: String::new(),
             started_ms: 1,
             finished_ms: 2,
         }

@@ -48,6 +48,9 @@ pub struct AssignBody {
     pub sampling: Sampling,
     /// Tokens already produced by an earlier attempt: the miner continues after them.
     pub resume_tokens: Vec<u32>,
+    /// Hex, fresh per attempt: the receipt's digests bind the proofs and the output to it.
+    #[serde(default)]
+    pub nonce: String,
 }
 
 /// The plaintext of a result chunk.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libp2p::{gossipsub, identify, identity::Keypair, kad, ping, request_response, StreamProtocol};
 
-use super::codec::{BytesCodec, FHE_PROTOCOL, SYNC_PROTOCOL, TASK_PROTOCOL};
+use super::codec::{BytesCodec, AUDIT_PROTOCOL, FHE_PROTOCOL, SYNC_PROTOCOL, TASK_PROTOCOL};
 
 /// Gossipsub's transmit limit: above our application limit so oversized messages reach the
 /// application, are counted and rejected there (and never forwarded).
@@ -19,6 +19,8 @@ pub struct Behaviour {
     pub sync: request_response::Behaviour<BytesCodec>,
     pub task: request_response::Behaviour<BytesCodec>,
     pub fhe: request_response::Behaviour<BytesCodec>,
+    /// `/brainmesh/audit/1`: validators fetch transcripts from miners.
+    pub audit: request_response::Behaviour<BytesCodec>,
 }
 
 impl Behaviour {
@@ -69,6 +71,11 @@ impl Behaviour {
             [(FHE_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(300)),
         );
-        Ok(Self { gossipsub, kad, identify, ping, sync, task, fhe })
+        let audit = request_response::Behaviour::with_codec(
+            BytesCodec::audit(),
+            [(AUDIT_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+        );
+        Ok(Self { gossipsub, kad, identify, ping, sync, task, fhe, audit })
     }
 }

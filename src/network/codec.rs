@@ -14,6 +14,7 @@ use brainmesh_actors::task_wire::MAX_TASK_BYTES;
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/sync/1");
 pub const TASK_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/task/1");
 pub const FHE_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/fhe/1");
+pub const AUDIT_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/audit/1");
 
 /// Length-prefixed blobs with per-direction limits.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +32,9 @@ impl BytesCodec {
     }
     pub fn fhe() -> Self {
         Self { max_request: MAX_FHE_REQUEST_BYTES, max_response: MAX_FHE_RESPONSE_BYTES }
+    }
+    pub fn audit() -> Self {
+        Self { max_request: MAX_MESSAGE_BYTES, max_response: brainmesh_actors::transcript::MAX_AUDIT_BYTES }
     }
 }
 

@@ -179,6 +179,7 @@ impl NetworkService {
                         Proto::Sync => b.sync.send_request(&p, data),
                         Proto::Task => b.task.send_request(&p, data),
                         Proto::Fhe => b.fhe.send_request(&p, data),
+                        Proto::Audit => b.audit.send_request(&p, data),
                     };
                     self.pending.insert((proto, id), reply);
                 }
@@ -233,6 +234,7 @@ impl NetworkService {
                     Proto::Sync => b.sync.send_response(channel, data),
                     Proto::Task => b.task.send_response(channel, data),
                     Proto::Fhe => b.fhe.send_response(channel, data),
+                    Proto::Audit => b.audit.send_response(channel, data),
                 };
                 if sent.is_err() {
                     tracing::debug!("response dropped: the requester went away");
@@ -267,6 +269,7 @@ impl NetworkService {
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_request_response(Proto::Sync, ev),
             SwarmEvent::Behaviour(BehaviourEvent::Task(ev)) => self.on_request_response(Proto::Task, ev),
             SwarmEvent::Behaviour(BehaviourEvent::Fhe(ev)) => self.on_request_response(Proto::Fhe, ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Audit(ev)) => self.on_request_response(Proto::Audit, ev),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 for addr in info.listen_addrs {
                     if is_dialable(&addr) {
@@ -338,6 +341,7 @@ impl NetworkService {
                             Proto::Sync => inbox.request(peer.to_string(), request).await,
                             Proto::Task => inbox.task_request(peer.to_string(), request).await,
                             Proto::Fhe => inbox.fhe_request(peer.to_string(), request).await,
+                            Proto::Audit => inbox.audit_request(peer.to_string(), request).await,
                         };
                         let _ = tx.send(Internal::Respond { proto, channel, data }).await;
                     });

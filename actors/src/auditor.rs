@@ -1,0 +1,526 @@
+//! The Auditor actor (validator role): samples receipts, fetches the miner's transcript over
+//! `/brainmesh/audit/1`, re-checks it on its own inference thread ([`crate::recheck`]), keeps
+//! scores, and on a failed check stores evidence, signs a ban entry and gossips it. A ban notice
+//! from another validator is not taken on trust: the evidence is fetched from that validator
+//! and re-checked here before this validator signs a ban of its own. Weight vectors are
+//! committed and revealed once per epoch ([`crate::audit::weights`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use brainmesh_models::proof::Tolerance;
+use brainmesh_models::Model;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::audit::{should_audit, spot_check_rate, BanEntry, BanList, Commit, CommitRevealBook, Reveal, Scoreboard, SpotCheckParams, WeightVector, WeightsParams};
+use crate::identity::Identity;
+use crate::messages::GossipIn;
+use crate::metrics::Metrics;
+use crate::network_message::{NetworkSender, Proto};
+use crate::protocol::{now_ms, Reject, TopicKind, MAX_MESSAGE_BYTES};
+use crate::receipt::{public_key_of, Receipt, SignedReceipt};
+use crate::recheck::{recheck, Evidence, EvidenceStore, Verdict};
+use crate::transcript::{AuditReply, AuditRequest, SignedTranscript};
+
+/// Messages on a Brain's audit topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuditGossip {
+    Ban { entry: BanEntry },
+    Commit { commit: Commit },
+    Reveal { reveal: Reveal },
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditorConfig {
+    pub brain: u16,
+    /// The declared model this validator holds (receipts for other hashes are not audited).
+    pub model_hash: String,
+    pub spot_check: SpotCheckParams,
+    /// Stake at risk, in compute units' worth, for the spot-check inequality.
+    pub slash_units: f64,
+    pub tolerance: Tolerance,
+    pub weights: WeightsParams,
+    pub genesis_ms: u64,
+    pub block_time_ms: u64,
+    pub fetch_timeout: Duration,
+}
+
+/// A new receipt this peer stored (sent by the receipt book).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct NewReceipt {
+    pub signed: SignedReceipt,
+    pub receipt: Receipt,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Fetched {
+    signed: SignedReceipt,
+    receipt: Receipt,
+    transcript: Option<SignedTranscript>,
+    latency_ms: u64,
+}
+
+/// Why a check ran: an own sample, or another validator's ban notice to verify.
+#[derive(Debug, Clone)]
+enum Origin {
+    Sample,
+    Notice,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Checked {
+    origin: Origin,
+    evidence: Evidence,
+    verdict: Result<Verdict, String>,
+    latency_ms: u64,
+}
+
+struct CheckJob {
+    origin: Origin,
+    evidence: Evidence,
+    latency_ms: u64,
+}
+
+/// Counters a test or the status page can read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditStats {
+    pub sampled: u64,
+    pub passed: u64,
+    pub failed: u64,
+    pub unavailable: u64,
+    pub skipped_other_model: u64,
+    pub bans_signed: u64,
+    pub notices_rejected: u64,
+    pub commits: u64,
+    pub reveals: u64,
+}
+
+/// State shared with the node (status, tests): the ban list every role keeps, and the
+/// auditor's stats and the weight vectors revealed lately.
+#[derive(Clone)]
+pub struct AuditShared {
+    pub bans: Arc<Mutex<BanList>>,
+    pub stats: Arc<Mutex<AuditStats>>,
+    pub weights: Arc<Mutex<Vec<WeightVector>>>,
+}
+
+impl AuditShared {
+    pub fn new(brain: u16) -> Self {
+        Self {
+            bans: Arc::new(Mutex::new(BanList::new(brain, Default::default()))),
+            stats: Default::default(),
+            weights: Default::default(),
+        }
+    }
+
+    pub fn stats(&self) -> AuditStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+pub struct Auditor {
+    id: Arc<Identity>,
+    cfg: AuditorConfig,
+    net: NetworkSender,
+    metrics: Metrics,
+    shared: AuditShared,
+    evidence: EvidenceStore,
+    scores: Scoreboard,
+    audited: HashMap<String, u64>,
+    seed: [u8; 32],
+    jobs: std::sync::mpsc::Sender<CheckJob>,
+    model_rx: Option<(Model, std::sync::mpsc::Receiver<CheckJob>)>,
+    book: CommitRevealBook,
+    /// Epochs committed, with the vector and salt to reveal.
+    pending_reveals: Vec<(u64, u64, WeightVector, [u8; 32])>,
+    checking: BTreeSet<String>,
+}
+
+impl Auditor {
+    pub fn new(
+        id: Arc<Identity>,
+        cfg: AuditorConfig,
+        model: Model,
+        net: NetworkSender,
+        metrics: Metrics,
+        shared: AuditShared,
+        evidence: EvidenceStore,
+    ) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"brainmesh/audit-seed/v1");
+        h.update(id.ed25519_secret());
+        let seed: [u8; 32] = h.finalize().into();
+        let (jobs, rx) = std::sync::mpsc::channel();
+        let book = CommitRevealBook::new(cfg.brain, cfg.weights.clone());
+        Self {
+            id,
+            cfg,
+            net,
+            metrics,
+            shared,
+            evidence,
+            scores: Scoreboard::new(Default::default()),
+            audited: HashMap::new(),
+            seed,
+            jobs,
+            model_rx: Some((model, rx)),
+            book,
+            pending_reveals: Vec::new(),
+            checking: BTreeSet::new(),
+        }
+    }
+
+    fn height(&self) -> u64 {
+        now_ms().saturating_sub(self.cfg.genesis_ms) / self.cfg.block_time_ms.max(1)
+    }
+
+    fn topic(&self) -> String {
+        TopicKind::Audit.topic(self.cfg.brain)
+    }
+
+    fn stats(&self, f: impl FnOnce(&mut AuditStats)) {
+        if let Ok(mut s) = self.shared.stats.lock() {
+            f(&mut s);
+        }
+    }
+
+    fn on_receipt(&mut self, msg: NewReceipt, ctx: &mut Context<Self>) {
+        let r = &msg.receipt;
+        if r.model_hash != self.cfg.model_hash {
+            self.stats(|s| s.skipped_other_model += 1);
+            return;
+        }
+        let done = *self.audited.get(&r.miner).unwrap_or(&0);
+        let units = r.compute_units as f64;
+        let rate = spot_check_rate(units, self.cfg.slash_units, units, done, &self.cfg.spot_check);
+        if !should_audit(rate, &self.seed, &r.task_id) {
+            return;
+        }
+        *self.audited.entry(r.miner.clone()).or_default() += 1;
+        self.stats(|s| s.sampled += 1);
+        let (net, timeout) = (self.net.clone(), self.cfg.fetch_timeout);
+        let req = serde_json::to_vec(&AuditRequest::Transcript { task_id: r.task_id.clone() }).unwrap_or_default();
+        let miner = r.miner.clone();
+        ctx.spawn(
+            async move {
+                let t0 = Instant::now();
+                let reply = tokio::time::timeout(timeout, net.request_on(Proto::Audit, miner, req)).await;
+                let transcript = match reply {
+                    Ok(Ok(b)) => match serde_json::from_slice::<AuditReply>(&b) {
+                        Ok(AuditReply::Transcript { transcript }) => Some(transcript),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                Fetched { signed: msg.signed, receipt: msg.receipt, transcript, latency_ms: t0.elapsed().as_millis() as u64 }
+            }
+            .into_actor(self)
+            .map(|f, act, _ctx| act.on_fetched(f)),
+        );
+    }
+
+    fn on_fetched(&mut self, f: Fetched) {
+        let miner = f.receipt.miner.clone();
+        let Some(transcript) = f.transcript else {
+            // Not answering is not evidence (the miner may be down); it costs availability.
+            self.scores.record_fetch(&miner, false);
+            self.stats(|s| s.unavailable += 1);
+            self.metrics.task_event("audit_unavailable");
+            return;
+        };
+        self.scores.record_fetch(&miner, true);
+        let evidence = Evidence {
+            receipt: f.signed,
+            transcript,
+            verdict: Verdict { passed: false, reason: String::new(), report: None },
+            validator: self.id.peer_id().to_string(),
+        };
+        let _ = self.jobs.send(CheckJob { origin: Origin::Sample, evidence, latency_ms: f.latency_ms });
+    }
+
+    fn on_checked(&mut self, c: Checked) {
+        let Checked { origin, mut evidence, verdict, latency_ms } = c;
+        let digest = evidence.digest();
+        self.checking.remove(&digest);
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("re-check could not run: {e}");
+                return;
+            }
+        };
+        let Ok(receipt) = evidence.receipt.verify() else { return };
+        let miner = receipt.miner.clone();
+        if matches!(origin, Origin::Sample) {
+            self.scores.record_check(&miner, verdict.passed, latency_ms);
+            self.stats(|s| if verdict.passed { s.passed += 1 } else { s.failed += 1 });
+            self.metrics.task_event(if verdict.passed { "audit_passed" } else { "audit_failed" });
+        }
+        if verdict.passed {
+            if matches!(origin, Origin::Notice) {
+                self.stats(|s| s.notices_rejected += 1);
+                tracing::warn!(%miner, "a ban notice's evidence re-checks clean here; not co-signed");
+            }
+            return;
+        }
+        tracing::warn!(%miner, task = %receipt.task_id, reason = %verdict.reason, "check failed");
+        evidence.verdict = verdict.clone();
+        evidence.validator = self.id.peer_id().to_string();
+        if let Err(e) = self.evidence.insert(&evidence) {
+            tracing::error!("cannot store evidence: {e}");
+            return;
+        }
+        let entry = BanEntry::new(
+            self.cfg.brain,
+            &miner,
+            &evidence.judged_bytes(),
+            &verdict.reason,
+            &self.id.peer_id().to_string(),
+            self.height(),
+            &|m| self.id.sign(m),
+        );
+        self.apply_ban(entry.clone());
+        self.stats(|s| s.bans_signed += 1);
+        self.net.publish(self.topic(), serde_json::to_vec(&AuditGossip::Ban { entry }).unwrap_or_default());
+    }
+
+    fn apply_ban(&self, entry: BanEntry) {
+        let Some(pk) = public_key_of(&entry.validator) else { return };
+        if let Ok(mut b) = self.shared.bans.lock() {
+            if let Ok(true) = b.insert(entry, &pk, 1, 1) {
+                self.metrics.task_event("ban_applied");
+            }
+        }
+    }
+
+    /// Another validator's ban: fetch its evidence and re-check before co-signing.
+    fn on_notice(&mut self, entry: BanEntry, ctx: &mut Context<Self>) {
+        if entry.validator == self.id.peer_id().to_string() || !self.checking.insert(entry.evidence_digest.clone()) {
+            return;
+        }
+        let (net, timeout) = (self.net.clone(), self.cfg.fetch_timeout);
+        let req = serde_json::to_vec(&AuditRequest::Evidence { digest: entry.evidence_digest.clone() }).unwrap_or_default();
+        let jobs = self.jobs.clone();
+        let digest = entry.evidence_digest.clone();
+        ctx.spawn(
+            async move {
+                let reply = tokio::time::timeout(timeout, net.request_on(Proto::Audit, entry.validator.clone(), req)).await;
+                match reply {
+                    Ok(Ok(b)) => match serde_json::from_slice::<AuditReply>(&b) {
+                        Ok(AuditReply::Evidence { evidence }) if evidence.digest() == digest => {
+                            let _ = jobs.send(CheckJob { origin: Origin::Notice, evidence: *evidence, latency_ms: 0 });
+                            None
+                        }
+                        _ => Some(digest),
+                    },
+                    _ => Some(digest),
+                }
+            }
+            .into_actor(self)
+            .map(|failed, act, _| {
+                if let Some(d) = failed {
+                    act.checking.remove(&d);
+                    act.stats(|s| s.notices_rejected += 1);
+                }
+            }),
+        );
+    }
+
+    /// Once per epoch: commit to this epoch's weights; reveal earlier commits when due.
+    fn tick(&mut self) {
+        let height = self.height();
+        let epoch = height / self.cfg.weights.epoch_blocks.max(1);
+        if !self.pending_reveals.iter().any(|(e, _, _, _)| *e == epoch) {
+            // Banned miners get no weight (their scores are dropped).
+            let banned = self.shared.bans.lock().map(|b| b.banned(height)).unwrap_or_default();
+            for m in banned {
+                self.scores.remove(&m);
+            }
+            let weights = self.scores.weights();
+            let vector = WeightVector { brain: self.cfg.brain, epoch, validator: self.id.peer_id().to_string(), weights };
+            let salt = crate::audit::weights::fresh_salt();
+            let Ok(commit) = Commit::new(&vector, &salt, &|m| self.id.sign(m)) else { return };
+            let pk = self.id.public_key_bytes();
+            if self.book.accept_commit(commit.clone(), &pk, height).is_ok() {
+                self.pending_reveals.push((epoch, height, vector, salt));
+                self.stats(|s| s.commits += 1);
+                self.scores.reset_epoch();
+                self.net.publish(self.topic(), serde_json::to_vec(&AuditGossip::Commit { commit }).unwrap_or_default());
+            }
+        }
+        // A reveal opens `reveal_delay` blocks after its commit and not before the epoch ends.
+        let (delay, eb) = (self.cfg.weights.reveal_delay_blocks, self.cfg.weights.epoch_blocks.max(1));
+        let opens = |e: u64, at: u64| (at + delay).max((e + 1) * eb);
+        let due: Vec<_> = self.pending_reveals.iter().filter(|(e, at, _, _)| height >= opens(*e, *at)).cloned().collect();
+        self.pending_reveals.retain(|(e, at, _, _)| height < opens(*e, *at));
+        for (_, _, vector, salt) in due {
+            let Ok(reveal) = Reveal::new(&vector, &salt, &|m| self.id.sign(m)) else { continue };
+            let pk = self.id.public_key_bytes();
+            if self.book.accept_reveal(reveal.clone(), &pk, height).is_ok() {
+                self.stats(|s| s.reveals += 1);
+                self.publish_revealed();
+                self.net.publish(self.topic(), serde_json::to_vec(&AuditGossip::Reveal { reveal }).unwrap_or_default());
+            }
+        }
+    }
+
+    fn publish_revealed(&self) {
+        let epoch = self.height() / self.cfg.weights.epoch_blocks.max(1);
+        let mut all = Vec::new();
+        for e in epoch.saturating_sub(2)..=epoch {
+            all.extend(self.book.revealed(e));
+        }
+        if let Ok(mut w) = self.shared.weights.lock() {
+            *w = all;
+        }
+    }
+
+    fn on_gossip(&mut self, msg: GossipIn, ctx: &mut Context<Self>) -> Result<(), Reject> {
+        let g = parse_gossip(&msg, self.cfg.brain)?;
+        let height = self.height();
+        match g {
+            AuditGossip::Ban { entry } => {
+                let pk = public_key_of(&entry.validator).ok_or(Reject::BadSignature)?;
+                entry.verify(&pk).map_err(|_| Reject::BadSignature)?;
+                if entry.brain != self.cfg.brain {
+                    return Err(Reject::WrongTopic);
+                }
+                self.on_notice(entry, ctx);
+            }
+            AuditGossip::Commit { commit } => {
+                let pk = public_key_of(&commit.validator).ok_or(Reject::BadSignature)?;
+                self.book.accept_commit(commit, &pk, height).map_err(|_| Reject::BadSignature)?;
+            }
+            AuditGossip::Reveal { reveal } => {
+                let pk = public_key_of(&reveal.vector.validator).ok_or(Reject::BadSignature)?;
+                self.book.accept_reveal(reveal, &pk, height).map_err(|_| Reject::BadSignature)?;
+                self.publish_revealed();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Size, topic, author and shape checks shared by every peer's audit-topic handler.
+pub fn parse_gossip(msg: &GossipIn, brain: u16) -> Result<AuditGossip, Reject> {
+    if msg.data.len() > MAX_MESSAGE_BYTES {
+        return Err(Reject::Oversized);
+    }
+    if TopicKind::parse(&msg.topic) != Some((TopicKind::Audit, brain)) {
+        return Err(Reject::WrongTopic);
+    }
+    let g: AuditGossip = serde_json::from_slice(&msg.data).map_err(|_| Reject::Malformed)?;
+    let author = match &g {
+        AuditGossip::Ban { entry } => &entry.validator,
+        AuditGossip::Commit { commit } => &commit.validator,
+        AuditGossip::Reveal { reveal } => &reveal.vector.validator,
+    };
+    if msg.source.as_deref() != Some(author.as_str()) {
+        return Err(Reject::IdentityMismatch);
+    }
+    Ok(g)
+}
+
+impl Actor for Auditor {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        if let Some((model, rx)) = self.model_rx.take() {
+            let me = ctx.address().recipient::<Checked>();
+            let (hash, tol) = (self.cfg.model_hash.clone(), self.cfg.tolerance);
+            let spawned = std::thread::Builder::new().name("brainmesh-audit".into()).spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    let verdict = match job.evidence.receipt.verify() {
+                        Ok(r) => recheck(&model, &hash, &r, &job.evidence.transcript, &tol).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    me.do_send(Checked { origin: job.origin, evidence: job.evidence, verdict, latency_ms: job.latency_ms });
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start the audit thread: {e}");
+            }
+        }
+        let every = Duration::from_millis(self.cfg.block_time_ms.max(10));
+        ctx.run_interval(every, |act, _| act.tick());
+        tracing::info!(hash = %self.cfg.model_hash, "auditor ready");
+    }
+}
+
+impl Handler<NewReceipt> for Auditor {
+    type Result = ();
+    fn handle(&mut self, msg: NewReceipt, ctx: &mut Self::Context) {
+        self.on_receipt(msg, ctx);
+    }
+}
+
+impl Handler<Checked> for Auditor {
+    type Result = ();
+    fn handle(&mut self, msg: Checked, _ctx: &mut Self::Context) {
+        self.on_checked(msg);
+    }
+}
+
+impl Handler<GossipIn> for Auditor {
+    type Result = Result<(), Reject>;
+    fn handle(&mut self, msg: GossipIn, ctx: &mut Self::Context) -> Self::Result {
+        let res = self.on_gossip(msg, ctx);
+        match &res {
+            Ok(()) => self.metrics.accept("audit"),
+            Err(r) => self.metrics.reject(*r),
+        }
+        res
+    }
+}
+
+/// Every other peer's audit-topic handler: keeps the ban list (gateways route around banned
+/// miners), ignores weights.
+pub struct BanBook {
+    brain: u16,
+    shared: AuditShared,
+    metrics: Metrics,
+    genesis_ms: u64,
+    block_time_ms: u64,
+}
+
+impl BanBook {
+    pub fn new(brain: u16, shared: AuditShared, metrics: Metrics, genesis_ms: u64, block_time_ms: u64) -> Self {
+        Self { brain, shared, metrics, genesis_ms, block_time_ms }
+    }
+}
+
+impl Actor for BanBook {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<GossipIn> for BanBook {
+    type Result = Result<(), Reject>;
+    fn handle(&mut self, msg: GossipIn, _ctx: &mut Self::Context) -> Self::Result {
+        let res = (|| {
+            if let AuditGossip::Ban { entry } = parse_gossip(&msg, self.brain)? {
+                let pk = public_key_of(&entry.validator).ok_or(Reject::BadSignature)?;
+                let _ = self.genesis_ms.max(self.block_time_ms);
+                let mut b = self.shared.bans.lock().map_err(|_| Reject::Malformed)?;
+                if b.insert(entry, &pk, 1, 1).map_err(|_| Reject::BadSignature)? {
+                    self.metrics.task_event("ban_applied");
+                }
+            }
+            Ok(())
+        })();
+        match &res {
+            Ok(()) => self.metrics.accept("audit"),
+            Err(r) => self.metrics.reject(*r),
+        }
+        res
+    }
+}

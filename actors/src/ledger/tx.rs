@@ -1,0 +1,322 @@
+//! Signed ledger transactions.
+//!
+//! What is signed is [`Tx::signing_bytes`]: the canonical [`Enc`] encoding under the domain tag
+//! [`TX_TAG`] of `from`, `nonce` and the kind, never JSON. The transaction id is the hex sha256
+//! of the signing bytes followed by the signature ([`Tx::id`]). Accounts are libp2p ed25519 peer
+//! ids in the real network; the caller maps an account to its 32-byte public key
+//! (`pubkey_of`), so this module does not depend on libp2p.
+
+use serde::{Deserialize, Serialize};
+
+use super::{verify_sig, Enc, Sig};
+use crate::economics::{Amount, BrainId, PeerRole};
+
+/// Domain tag of transaction signing bytes.
+pub const TX_TAG: &str = "brainmesh/ledger/tx/v1";
+/// Longest account id or validator id accepted (a base58 ed25519 peer id is 52 bytes).
+pub const MAX_ID_BYTES: usize = 128;
+
+/// How a Brain is acquired (whitepaper §2.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CreateMethod {
+    /// The burn price is destroyed; the Brain is transferable.
+    Burn,
+    /// `stake_method_amount` is locked for `stake_method_lock_blocks`.
+    Stake,
+}
+
+/// What a transaction does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxKind {
+    Transfer {
+        to: String,
+        amount: Amount,
+    },
+    /// Stake to a Brain (`validator: None`) or to one of its registered validators.
+    Stake {
+        brain: BrainId,
+        validator: Option<String>,
+        amount: Amount,
+    },
+    /// Withdraws stake placed by this account with the same (brain, validator).
+    Unstake {
+        brain: BrainId,
+        validator: Option<String>,
+        amount: Amount,
+    },
+    /// Creates a Brain owned by the sender. `wanted`: a specific free id, else the lowest free.
+    /// `max_price`: refuse if the burn price or stake amount is higher (the burn price rises
+    /// with every burn, so a signed offer must not be replayable at a higher price).
+    CreateBrain {
+        method: CreateMethod,
+        wanted: Option<BrainId>,
+        max_price: Amount,
+    },
+    /// Registers the sender with a Brain as `role`, paying at most `fee` (the Brain's current
+    /// registration fee is charged and credited to the Brain owner).
+    Register {
+        brain: BrainId,
+        role: PeerRole,
+        fee: Amount,
+    },
+}
+
+/// A signed transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tx {
+    /// Sending account (peer id).
+    pub from: String,
+    /// 1 for an account's first transaction, then +1 each.
+    pub nonce: u64,
+    pub kind: TxKind,
+    #[serde(with = "super::hex_array")]
+    pub sig: Sig,
+}
+
+fn role_byte(r: PeerRole) -> u8 {
+    match r {
+        PeerRole::Miner => 0,
+        PeerRole::Validator => 1,
+    }
+}
+
+impl TxKind {
+    fn encode(&self, e: &mut Enc) {
+        match self {
+            TxKind::Transfer { to, amount } => {
+                e.u8(0).str(to).u128(*amount);
+            }
+            TxKind::Stake {
+                brain,
+                validator,
+                amount,
+            } => {
+                e.u8(1)
+                    .u16(*brain)
+                    .opt_str(validator.as_deref())
+                    .u128(*amount);
+            }
+            TxKind::Unstake {
+                brain,
+                validator,
+                amount,
+            } => {
+                e.u8(2)
+                    .u16(*brain)
+                    .opt_str(validator.as_deref())
+                    .u128(*amount);
+            }
+            TxKind::CreateBrain {
+                method,
+                wanted,
+                max_price,
+            } => {
+                e.u8(3).u8(match method {
+                    CreateMethod::Burn => 0,
+                    CreateMethod::Stake => 1,
+                });
+                match wanted {
+                    None => e.u8(0),
+                    Some(id) => e.u8(1).u16(*id),
+                };
+                e.u128(*max_price);
+            }
+            TxKind::Register { brain, role, fee } => {
+                e.u8(4).u16(*brain).u8(role_byte(*role)).u128(*fee);
+            }
+        }
+    }
+}
+
+impl Tx {
+    /// Canonical bytes covered by the signature.
+    pub fn signing_bytes_of(from: &str, nonce: u64, kind: &TxKind) -> Vec<u8> {
+        let mut e = Enc::new(TX_TAG);
+        e.str(from).u64(nonce);
+        kind.encode(&mut e);
+        e.into_bytes()
+    }
+
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        Self::signing_bytes_of(&self.from, self.nonce, &self.kind)
+    }
+
+    /// Builds and signs a transaction; `sign` is the sender's ed25519 signer.
+    pub fn new_signed(from: &str, nonce: u64, kind: TxKind, sign: &dyn Fn(&[u8]) -> Sig) -> Self {
+        let sig = sign(&Self::signing_bytes_of(from, nonce, &kind));
+        Self {
+            from: from.to_string(),
+            nonce,
+            kind,
+            sig,
+        }
+    }
+
+    /// Hex sha256 of the signing bytes followed by the signature.
+    pub fn id(&self) -> String {
+        let mut b = self.signing_bytes();
+        b.extend_from_slice(&self.sig);
+        hex::encode(super::sha256(&b))
+    }
+
+    /// Bounds on the fields (lengths), independent of ledger state.
+    pub fn well_formed(&self) -> bool {
+        let ok = |s: &str| !s.is_empty() && s.len() <= MAX_ID_BYTES;
+        let ok_opt = |v: &Option<String>| v.as_deref().is_none_or(ok);
+        ok(&self.from)
+            && match &self.kind {
+                TxKind::Transfer { to, .. } => ok(to),
+                TxKind::Stake { validator, .. } | TxKind::Unstake { validator, .. } => {
+                    ok_opt(validator)
+                }
+                TxKind::CreateBrain { .. } | TxKind::Register { .. } => true,
+            }
+    }
+
+    /// True if the signature verifies against `pubkey` (`verify_strict`).
+    pub fn verify_with(&self, pubkey: &[u8; 32]) -> bool {
+        verify_sig(pubkey, &self.signing_bytes(), &self.sig)
+    }
+
+    /// True if `pubkey_of(from)` is known and the signature verifies.
+    pub fn verify(&self, pubkey_of: &dyn Fn(&str) -> Option<[u8; 32]>) -> bool {
+        pubkey_of(&self.from).is_some_and(|pk| self.verify_with(&pk))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::testkit::{pubkey, pubkey_of, signer};
+
+    fn transfer(amount: Amount) -> TxKind {
+        TxKind::Transfer {
+            to: "bob".into(),
+            amount,
+        }
+    }
+
+    #[test]
+    fn signed_tx_verifies_and_any_field_change_breaks_it() {
+        let tx = Tx::new_signed("alice", 1, transfer(5), &signer("alice"));
+        assert!(tx.verify(&pubkey_of));
+        assert!(tx.well_formed());
+        let mut t = tx.clone();
+        t.nonce = 2;
+        assert!(!t.verify(&pubkey_of));
+        let mut t = tx.clone();
+        t.kind = transfer(6);
+        assert!(!t.verify(&pubkey_of));
+        let mut t = tx.clone();
+        t.from = "mallory".into();
+        assert!(!t.verify(&pubkey_of), "forged sender");
+        let mut t = tx.clone();
+        t.sig[10] ^= 1;
+        assert!(!t.verify(&pubkey_of));
+        assert!(!tx.verify_with(&pubkey("bob")));
+        assert!(!tx.verify(&|_| None), "unknown key");
+    }
+
+    #[test]
+    fn signing_bytes_are_domain_tagged_and_distinct_per_kind() {
+        let kinds = [
+            transfer(1),
+            TxKind::Stake {
+                brain: 7,
+                validator: None,
+                amount: 1,
+            },
+            TxKind::Stake {
+                brain: 7,
+                validator: Some("v".into()),
+                amount: 1,
+            },
+            TxKind::Unstake {
+                brain: 7,
+                validator: None,
+                amount: 1,
+            },
+            TxKind::CreateBrain {
+                method: CreateMethod::Burn,
+                wanted: None,
+                max_price: 1,
+            },
+            TxKind::CreateBrain {
+                method: CreateMethod::Stake,
+                wanted: None,
+                max_price: 1,
+            },
+            TxKind::CreateBrain {
+                method: CreateMethod::Burn,
+                wanted: Some(0),
+                max_price: 1,
+            },
+            TxKind::Register {
+                brain: 7,
+                role: PeerRole::Miner,
+                fee: 1,
+            },
+            TxKind::Register {
+                brain: 7,
+                role: PeerRole::Validator,
+                fee: 1,
+            },
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for k in &kinds {
+            let b = Tx::signing_bytes_of("alice", 1, k);
+            assert!(b[4..].starts_with(TX_TAG.as_bytes()));
+            assert!(seen.insert(b), "{k:?} collides");
+        }
+        // length prefixes: ("ab", to "c") and ("a", to "bc") differ
+        assert_ne!(
+            Tx::signing_bytes_of(
+                "ab",
+                1,
+                &TxKind::Transfer {
+                    to: "c".into(),
+                    amount: 1
+                }
+            ),
+            Tx::signing_bytes_of(
+                "a",
+                1,
+                &TxKind::Transfer {
+                    to: "bc".into(),
+                    amount: 1
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn id_covers_signature_and_json_round_trip_keeps_it() {
+        let tx = Tx::new_signed("alice", 1, transfer(5), &signer("alice"));
+        assert_eq!(tx.id().len(), 64);
+        let mut t = tx.clone();
+        t.sig[0] ^= 1;
+        assert_ne!(t.id(), tx.id());
+        let json = serde_json::to_string(&tx).unwrap();
+        let back: Tx = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, tx);
+        assert_eq!(back.id(), tx.id());
+        assert!(back.verify(&pubkey_of));
+    }
+
+    #[test]
+    fn oversized_ids_are_not_well_formed() {
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        assert!(!Tx::new_signed(&long, 1, transfer(1), &signer("a")).well_formed());
+        let k = TxKind::Transfer {
+            to: long.clone(),
+            amount: 1,
+        };
+        assert!(!Tx::new_signed("a", 1, k, &signer("a")).well_formed());
+        let k = TxKind::Stake {
+            brain: 1,
+            validator: Some(String::new()),
+            amount: 1,
+        };
+        assert!(!Tx::new_signed("a", 1, k, &signer("a")).well_formed());
+    }
+}

@@ -1,0 +1,153 @@
+//! A validator's re-check of one task, and the evidence a failed one yields.
+//!
+//! [`recheck`] takes the countersigned receipt (from gossip) and the miner's signed transcript
+//! (fetched over `/brainmesh/audit/1`): the transcript must be the one the receipt commits to,
+//! its prompt must tokenize to the receipt's prompt tokens under the validator's copy of the
+//! declared model, and `brainmesh_models::proof::check` must pass. Anything else is a failure
+//! with a reason. [`Evidence`] bundles receipt, transcript and the report; any validator holding
+//! the model re-runs [`recheck`] on it and reaches the same verdict without trusting the first.
+
+use serde::{Deserialize, Serialize};
+
+use brainmesh_models::proof::{self, CheckReport, ProofConfig, Tolerance};
+use brainmesh_models::Model;
+
+use crate::receipt::{Receipt, SignedReceipt};
+use crate::task::Prompt;
+use crate::transcript::SignedTranscript;
+
+/// The prompt as the miner renders it before tokenizing (chat template or raw text).
+pub fn render_prompt(model: &Model, prompt: &Prompt) -> String {
+    match prompt {
+        Prompt::Chat(msgs) => {
+            let msgs: Vec<brainmesh_models::ChatMessage> =
+                msgs.iter().map(|m| brainmesh_models::ChatMessage::new(m.role.clone(), m.content.clone())).collect();
+            model.tokenizer.chat_template.render(&msgs)
+        }
+        Prompt::Text(t) => t.clone(),
+    }
+}
+
+/// The verdict on one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub passed: bool,
+    pub reason: String,
+    /// The fingerprint and sampler report, when the transcript got that far.
+    pub report: Option<CheckReport>,
+}
+
+impl Verdict {
+    fn fail(reason: impl Into<String>) -> Self {
+        Verdict { passed: false, reason: reason.into(), report: None }
+    }
+}
+
+/// Re-checks a task. `Err` only when the validator itself cannot (its model cannot run the
+/// input); every fault of the miner's making is a failed [`Verdict`].
+pub fn recheck(
+    model: &Model,
+    model_hash: &str,
+    receipt: &Receipt,
+    transcript: &SignedTranscript,
+    tol: &Tolerance,
+) -> Result<Verdict, brainmesh_models::ModelError> {
+    if receipt.model_hash != model_hash {
+        return Ok(Verdict::fail("the receipt names another model"));
+    }
+    let t = match transcript.matching(receipt) {
+        Ok(t) => t,
+        Err(e) => return Ok(Verdict::fail(e.to_string())),
+    };
+    let pc = ProofConfig::default();
+    if t.proof_topk as usize != pc.topk || t.proof_decode_batch as usize != pc.decode_batch {
+        return Ok(Verdict::fail("proofs cut with other parameters than the network's"));
+    }
+    let Ok(proofs) = t.proofs() else { return Ok(Verdict::fail("malformed proofs")) };
+    let mut ids = match model.tokenizer.encode(&render_prompt(model, &t.prompt)) {
+        Ok(ids) => ids,
+        Err(e) => return Ok(Verdict::fail(format!("prompt does not tokenize: {e}"))),
+    };
+    ids.extend_from_slice(&t.resume_tokens);
+    if ids.len() as u32 != receipt.prompt_tokens {
+        return Ok(Verdict::fail(format!("prompt is {} tokens, the receipt claims {}", ids.len(), receipt.prompt_tokens)));
+    }
+    if t.output.is_empty() {
+        return Ok(Verdict { passed: true, reason: "nothing generated".into(), report: None });
+    }
+    if ids.len() + t.output.len() > model.net.context_length() {
+        return Ok(Verdict::fail("prompt and output exceed the model's context"));
+    }
+    if t.output.iter().any(|&x| x as usize >= model.net.vocab_size()) {
+        return Ok(Verdict::fail("output token outside the vocabulary"));
+    }
+    let cfg = t.sampling.generate_config(t.output.len());
+    let report = proof::check(model, &ids, &t.output, &proofs, &cfg, &pc, tol)?;
+    Ok(Verdict { passed: report.passed, reason: report.reason.clone(), report: Some(report) })
+}
+
+/// What a failed check leaves behind: verifiable by anyone with the declared model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub receipt: SignedReceipt,
+    pub transcript: SignedTranscript,
+    /// The accusing validator's verdict (others recompute their own).
+    pub verdict: Verdict,
+    pub validator: String,
+}
+
+impl Evidence {
+    /// Hex sha256 of [`Self::judged_bytes`]: what a ban entry names.
+    pub fn digest(&self) -> String {
+        crate::audit::banlist::evidence_digest(&self.judged_bytes())
+    }
+
+    /// The signed receipt and transcript, length-prefixed (what is judged, not the judgement).
+    pub fn judged_bytes(&self) -> Vec<u8> {
+        let mut h = Vec::new();
+        h.extend_from_slice(b"brainmesh/evidence/v1");
+        for part in [
+            &self.receipt.body,
+            &self.receipt.miner_sig,
+            &self.receipt.gateway_sig,
+            &self.transcript.body,
+            &self.transcript.miner_sig,
+        ] {
+            h.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            h.extend_from_slice(part.as_bytes());
+        }
+        h
+    }
+}
+
+/// Validators keep the evidence they produced or verified (sled tree `evidence`, by digest), to
+/// serve it to other validators over `/brainmesh/audit/1`.
+#[derive(Clone)]
+pub struct EvidenceStore {
+    tree: sled::Tree,
+}
+
+impl EvidenceStore {
+    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(Self { tree: db.open_tree("evidence")? })
+    }
+
+    pub fn insert(&self, e: &Evidence) -> Result<String, sled::Error> {
+        let d = e.digest();
+        self.tree.insert(d.as_bytes(), serde_json::to_vec(e).unwrap_or_default())?;
+        self.tree.flush()?;
+        Ok(d)
+    }
+
+    pub fn get(&self, digest: &str) -> Option<Evidence> {
+        serde_json::from_slice(&self.tree.get(digest.as_bytes()).ok()??).ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+}
