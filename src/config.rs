@@ -400,6 +400,8 @@ pub fn loopback(role: Role, data_dir: &Path, bootstrap: Vec<String>) -> Result<N
     cfg.network.bootstrap = bootstrap;
     cfg.http.listen = "127.0.0.1:0".into();
     cfg.gateway.listen = "127.0.0.1:0".into();
+    // In-process meshes opt into auditing (loading a model per validator) explicitly.
+    cfg.audit.model = PathBuf::new();
     Ok(cfg)
 }
 

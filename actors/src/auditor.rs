@@ -141,6 +141,7 @@ pub struct Auditor {
     /// Epochs committed, with the vector and salt to reveal.
     pending_reveals: Vec<(u64, u64, WeightVector, [u8; 32])>,
     checking: BTreeSet<String>,
+    last_commit_epoch: Option<u64>,
 }
 
 impl Auditor {
@@ -174,6 +175,7 @@ impl Auditor {
             book,
             pending_reveals: Vec::new(),
             checking: BTreeSet::new(),
+            last_commit_epoch: None,
         }
     }
 
@@ -337,7 +339,8 @@ impl Auditor {
     fn tick(&mut self) {
         let height = self.height();
         let epoch = height / self.cfg.weights.epoch_blocks.max(1);
-        if !self.pending_reveals.iter().any(|(e, _, _, _)| *e == epoch) {
+        if self.last_commit_epoch != Some(epoch) {
+            self.last_commit_epoch = Some(epoch);
             // Banned miners get no weight (their scores are dropped).
             let banned = self.shared.bans.lock().map(|b| b.banned(height)).unwrap_or_default();
             for m in banned {

@@ -1,0 +1,170 @@
+//! Proof of inference on a real loopback mesh (in-process peers, real libp2p sockets, real
+//! SmolLM2 weights): a validator audits every receipt, fetching the miner's transcript over
+//! `/brainmesh/audit/1` and re-checking it with one forward pass. The honest miner passes; a
+//! miner serving a squeezed copy (one query head pruned per layer, int8) while declaring the
+//! original's hash fails, its ban reaches the gateway by gossip and the gateway stops routing to
+//! it. A second validator that samples nothing itself verifies the evidence on its own before
+//! co-signing the ban. Weight vectors are committed and revealed over gossip.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brainmesh::config::{loopback, NodeConfig};
+use brainmesh::Node;
+use brainmesh_actors::models::squeeze::{self, ExportOptions, Quant};
+use brainmesh_actors::models::{LoadOptions, Model, Network};
+use brainmesh_actors::protocol::{now_ms, Role};
+use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskEvent, TaskService, TaskSpec};
+
+fn smollm() -> PathBuf {
+    let cache = std::env::var("BRAINMESH_CACHE").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"));
+    cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+const BLOCK_MS: u64 = 500;
+
+fn config(dir: &Path, role: Role, bootstrap: Vec<String>) -> NodeConfig {
+    let mut cfg = loopback(role, dir, bootstrap).unwrap();
+    cfg.network.heartbeat_interval_ms = 200;
+    cfg.network.gossip_heartbeat_ms = 100;
+    cfg.miner.model = smollm();
+    cfg.miner.threads = 1;
+    cfg.chain.block_time_ms = BLOCK_MS;
+    cfg.audit.threads = 1;
+    cfg.audit.epoch_blocks = 16;
+    cfg.audit.reveal_delay_blocks = 2;
+    cfg
+}
+
+fn validator(dir: &Path, bootstrap: Vec<String>, rate: f64) -> NodeConfig {
+    let mut cfg = config(dir, Role::Validator, bootstrap);
+    cfg.audit.model = smollm();
+    cfg.audit.rate = rate;
+    cfg
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut f: impl FnMut() -> F) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn sha256_file(p: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+/// A squeezed copy of SmolLM2: the last query head of every layer pruned, int8 weights.
+fn squeezed_copy(out: &Path) {
+    let m = Model::load(smollm(), &LoadOptions { threads: Some(1), ..Default::default() }, &mut |_| {}).unwrap();
+    let Network::Llama(l) = &m.net else { panic!("llama") };
+    let (layers, heads) = (l.cfg.num_hidden_layers, l.cfg.num_attention_heads);
+    let keep: squeeze::Keep = (0..layers).map(|_| (0..heads).map(|h| h != heads - 1).collect()).collect();
+    let maps: Vec<Vec<usize>> = (0..layers).map(|i| l.cfg.kv_map(i)).collect();
+    squeeze::export(&m, &squeeze::plan(&keep, &maps), &ExportOptions { quant: Quant::Int8, act_squeeze: None }, out).unwrap();
+}
+
+/// Runs one task; returns the miner that served it (None if it failed).
+async fn ask(tasks: &impl TaskService, i: usize) -> Option<String> {
+    let spec = TaskSpec {
+        model: "smollm2-135m-instruct".into(),
+        account: "dev".into(),
+        prompt: Prompt::Chat(vec![ChatMessage { role: "user".into(), content: format!("Give me fact number {i} about the sea.") }]),
+        sampling: if i % 2 == 0 {
+            Sampling { max_tokens: 12, ..Default::default() }
+        } else {
+            Sampling { max_tokens: 12, temperature: 0.8, top_p: Some(0.95), seed: Some(i as u64), ..Default::default() }
+        },
+    };
+    let mut rx = tasks.submit(spec).await.ok()?;
+    let mut miner = None;
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            TaskEvent::Started { miner: m, .. } => miner = Some(m),
+            TaskEvent::Done { .. } => return miner,
+            TaskEvent::Failed(_) => return None,
+            TaskEvent::Token { .. } => {}
+        }
+    }
+    None
+}
+
+#[actix_rt::test]
+async fn a_validator_catches_a_substituted_model_bans_it_and_the_gateway_routes_around_it() {
+    let root = tempfile::tempdir().unwrap();
+    let squeezed = root.path().join("squeezed");
+    squeezed_copy(&squeezed);
+
+    let v1 = Node::start(validator(&root.path().join("v1"), vec![], 1.0)).await.unwrap();
+    let boot = v1.listen_addrs[0].clone();
+    // v2 samples (practically) nothing itself: it bans only on evidence it re-checked.
+    let v2 = Node::start(validator(&root.path().join("v2"), vec![boot.clone()], 1e-12)).await.unwrap();
+    let gw = Node::start(config(&root.path().join("gw"), Role::Gateway, vec![boot.clone()])).await.unwrap();
+    let honest = Node::start(config(&root.path().join("honest"), Role::Miner, vec![boot.clone()])).await.unwrap();
+    let mut cheat_cfg = config(&root.path().join("cheat"), Role::Miner, vec![boot.clone()]);
+    cheat_cfg.miner.model = squeezed.clone();
+    cheat_cfg.miner.model_hash = sha256_file(&smollm());
+    let cheat = Node::start(cheat_cfg).await.unwrap();
+    let tasks = gw.tasks.clone().unwrap();
+    wait_until("both miners advertised", 60, || async { tasks.models().await.first().is_some_and(|m| m.miners == 2) }).await;
+
+    // Tasks until the cheat has served some and the validator has judged them.
+    let mut served = std::collections::BTreeMap::<String, usize>::new();
+    let mut i = 0;
+    let end = tokio::time::Instant::now() + Duration::from_secs(240);
+    while !(served.get(&cheat.peer_id).copied().unwrap_or(0) >= 1 && served.get(&honest.peer_id).copied().unwrap_or(0) >= 2) {
+        assert!(tokio::time::Instant::now() < end, "tasks did not reach both miners: {served:?}");
+        if let Some(m) = ask(&tasks, i).await {
+            *served.entry(m).or_default() += 1;
+        }
+        i += 1;
+    }
+    wait_until("v1 judged the sampled tasks", 120, || async {
+        let s = v1.audit.stats();
+        s.passed >= 2 && s.failed >= 1
+    })
+    .await;
+    let s1 = v1.audit.stats();
+    println!("v1 audit stats: {s1:?}; served {served:?}");
+    assert_eq!(s1.unavailable, 0, "every transcript was fetched");
+
+    let height = || now_ms().saturating_sub(v1_genesis()) / BLOCK_MS;
+    let banned = |n: &Node| n.audit.bans.lock().unwrap().banned(height());
+    wait_until("the gateway holds the ban", 60, || async { banned(&gw).contains(&cheat.peer_id) }).await;
+    assert!(!banned(&gw).contains(&honest.peer_id), "the honest miner is not banned");
+    assert!(banned(&v1).contains(&cheat.peer_id));
+    // v2 fetched the evidence from v1, re-checked it and signed a ban of its own.
+    wait_until("v2 co-signed after its own re-check", 120, || async { v2.audit.stats().bans_signed >= 1 }).await;
+    let entries: Vec<String> =
+        gw.audit.bans.lock().unwrap().entries(&cheat.peer_id).iter().map(|e| e.validator.clone()).collect();
+    wait_until("the gateway holds both validators' entries", 30, || async {
+        gw.audit.bans.lock().unwrap().entries(&cheat.peer_id).len() >= 2
+    })
+    .await;
+    println!("ban entries at the gateway (first look): {entries:?}");
+    assert_eq!(v2.audit.stats().sampled, 0, "v2 judged only the evidence");
+
+    // From now on every task goes to the honest miner.
+    for j in 0..4 {
+        assert_eq!(ask(&tasks, 1000 + j).await.as_deref(), Some(honest.peer_id.as_str()), "task {j} routed to a banned miner");
+    }
+
+    // Commit-reveal: v1's revealed weights reach v2 over gossip; the cheat has no weight.
+    wait_until("a revealed weight vector from v1 with the honest miner in it", 90, || async {
+        v2.audit.weights.lock().unwrap().iter().any(|w| w.validator == v1.peer_id && w.weights.iter().any(|(m, x)| m == &honest.peer_id && *x > 0))
+    })
+    .await;
+    for w in v2.audit.weights.lock().unwrap().iter() {
+        assert!(!w.weights.iter().any(|(m, x)| m == &cheat.peer_id && *x > 0), "a banned miner got weight: {w:?}");
+    }
+
+    for n in [cheat, honest, gw, v2, v1] {
+        n.shutdown().await;
+    }
+}
+
+fn v1_genesis() -> u64 {
+    brainmesh::config::ChainConfig::default().genesis_ms
+}
