@@ -106,6 +106,11 @@ pub struct AuditSection {
     pub reveal_delay_blocks: u64,
     /// How long to wait for a miner's transcript.
     pub fetch_timeout_ms: u64,
+    /// A known-answer (greedy) task through the mesh every this many blocks, at a random phase
+    /// (0: none).
+    pub quality_every_blocks: u64,
+    /// Tokens a known-answer task asks for.
+    pub quality_max_tokens: u32,
 }
 
 impl Default for AuditSection {
@@ -122,6 +127,8 @@ impl Default for AuditSection {
             epoch_blocks: 360,
             reveal_delay_blocks: 10,
             fetch_timeout_ms: 20_000,
+            quality_every_blocks: 30,
+            quality_max_tokens: 16,
         }
     }
 }

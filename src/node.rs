@@ -84,6 +84,8 @@ fn load_auditor(cfg: &NodeConfig) -> Result<(AuditorConfig, Model), NodeError> {
         genesis_ms: cfg.chain.genesis_ms,
         block_time_ms: cfg.chain.block_time_ms,
         fetch_timeout: Duration::from_millis(a.fetch_timeout_ms),
+        quality_every_blocks: a.quality_every_blocks,
+        quality_max_tokens: a.quality_max_tokens,
     };
     Ok((acfg, model))
 }
@@ -217,7 +219,8 @@ impl Node {
         };
         let auditor =
             if is(Role::Validator) && !cfg.audit.model.as_os_str().is_empty() { Some(load_auditor(&cfg)?) } else { None };
-        let distributor = is(Role::Gateway).then(|| DistributorConfig {
+        // Gateways route users' tasks; auditing validators send known-answer tasks the same way.
+        let distributor = (is(Role::Gateway) || auditor.is_some()).then(|| DistributorConfig {
             brain: cfg.brain,
             chunk_timeout: Duration::from_millis(cfg.tasks.chunk_timeout_ms),
             first_chunk_timeout: Duration::from_millis(cfg.tasks.first_chunk_timeout_ms),
@@ -278,7 +281,7 @@ impl Node {
         };
         let (http_addr, http) = http::serve(state.clone(), &cfg.http.listen)
             .map_err(|source| NodeError::Http { addr: cfg.http.listen.clone(), source })?;
-        let (gateway_addr, gateway_http) = match &tasks {
+        let (gateway_addr, gateway_http) = match tasks.as_ref().filter(|_| is(Role::Gateway)) {
             Some(t) => {
                 let gstate = GatewayState::new(Arc::new(t.clone()), &cfg.gateway)
                     .map_err(|e| NodeError::Gateway(e.to_string()))?;

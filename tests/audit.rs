@@ -4,7 +4,8 @@
 //! miner serving a squeezed copy (one query head pruned per layer, int8) while declaring the
 //! original's hash fails, its ban reaches the gateway by gossip and the gateway stops routing to
 //! it. A second validator that samples nothing itself verifies the evidence on its own before
-//! co-signing the ban. Weight vectors are committed and revealed over gossip.
+//! co-signing the ban. Weight vectors are committed and revealed over gossip, and the validator's
+//! known-answer tasks travel the mesh like users' tasks.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,6 +41,8 @@ fn validator(dir: &Path, bootstrap: Vec<String>, rate: f64) -> NodeConfig {
     let mut cfg = config(dir, Role::Validator, bootstrap);
     cfg.audit.model = smollm();
     cfg.audit.rate = rate;
+    // Known-answer tasks from the sampling validator only, every 4 blocks (2 s).
+    cfg.audit.quality_every_blocks = if rate > 0.5 { 4 } else { 0 };
     cfg
 }
 
@@ -146,6 +149,10 @@ async fn a_validator_catches_a_substituted_model_bans_it_and_the_gateway_routes_
     println!("ban entries at the gateway (first look): {entries:?}");
     assert_eq!(v2.audit.stats().sampled, 0, "v2 judged only the evidence");
 
+    // Known-answer tasks went through the mesh and the honest miner answered them right.
+    wait_until("a quality check passed", 120, || async { v1.audit.stats().quality_passed >= 1 }).await;
+    println!("v1 after quality checks: {:?}", v1.audit.stats());
+
     // From now on every task goes to the honest miner.
     for j in 0..4 {
         assert_eq!(ask(&tasks, 1000 + j).await.as_deref(), Some(honest.peer_id.as_str()), "task {j} routed to a banned miner");
@@ -159,6 +166,9 @@ async fn a_validator_catches_a_substituted_model_bans_it_and_the_gateway_routes_
     for w in v2.audit.weights.lock().unwrap().iter() {
         assert!(!w.weights.iter().any(|(m, x)| m == &cheat.peer_id && *x > 0), "a banned miner got weight: {w:?}");
     }
+
+    // One entry per validator: a validator does not re-sign what it judged already.
+    assert_eq!((v1.audit.stats().bans_signed, v2.audit.stats().bans_signed), (1, 1));
 
     for n in [cheat, honest, gw, v2, v1] {
         n.shutdown().await;

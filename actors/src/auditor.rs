@@ -23,6 +23,7 @@ use crate::network_message::{NetworkSender, Proto};
 use crate::protocol::{now_ms, Reject, TopicKind, MAX_MESSAGE_BYTES};
 use crate::receipt::{public_key_of, Receipt, SignedReceipt};
 use crate::recheck::{recheck, Evidence, EvidenceStore, Verdict};
+use crate::task::{ChatMessage, Prompt, Sampling, TaskEvent, TaskSpec};
 use crate::transcript::{AuditReply, AuditRequest, SignedTranscript};
 
 /// Messages on a Brain's audit topic.
@@ -47,6 +48,10 @@ pub struct AuditorConfig {
     pub genesis_ms: u64,
     pub block_time_ms: u64,
     pub fetch_timeout: Duration,
+    /// A known-answer task every this many blocks (0: none).
+    pub quality_every_blocks: u64,
+    /// Tokens a quality check asks for.
+    pub quality_max_tokens: u32,
 }
 
 /// A new receipt this peer stored (sent by the receipt book).
@@ -88,6 +93,49 @@ struct CheckJob {
     latency_ms: u64,
 }
 
+/// Work for the audit thread: a re-check, or the known answer of a quality check.
+enum Job {
+    Check(CheckJob),
+    Expect(TaskSpec),
+}
+
+/// The answer the validator's own model gives to a quality-check prompt (greedy).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Expected {
+    spec: TaskSpec,
+    text: Result<String, String>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct QualityDone {
+    miner: Option<String>,
+    passed: bool,
+    latency_ms: u64,
+}
+
+/// Ordinary-looking prompts for known-answer tasks (a miner cannot tell them from users' tasks
+/// by content; see the docs for what it can tell by the sender).
+const QUALITY_PROMPTS: [&str; 12] = [
+    "What is the capital of {}?",
+    "Give me one interesting fact about {}.",
+    "Write a one-sentence description of {}.",
+    "Explain {} to a ten-year-old in one sentence.",
+    "List two things people often get wrong about {}.",
+    "What is {} known for?",
+    "Summarize the history of {} in one sentence.",
+    "Suggest a short title for an essay about {}.",
+    "Name a book or film related to {}.",
+    "What would a tourist enjoy about {}?",
+    "Describe the weather in {} in one sentence.",
+    "Write a haiku about {}.",
+];
+const QUALITY_TOPICS: [&str; 16] = [
+    "France", "Japan", "the ocean", "volcanoes", "Brazil", "the moon", "honeybees", "Canada",
+    "chess", "the Nile", "rainforests", "Norway", "coffee", "Mars", "Kenya", "bicycles",
+];
+
 /// Counters a test or the status page can read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditStats {
@@ -100,6 +148,8 @@ pub struct AuditStats {
     pub notices_rejected: u64,
     pub commits: u64,
     pub reveals: u64,
+    pub quality_passed: u64,
+    pub quality_failed: u64,
 }
 
 /// State shared with the node (status, tests): the ban list every role keeps, and the
@@ -135,8 +185,10 @@ pub struct Auditor {
     scores: Scoreboard,
     audited: HashMap<String, u64>,
     seed: [u8; 32],
-    jobs: std::sync::mpsc::Sender<CheckJob>,
-    model_rx: Option<(Model, std::sync::mpsc::Receiver<CheckJob>)>,
+    jobs: std::sync::mpsc::Sender<Job>,
+    model_rx: Option<(Model, std::sync::mpsc::Receiver<Job>)>,
+    tasks: Option<crate::DistributorHandle>,
+    next_quality: u64,
     book: CommitRevealBook,
     /// Epochs committed, with the vector and salt to reveal.
     pending_reveals: Vec<(u64, u64, WeightVector, [u8; 32])>,
@@ -176,6 +228,85 @@ impl Auditor {
             pending_reveals: Vec::new(),
             checking: BTreeSet::new(),
             last_commit_epoch: None,
+            tasks: None,
+            next_quality: 0,
+        }
+    }
+
+    /// Known-answer tasks go out through this distributor (None: no quality checks).
+    pub fn with_quality_checks(mut self, tasks: Option<crate::DistributorHandle>) -> Self {
+        self.tasks = tasks;
+        self
+    }
+
+    fn quality_tick(&mut self, height: u64) {
+        let every = self.cfg.quality_every_blocks;
+        if every == 0 || self.tasks.is_none() {
+            return;
+        }
+        if self.next_quality == 0 {
+            // A random phase, so quality checks do not line up with block boundaries.
+            self.next_quality = height + 1 + rand::random_range(0..every);
+            return;
+        }
+        if height < self.next_quality {
+            return;
+        }
+        self.next_quality = height + every;
+        let p = QUALITY_PROMPTS[rand::random_range(0..QUALITY_PROMPTS.len())];
+        let t = QUALITY_TOPICS[rand::random_range(0..QUALITY_TOPICS.len())];
+        let spec = TaskSpec {
+            model: String::new(),
+            account: format!("quality-check/{}", self.id.peer_id()),
+            prompt: Prompt::Chat(vec![ChatMessage { role: "user".into(), content: p.replace("{}", t) }]),
+            sampling: Sampling { max_tokens: self.cfg.quality_max_tokens, ..Default::default() },
+        };
+        let _ = self.jobs.send(Job::Expect(spec));
+    }
+
+    fn on_expected(&mut self, e: Expected, ctx: &mut Context<Self>) {
+        let (Some(tasks), Ok(expected)) = (self.tasks.clone(), e.text) else { return };
+        let mut spec = e.spec;
+        let hash = self.cfg.model_hash.clone();
+        ctx.spawn(
+            async move {
+                let t0 = Instant::now();
+                // The model id the Brain's miners advertise for the hash this validator holds.
+                let models = crate::task::TaskService::models(&tasks).await;
+                let Some(m) = models.into_iter().find(|m| m.hash == hash) else {
+                    return QualityDone { miner: None, passed: false, latency_ms: 0 };
+                };
+                spec.model = m.id;
+                let Ok(mut rx) = crate::task::TaskService::submit(&tasks, spec).await else {
+                    return QualityDone { miner: None, passed: false, latency_ms: 0 };
+                };
+                let (mut miner, mut text) = (None, String::new());
+                while let Some(ev) = rx.recv().await {
+                    match ev {
+                        TaskEvent::Started { miner: m, .. } => miner = Some(m),
+                        TaskEvent::Token { text: t } => text.push_str(&t),
+                        TaskEvent::Done { .. } => {
+                            return QualityDone { miner, passed: text == expected, latency_ms: t0.elapsed().as_millis() as u64 }
+                        }
+                        TaskEvent::Failed(_) => break,
+                    }
+                }
+                QualityDone { miner, passed: false, latency_ms: t0.elapsed().as_millis() as u64 }
+            }
+            .into_actor(self)
+            .map(|q, act, _| act.on_quality(q)),
+        );
+    }
+
+    fn on_quality(&mut self, q: QualityDone) {
+        let Some(miner) = q.miner else { return };
+        // A wrong known answer lowers the miner's score; it is not ban evidence on its own
+        // (the sampled re-check of the same receipt is what can yield evidence).
+        self.scores.record_check(&miner, q.passed, q.latency_ms);
+        self.stats(|s| if q.passed { s.quality_passed += 1 } else { s.quality_failed += 1 });
+        self.metrics.task_event(if q.passed { "quality_passed" } else { "quality_failed" });
+        if !q.passed {
+            tracing::warn!(%miner, "known-answer task answered wrongly");
         }
     }
 
@@ -244,7 +375,7 @@ impl Auditor {
             verdict: Verdict { passed: false, reason: String::new(), report: None },
             validator: self.id.peer_id().to_string(),
         };
-        let _ = self.jobs.send(CheckJob { origin: Origin::Sample, evidence, latency_ms: f.latency_ms });
+        let _ = self.jobs.send(Job::Check(CheckJob { origin: Origin::Sample, evidence, latency_ms: f.latency_ms }));
     }
 
     fn on_checked(&mut self, c: Checked) {
@@ -273,11 +404,17 @@ impl Auditor {
             return;
         }
         tracing::warn!(%miner, task = %receipt.task_id, reason = %verdict.reason, "check failed");
+        let me = self.id.peer_id().to_string();
+        let height = self.height();
+        let already = self.shared.bans.lock().map(|b| b.is_banned(&miner, height) && b.entries(&miner).iter().any(|e| e.validator == me)).unwrap_or(false);
         evidence.verdict = verdict.clone();
         evidence.validator = self.id.peer_id().to_string();
         if let Err(e) = self.evidence.insert(&evidence) {
             tracing::error!("cannot store evidence: {e}");
             return;
+        }
+        if already {
+            return; // banned by us already: the new evidence is kept, no second entry
         }
         let entry = BanEntry::new(
             self.cfg.brain,
@@ -304,7 +441,13 @@ impl Auditor {
 
     /// Another validator's ban: fetch its evidence and re-check before co-signing.
     fn on_notice(&mut self, entry: BanEntry, ctx: &mut Context<Self>) {
-        if entry.validator == self.id.peer_id().to_string() || !self.checking.insert(entry.evidence_digest.clone()) {
+        let me = self.id.peer_id().to_string();
+        // Judged already (this evidence is in our store, or we signed a ban of this miner).
+        let ours = self.shared.bans.lock().map(|b| b.entries(&entry.miner).iter().any(|e| e.validator == me)).unwrap_or(false);
+        if entry.validator == me || ours || self.evidence.get(&entry.evidence_digest).is_some() {
+            return;
+        }
+        if !self.checking.insert(entry.evidence_digest.clone()) {
             return;
         }
         let (net, timeout) = (self.net.clone(), self.cfg.fetch_timeout);
@@ -317,7 +460,7 @@ impl Auditor {
                 match reply {
                     Ok(Ok(b)) => match serde_json::from_slice::<AuditReply>(&b) {
                         Ok(AuditReply::Evidence { evidence }) if evidence.digest() == digest => {
-                            let _ = jobs.send(CheckJob { origin: Origin::Notice, evidence: *evidence, latency_ms: 0 });
+                            let _ = jobs.send(Job::Check(CheckJob { origin: Origin::Notice, evidence: *evidence, latency_ms: 0 }));
                             None
                         }
                         _ => Some(digest),
@@ -338,6 +481,7 @@ impl Auditor {
     /// Once per epoch: commit to this epoch's weights; reveal earlier commits when due.
     fn tick(&mut self) {
         let height = self.height();
+        self.quality_tick(height);
         let epoch = height / self.cfg.weights.epoch_blocks.max(1);
         if self.last_commit_epoch != Some(epoch) {
             self.last_commit_epoch = Some(epoch);
@@ -436,15 +580,29 @@ impl Actor for Auditor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
         if let Some((model, rx)) = self.model_rx.take() {
-            let me = ctx.address().recipient::<Checked>();
+            let me = ctx.address();
             let (hash, tol) = (self.cfg.model_hash.clone(), self.cfg.tolerance);
             let spawned = std::thread::Builder::new().name("brainmesh-audit".into()).spawn(move || {
                 while let Ok(job) = rx.recv() {
-                    let verdict = match job.evidence.receipt.verify() {
-                        Ok(r) => recheck(&model, &hash, &r, &job.evidence.transcript, &tol).map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    me.do_send(Checked { origin: job.origin, evidence: job.evidence, verdict, latency_ms: job.latency_ms });
+                    match job {
+                        Job::Check(job) => {
+                            let verdict = match job.evidence.receipt.verify() {
+                                Ok(r) => recheck(&model, &hash, &r, &job.evidence.transcript, &tol).map_err(|e| e.to_string()),
+                                Err(e) => Err(e.to_string()),
+                            };
+                            me.do_send(Checked { origin: job.origin, evidence: job.evidence, verdict, latency_ms: job.latency_ms });
+                        }
+                        Job::Expect(spec) => {
+                            let cfg = brainmesh_models::GenerateConfig::greedy(spec.sampling.max_tokens as usize);
+                            let text = model
+                                .tokenizer
+                                .encode(&crate::recheck::render_prompt(&model, &spec.prompt))
+                                .map_err(|e| e.to_string())
+                                .and_then(|ids| model.generate(&[ids], &cfg, &mut |_| true).map_err(|e| e.to_string()))
+                                .and_then(|mut g| g.pop().map(|g| g.text).ok_or_else(|| "no generation".to_string()));
+                            me.do_send(Expected { spec, text });
+                        }
+                    }
                 }
             });
             if let Err(e) = spawned {
@@ -461,6 +619,13 @@ impl Handler<NewReceipt> for Auditor {
     type Result = ();
     fn handle(&mut self, msg: NewReceipt, ctx: &mut Self::Context) {
         self.on_receipt(msg, ctx);
+    }
+}
+
+impl Handler<Expected> for Auditor {
+    type Result = ();
+    fn handle(&mut self, msg: Expected, ctx: &mut Self::Context) {
+        self.on_expected(msg, ctx);
     }
 }
 

@@ -217,21 +217,9 @@ pub fn start_actors(
         Some(_) => Some(recheck::EvidenceStore::open(store.db())?),
         None => None,
     };
-    let auditor_addr = match (cfg.auditor, &evidence) {
-        (Some((acfg, model)), Some(ev)) => Some(
-            auditor::Auditor::new(id.clone(), acfg, model, net.clone(), metrics.clone(), shared.clone(), ev.clone()).start(),
-        ),
-        _ => None,
-    };
-    let audit_gossip: Recipient<messages::GossipIn> = match &auditor_addr {
-        Some(a) => a.clone().recipient(),
-        None => auditor::BanBook::new(brain, shared.clone(), metrics.clone(), cfg.genesis_ms, cfg.block_time_ms).start().recipient(),
-    };
     let membership_addr =
         membership::Membership::new(id.clone(), cfg.membership, Box::new(store), net.clone(), metrics.clone(), load.clone())
             .start();
-    let book =
-        receipt::ReceiptBook::new(brain, receipts.clone(), metrics.clone(), auditor_addr.map(|a| a.recipient())).start();
     let mut peers: Vec<Recipient<messages::PeerEvent>> = vec![membership_addr.clone().recipient()];
     let assign = match (cfg.miner, load) {
         (Some((mcfg, model)), Some(load)) => {
@@ -241,9 +229,10 @@ pub fn start_actors(
         _ => None,
     };
     let membership = MembershipHandle { addr: membership_addr.clone() };
+    // Gateways route tasks; validators that audit send their quality checks the same way.
     let (chunks, tasks) = match cfg.distributor {
         Some(dcfg) => {
-            let addr = distributor::Distributor::new(id, dcfg, net, receipts.clone(), metrics.clone()).start();
+            let addr = distributor::Distributor::new(id.clone(), dcfg, net.clone(), receipts.clone(), metrics.clone()).start();
             peers.push(addr.clone().recipient());
             let handle = DistributorHandle {
                 addr,
@@ -257,6 +246,20 @@ pub fn start_actors(
         }
         None => (None, None),
     };
+    let auditor_addr = match (cfg.auditor, &evidence) {
+        (Some((acfg, model)), Some(ev)) => Some(
+            auditor::Auditor::new(id.clone(), acfg, model, net.clone(), metrics.clone(), shared.clone(), ev.clone())
+                .with_quality_checks(tasks.clone())
+                .start(),
+        ),
+        _ => None,
+    };
+    let audit_gossip: Recipient<messages::GossipIn> = match &auditor_addr {
+        Some(a) => a.clone().recipient(),
+        None => auditor::BanBook::new(brain, shared.clone(), metrics.clone(), cfg.genesis_ms, cfg.block_time_ms).start().recipient(),
+    };
+    let book =
+        receipt::ReceiptBook::new(brain, receipts.clone(), metrics.clone(), auditor_addr.map(|a| a.recipient())).start();
     let fhe = match cfg.fhe {
         Some(head) => match fhe_service::FheService::new(head, metrics.clone()) {
             Ok(s) => Some(s.start().recipient()),

@@ -56,10 +56,13 @@ pub enum TopicKind {
     Receipts,
     /// Ban entries and commit-reveal weight vectors from validators.
     Audit,
+    /// Ledger: batch proposals and votes from validators, signed transactions.
+    Rollup,
 }
 
 impl TopicKind {
-    pub const ALL: [TopicKind; 4] = [TopicKind::Membership, TopicKind::Heartbeat, TopicKind::Receipts, TopicKind::Audit];
+    pub const ALL: [TopicKind; 5] =
+        [TopicKind::Membership, TopicKind::Heartbeat, TopicKind::Receipts, TopicKind::Audit, TopicKind::Rollup];
 
     pub fn topic(&self, brain: u16) -> String {
         let name = match self {
@@ -67,6 +70,7 @@ impl TopicKind {
             TopicKind::Heartbeat => "heartbeat",
             TopicKind::Receipts => "receipts",
             TopicKind::Audit => "audit",
+            TopicKind::Rollup => "rollup",
         };
         format!("brainmesh/v{PROTOCOL_VERSION}/brain/{brain}/{name}")
     }
@@ -81,6 +85,7 @@ impl TopicKind {
             "heartbeat" => TopicKind::Heartbeat,
             "receipts" => TopicKind::Receipts,
             "audit" => TopicKind::Audit,
+            "rollup" => TopicKind::Rollup,
             _ => return None,
         };
         Some((kind, brain))

@@ -191,6 +191,61 @@ impl LedgerStore {
         Self::from_db(sled::Config::new().temporary(true).open()?, genesis)
     }
 
+    /// The ledger inside an already open sled database (the node's own `db`).
+    pub fn with_db(db: sled::Db, genesis: impl FnOnce() -> LedgerState) -> Result<Self, StoreError> {
+        Self::from_db(db, genesis)
+    }
+
+    /// Opens the ledger at `dir` without creating one (command-line readers): `Ok(None)` when the
+    /// database holds no ledger.
+    pub fn open_existing(dir: &Path) -> Result<Option<Self>, StoreError> {
+        if !dir.exists() {
+            return Ok(None);
+        }
+        let db = sled::Config::new().path(dir).open()?;
+        if !db.tree_names().iter().any(|n| n.as_ref() == b"ledger") {
+            return Ok(None);
+        }
+        if db.open_tree("ledger")?.get(K_SCALARS)?.is_none() {
+            return Ok(None);
+        }
+        Self::from_db(db, LedgerState::default).map(Some)
+    }
+
+    /// Height of the final block that included a receipt or transaction id.
+    pub fn included_at(&self, id: &str) -> Result<Option<Height>, StoreError> {
+        self.tree
+            .get(key(b"i/", id.as_bytes()))?
+            .map(|v| be_u64(&v))
+            .transpose()
+    }
+
+    /// Up to `max` stored blocks with a height above `after` (all from the first when `None`),
+    /// in height order.
+    pub fn blocks_after(&self, after: Option<Height>, max: usize) -> Result<Vec<BlockRecord>, StoreError> {
+        let lo = match after {
+            Some(h) => match h.checked_add(1) {
+                Some(n) => key(b"k/", &n.to_be_bytes()),
+                None => return Ok(Vec::new()),
+            },
+            None => b"k/".to_vec(),
+        };
+        let mut out = Vec::new();
+        for kv in self.tree.range(lo..).take(max) {
+            let (k, v) = kv?;
+            if !k.starts_with(b"k/") {
+                break;
+            }
+            out.push(unjson(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// Every settlement record, oldest first.
+    pub fn settlements(&self) -> Result<Vec<SettlementRecord>, StoreError> {
+        self.tree.scan_prefix(b"x/").values().map(|v| unjson(&v?)).collect()
+    }
+
     fn from_db(db: sled::Db, genesis: impl FnOnce() -> LedgerState) -> Result<Self, StoreError> {
         let tree = db.open_tree("ledger")?;
         if tree.get(K_SCALARS)?.is_none() {
