@@ -14,7 +14,7 @@ export BRAINMESH_PYTHON := $(PY)
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup build run test test-slow bench bench-mesh clean-cache
+.PHONY: setup build run test test-slow bench bench-mesh bench-audit clean-cache
 
 setup: $(VENV)/.stamp $(VENV)/.toploc-stamp $(SMOLLM_GGUF) $(SHAKESPEARE)/.stamp $(MINILM)
 
@@ -72,6 +72,10 @@ bench: setup
 # End-to-end latency through a loopback mesh vs in-process generation, and the prefix cache.
 bench-mesh: setup
 	$(CARGO) bench -p brainmesh --bench mesh_latency
+
+# Proof of inference: detection / false-alarm rates, validator cost vs miner cost, proof bytes.
+bench-audit: setup
+	$(CARGO) bench -p brainmesh --bench audit_matrix
 
 clean-cache:
 	rm -rf $(CACHE)

@@ -103,17 +103,33 @@ fn claim(
     Claim { receipt, signed, transcript: t.sign(miner) }
 }
 
-#[derive(Default)]
-struct Row {
-    tasks: usize,
-    failed: usize,
-    check_secs: f64,
-    reasons: std::collections::BTreeMap<String, usize>,
+#[derive(Default, Debug)]
+pub struct Row {
+    pub tasks: usize,
+    pub failed: usize,
+    pub check_secs: f64,
+    pub reasons: std::collections::BTreeMap<String, usize>,
+    /// Largest exponent mismatch count of any chunk, and output tokens the sampler replay
+    /// refused, over the row (the honest row's values calibrate the tolerances).
+    pub worst_exp_mismatches: u32,
+    pub implausible_tokens: u64,
 }
 
+pub const ROWS: [&str; 5] = ["honest", "squeezed", "edited", "replayed", "random"];
+
+/// What one run of the matrix measured.
+pub struct Report {
+    pub rows: Vec<Row>,
+    pub gen_secs: f64,
+    pub gen_tokens: usize,
+    pub proof_bytes: usize,
+    pub secs: f64,
+}
+
+#[allow(dead_code)]
 fn main() {
     // `cargo bench` passes `--bench`. `cargo test --all-targets` runs bench targets without it:
-    // build only, then.
+    // build only, then (tests/audit_matrix.rs runs a few tasks of the same matrix as a test).
     if !std::env::args().any(|a| a == "--bench") {
         println!("audit_matrix: built; run it with `cargo bench --bench audit_matrix`");
         return;
@@ -121,6 +137,12 @@ fn main() {
     let n = env("BENCH_AUDIT_N", 200);
     let max_tokens = env("BENCH_AUDIT_TOKENS", 32);
     let threads = env("BENCH_AUDIT_THREADS", 2);
+    let r = run(n, max_tokens, threads);
+    print_report(&r, n, max_tokens, threads);
+}
+
+/// Runs `n` tasks per row.
+pub fn run(n: usize, max_tokens: usize, threads: usize) -> Report {
     let gguf = cache().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     let opts = LoadOptions { threads: Some(threads), ..Default::default() };
     let model = Model::load(&gguf, &opts, &mut |_| {}).expect("load SmolLM2 (run `make setup`)");
@@ -155,8 +177,7 @@ fn main() {
     let (miner, gateway) = (Identity::generate(), Identity::generate());
     let tol = Tolerance::default();
     let pc = ProofConfig::default();
-    let names = ["honest", "squeezed", "edited", "replayed", "random"];
-    let mut rows: Vec<Row> = names.iter().map(|_| Row::default()).collect();
+    let mut rows: Vec<Row> = ROWS.iter().map(|_| Row::default()).collect();
     let (mut gen_secs, mut gen_tokens, mut proof_bytes) = (0f64, 0usize, 0usize);
     let mut previous: Option<(Vec<u32>, Vec<proof::ProofPoly>)> = None;
     let vocab = model.net.vocab_size() as u64;
@@ -205,6 +226,10 @@ fn main() {
             row.check_secs += t0.elapsed().as_secs_f64();
             let _ = &c.signed;
             row.tasks += 1;
+            if let Some(rep) = &v.report {
+                row.worst_exp_mismatches = row.worst_exp_mismatches.max(rep.chunks.iter().map(|c| c.exp_mismatches).max().unwrap_or(0));
+                row.implausible_tokens += rep.implausible_tokens as u64;
+            }
             if !v.passed {
                 row.failed += 1;
                 let key = if v.reason.contains("fingerprint") && v.reason.contains("sampler") {
@@ -223,15 +248,26 @@ fn main() {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    println!("# proof-of-inference adversarial matrix ({n} tasks per row, ≤ {max_tokens} new tokens, {threads} LibTorch threads, {:.0} s)", t_all.elapsed().as_secs_f64());
-    println!("| row | tasks | flagged | rate | caught by |");
-    println!("|---|---|---|---|---|");
+    Report { rows, gen_secs, gen_tokens, proof_bytes, secs: t_all.elapsed().as_secs_f64() }
+}
+
+#[allow(dead_code)]
+fn print_report(r: &Report, n: usize, max_tokens: usize, threads: usize) {
+    let Report { rows, gen_secs, gen_tokens, proof_bytes, secs } = r;
+    let (gen_secs, gen_tokens, proof_bytes) = (*gen_secs, *gen_tokens, *proof_bytes);
+    println!("# proof-of-inference adversarial matrix ({n} tasks per row, ≤ {max_tokens} new tokens, {threads} LibTorch threads, {secs:.0} s)");
+    println!("| row | tasks | flagged | rate | caught by | worst chunk (exp mismatches of 128) | tokens refused by the sampler replay |");
+    println!("|---|---|---|---|---|---|---|");
     let mut json_rows = Vec::new();
-    for (name, r) in names.iter().zip(&rows) {
+    for (name, r) in ROWS.iter().zip(rows) {
         let rate = r.failed as f64 / r.tasks.max(1) as f64;
         let label = if *name == "honest" { "false alarms" } else { "detected" };
-        println!("| {name} | {} | {} | {:.1}% {label} | {:?} |", r.tasks, r.failed, 100.0 * rate, r.reasons);
-        json_rows.push(serde_json::json!({"row": name, "tasks": r.tasks, "flagged": r.failed, "rate": rate, "reasons": r.reasons}));
+        println!(
+            "| {name} | {} | {} | {:.1}% {label} | {:?} | {} | {} |",
+            r.tasks, r.failed, 100.0 * rate, r.reasons, r.worst_exp_mismatches, r.implausible_tokens
+        );
+        json_rows.push(serde_json::json!({"row": name, "tasks": r.tasks, "flagged": r.failed, "rate": rate, "reasons": r.reasons,
+            "worst_exp_mismatches": r.worst_exp_mismatches, "implausible_tokens": r.implausible_tokens}));
     }
     let honest_check = rows[0].check_secs / rows[0].tasks.max(1) as f64;
     let gen_per_task = gen_secs / n.max(1) as f64;

@@ -54,6 +54,67 @@ pub struct NodeConfig {
     /// Gateway role: the OpenAI-compatible HTTP API.
     #[serde(default)]
     pub gateway: crate::gateway::GatewayConfig,
+    /// Validator role: the rollup ledger (docs/ledger.md).
+    #[serde(default)]
+    pub ledger: LedgerSection,
+}
+
+/// The rollup ledger kept by validators: genesis, prices, batching and settlement (docs/ledger.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// Validators keep the ledger (batch, vote, settle); other roles never do.
+    pub enabled: bool,
+    /// No batch is final while fewer validators of the Brain are known.
+    pub min_validators: usize,
+    /// Wait between proposing a block's batch and voting on it (0: 2/5 of the block time).
+    pub vote_delay_ms: u64,
+    /// Receipts (and transactions) per batch at most; the rest wait for the next block.
+    pub max_batch_items: usize,
+    /// Blocks per settlement period (8640 = one day of 10 s blocks).
+    pub settlement_interval_blocks: u64,
+    /// How collected fees are divided: "like_emission" (25% owner, the rest by the Brain's
+    /// miner share) or "miner_only" (each miner gets what its receipts collected).
+    pub fee_split: String,
+    /// Account owning the reserved Brains (#0-#6, #47) at genesis.
+    pub based_labs: String,
+    /// Genesis balances in base units (10^9 per token), written once when the ledger is created.
+    pub balances: std::collections::BTreeMap<String, u64>,
+    /// Validator stake for finality, by peer id; empty: stake from the ledger, else equal shares.
+    pub validator_stakes: std::collections::BTreeMap<String, u64>,
+    /// Prices in base units per 1,000 prompt / completion tokens.
+    pub prices: Vec<PriceEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceEntry {
+    pub model: String,
+    pub prompt_per_1k: u64,
+    pub completion_per_1k: u64,
+    pub context: u64,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_validators: 1,
+            vote_delay_ms: 0,
+            max_batch_items: 800,
+            settlement_interval_blocks: 8_640,
+            fee_split: "like_emission".into(),
+            based_labs: "based-labs".into(),
+            balances: Default::default(),
+            validator_stakes: Default::default(),
+            prices: vec![PriceEntry {
+                model: "smollm2-135m-instruct".into(),
+                prompt_per_1k: 100_000,
+                completion_per_1k: 200_000,
+                context: 8_192,
+            }],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -280,6 +341,15 @@ impl NodeConfig {
                 .map_err(|e| ConfigError::Invalid(format!("`{a}` is not a multiaddr: {e}")))?;
         }
         self.miner.device.parse::<brainmesh_actors::models::DevicePref>().map_err(ConfigError::Invalid)?;
+        if !["like_emission", "miner_only"].contains(&self.ledger.fee_split.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "ledger.fee_split `{}`: expected like_emission or miner_only",
+                self.ledger.fee_split
+            )));
+        }
+        if self.ledger.settlement_interval_blocks == 0 {
+            return Err(ConfigError::Invalid("ledger.settlement_interval_blocks must be > 0".into()));
+        }
         if self.chain.block_time_ms == 0 {
             return Err(ConfigError::Invalid("chain.block_time_ms must be > 0".into()));
         }
@@ -320,6 +390,7 @@ pub fn apply_env(value: &mut toml::Value, vars: impl Iterator<Item = (String, St
         tasks: TasksConfig::default(),
         chain: ChainConfig::default(),
         gateway: crate::gateway::GatewayConfig::default(),
+        ledger: LedgerSection::default(),
     })
     .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let mut paths = Vec::new();

@@ -24,6 +24,8 @@ pub struct HttpState {
     pub started: Arc<Instant>,
     /// Receipts this node holds (its own as a gateway, and those gossiped on its Brain).
     pub receipts: ReceiptStore,
+    /// Validators: the rollup ledger.
+    pub ledger: Option<brainmesh_actors::rollup::LedgerHandle>,
 }
 
 /// The `/status` document.
@@ -39,6 +41,9 @@ pub struct Status {
     pub roster: Vec<BrainView>,
     pub counters: Counters,
     pub uptime_s: u64,
+    /// Validators: last final block, last settlement, state digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<brainmesh_actors::rollup::LedgerSummary>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -70,6 +75,7 @@ pub async fn status(state: &HttpState) -> Status {
         roster: roster.map(|r| r.brains).unwrap_or_default(),
         counters,
         uptime_s: state.started.elapsed().as_secs(),
+        ledger: state.ledger.as_ref().map(|l| l.summary()),
     }
 }
 

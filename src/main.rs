@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 mod cmd_generate;
+mod cmd_ledger;
 mod cmd_private;
 mod cmd_squeeze;
 
@@ -38,6 +39,9 @@ enum Cmd {
     /// Cerberus Squeezing: prune attention heads by importance and quantize a Llama model
     /// into a new model directory.
     Squeeze(cmd_squeeze::SqueezeArgs),
+    /// The rollup ledger of a (stopped) validator: balances, receipts, settlements, proofs.
+    #[command(subcommand)]
+    Ledger(cmd_ledger::LedgerCmd),
 }
 
 #[derive(Args)]
@@ -98,6 +102,7 @@ fn main() -> Result<()> {
         Cmd::Generate(a) => cmd_generate::run(&a),
         Cmd::Private(c) => cmd_private::run(&c),
         Cmd::Squeeze(a) => cmd_squeeze::run(&a),
+        Cmd::Ledger(c) => cmd_ledger::run(&c),
     }
 }
 

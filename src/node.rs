@@ -12,7 +12,9 @@ use brainmesh_actors::distributor::DistributorConfig;
 use brainmesh_actors::miner::MinerConfig;
 use brainmesh_actors::models::{LoadOptions, Model};
 use brainmesh_actors::protocol::Role;
+use brainmesh_actors::ledger::settlement::FeeSplit;
 use brainmesh_actors::receipt::ReceiptStore;
+use brainmesh_actors::rollup::{LedgerHandle, RollupConfig};
 use brainmesh_actors::roster::BrainPolicy;
 use brainmesh_actors::store::SledStore;
 use brainmesh_actors::{
@@ -40,6 +42,44 @@ pub enum NodeError {
     Gateway(String),
     #[error("cannot load the miner's model {path}: {message}")]
     Model { path: PathBuf, message: String },
+}
+
+/// The rollup actor's settings from the `[ledger]` and `[chain]` sections.
+pub fn rollup_config(cfg: &NodeConfig) -> RollupConfig {
+    let l = &cfg.ledger;
+    let params = brainmesh_actors::economics::EconomicsParams {
+        settlement_interval_blocks: l.settlement_interval_blocks.max(1),
+        block_time_secs: (cfg.chain.block_time_ms / 1000).max(1),
+        ..Default::default()
+    };
+    let prices = brainmesh_actors::economics::PriceList {
+        models: l
+            .prices
+            .iter()
+            .map(|p| {
+                brainmesh_actors::economics::ModelPrice::new(
+                    &p.model,
+                    u128::from(p.prompt_per_1k),
+                    u128::from(p.completion_per_1k),
+                    p.context,
+                )
+            })
+            .collect(),
+    };
+    RollupConfig {
+        brain: cfg.brain,
+        genesis_ms: cfg.chain.genesis_ms,
+        block_time_ms: cfg.chain.block_time_ms,
+        vote_delay_ms: l.vote_delay_ms,
+        min_validators: l.min_validators,
+        max_batch_items: l.max_batch_items.max(1),
+        params,
+        prices,
+        fee_split: if l.fee_split == "miner_only" { FeeSplit::MinerOnly } else { FeeSplit::LikeEmission },
+        balances: l.balances.iter().map(|(k, v)| (k.clone(), u128::from(*v))).collect(),
+        based_labs: l.based_labs.clone(),
+        validator_stakes: l.validator_stakes.iter().map(|(k, v)| (k.clone(), u128::from(*v))).collect(),
+    }
 }
 
 /// Loads the miner's model and its declared hash (the file's sha256 unless configured).
@@ -179,6 +219,8 @@ pub struct Node {
     pub receipts: ReceiptStore,
     /// The ban list; on validators also audit stats and revealed weights.
     pub audit: AuditShared,
+    /// Validators: the rollup ledger (summary, full report, transaction submission).
+    pub ledger: Option<LedgerHandle>,
     /// Gateway role: the OpenAI-compatible API's address.
     pub gateway_addr: Option<SocketAddr>,
     gateway_http: Option<actix_web::dev::ServerHandle>,
@@ -248,13 +290,14 @@ impl Node {
                 auditor,
                 genesis_ms: cfg.chain.genesis_ms,
                 block_time_ms: cfg.chain.block_time_ms,
+                ledger: (is(Role::Validator) && cfg.ledger.enabled).then(|| rollup_config(&cfg)),
             },
             store,
             net.clone(),
             metrics.clone(),
         )
         .map_err(|source| NodeError::Store { path: cfg.data_dir.join("db"), source })?;
-        let NodeActors { inbox, membership, tasks, receipts, audit } = actors;
+        let NodeActors { inbox, membership, tasks, receipts, audit, ledger } = actors;
 
         let mut secret = id.ed25519_secret();
         let key = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret)
@@ -278,6 +321,7 @@ impl Node {
             metrics: metrics.clone(),
             started: Arc::new(Instant::now()),
             receipts: receipts.clone(),
+            ledger: ledger.clone(),
         };
         let (http_addr, http) = http::serve(state.clone(), &cfg.http.listen)
             .map_err(|source| NodeError::Http { addr: cfg.http.listen.clone(), source })?;
@@ -315,6 +359,7 @@ impl Node {
             tasks,
             receipts,
             audit,
+            ledger,
             gateway_addr,
             gateway_http,
             swarm_task,

@@ -344,14 +344,20 @@ impl Auditor {
         ctx.spawn(
             async move {
                 let t0 = Instant::now();
-                let reply = tokio::time::timeout(timeout, net.request_on(Proto::Audit, miner, req)).await;
-                let transcript = match reply {
-                    Ok(Ok(b)) => match serde_json::from_slice::<AuditReply>(&b) {
-                        Ok(AuditReply::Transcript { transcript }) => Some(transcript),
-                        _ => None,
-                    },
-                    _ => None,
-                };
+                let mut transcript = None;
+                // One retry: the receipt can outrun the miner's write of its transcript.
+                for attempt in 0..2 {
+                    if attempt > 0 {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    let reply = tokio::time::timeout(timeout, net.request_on(Proto::Audit, miner.clone(), req.clone())).await;
+                    if let Ok(Ok(b)) = reply {
+                        if let Ok(AuditReply::Transcript { transcript: t }) = serde_json::from_slice::<AuditReply>(&b) {
+                            transcript = Some(t);
+                            break;
+                        }
+                    }
+                }
                 Fetched { signed: msg.signed, receipt: msg.receipt, transcript, latency_ms: t0.elapsed().as_millis() as u64 }
             }
             .into_actor(self)

@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod receipt;
 pub mod recheck;
 pub mod roster;
+pub mod rollup;
 pub mod routing;
 pub mod seal;
 pub mod store;
@@ -56,7 +57,16 @@ pub struct Inbox {
     assign: Option<Recipient<messages::TaskIn>>,
     chunks: Option<Recipient<messages::TaskIn>>,
     fhe: Option<Recipient<messages::FheIn>>,
+    /// Validators: the rollup (ledger) actor.
+    rollup: Option<RollupRecipients>,
     metrics: Metrics,
+}
+
+#[derive(Clone)]
+struct RollupRecipients {
+    gossip: Recipient<messages::GossipIn>,
+    receipts: Recipient<rollup::ReceiptSeen>,
+    sync: Recipient<messages::SyncIn>,
 }
 
 impl Inbox {
@@ -69,7 +79,22 @@ impl Inbox {
         data: Vec<u8>,
     ) -> Result<(), Reject> {
         let to = match protocol::TopicKind::parse(&topic) {
-            Some((protocol::TopicKind::Receipts, _)) => &self.receipts,
+            Some((protocol::TopicKind::Receipts, _)) => {
+                let data2 = self.rollup.as_ref().map(|_| data.clone());
+                let res = self.receipts.send(messages::GossipIn { topic, source, propagation_source, data }).await.unwrap_or(Err(Reject::Malformed));
+                if let (Ok(()), Some(r), Some(data)) = (&res, &self.rollup, data2) {
+                    if r.receipts.try_send(rollup::ReceiptSeen { data }).is_err() {
+                        tracing::warn!("rollup mailbox full: receipt dropped (picked up again on restart)");
+                    }
+                }
+                return res;
+            }
+            Some((protocol::TopicKind::Rollup, _)) => match &self.rollup {
+                Some(r) => &r.gossip,
+                // Peers that keep no ledger relay the validators' messages without reading them.
+                None if data.len() <= protocol::MAX_MESSAGE_BYTES => return Ok(()),
+                None => return Err(Reject::Oversized),
+            },
             Some((protocol::TopicKind::Audit, _)) => &self.audit,
             _ => &self.gossip,
         };
@@ -78,6 +103,19 @@ impl Inbox {
 
     /// Hands an inbound roster-sync request to its actor and returns the response bytes.
     pub async fn request(&self, peer: String, data: Vec<u8>) -> Vec<u8> {
+        // Ledger requests (`"type":"ledger_…"`) share the protocol with roster sync.
+        #[derive(serde::Deserialize)]
+        struct Tag {
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        if serde_json::from_slice::<Tag>(&data).is_ok_and(|t| t.kind.starts_with("ledger_")) {
+            return match &self.rollup {
+                Some(r) => r.sync.send(messages::SyncIn { peer, data }).await.unwrap_or_default(),
+                None => serde_json::to_vec(&rollup::LedgerResponse::LedgerError { message: "this peer keeps no ledger".into() })
+                    .unwrap_or_default(),
+            };
+        }
         self.sync.send(messages::SyncIn { peer, data }).await.unwrap_or_default()
     }
 
@@ -184,6 +222,8 @@ pub struct ActorsConfig {
     /// Chain timing (ban expiry, heights) for the peers that only keep the ban list.
     pub genesis_ms: u64,
     pub block_time_ms: u64,
+    /// Validator role: the rollup (ledger) actor's settings; `None`: no ledger on this peer.
+    pub ledger: Option<rollup::RollupConfig>,
 }
 
 /// The started actors of one node.
@@ -194,6 +234,8 @@ pub struct NodeActors {
     pub receipts: receipt::ReceiptStore,
     /// The ban list (every role) and, on validators, audit stats and revealed weights.
     pub audit: auditor::AuditShared,
+    /// Validators: the ledger.
+    pub ledger: Option<rollup::LedgerHandle>,
 }
 
 /// Starts the node's actors on the current actix arbiter. Must be called from within an actix
@@ -206,6 +248,7 @@ pub fn start_actors(
     metrics: Metrics,
 ) -> Result<NodeActors, store::StoreError> {
     let receipts = receipt::ReceiptStore::open(store.db())?;
+    let db = store.db().clone();
     let brain = cfg.membership.brain;
     let load = cfg.miner.as_ref().map(|_| Arc::new(load::LoadReport::default()));
     let shared = auditor::AuditShared::new(brain);
@@ -229,6 +272,20 @@ pub fn start_actors(
         _ => None,
     };
     let membership = MembershipHandle { addr: membership_addr.clone() };
+    let (rollup, ledger) = match cfg.ledger {
+        Some(lcfg) => {
+            let r = rollup::Rollup::new(id.clone(), lcfg, &db, receipts.clone(), net.clone(), membership.clone(), metrics.clone())
+                .map_err(|e| store::StoreError::Sled(sled::Error::Unsupported(format!("ledger: {e}"))))?;
+            let handle = r.start_with_handle();
+            let recipients = RollupRecipients {
+                gossip: handle.recipient_gossip(),
+                receipts: handle.recipient_receipts(),
+                sync: handle.recipient_sync(),
+            };
+            (Some(recipients), Some(handle))
+        }
+        None => (None, None),
+    };
     // Gateways route tasks; validators that audit send their quality checks the same way.
     let (chunks, tasks) = match cfg.distributor {
         Some(dcfg) => {
@@ -281,9 +338,10 @@ pub fn start_actors(
         assign,
         chunks,
         fhe,
+        rollup,
         metrics,
     };
-    Ok(NodeActors { inbox, membership, tasks, receipts, audit: shared })
+    Ok(NodeActors { inbox, membership, tasks, receipts, audit: shared, ledger })
 }
 
 /// The gateway's way into the mesh: implements [`task::TaskService`].

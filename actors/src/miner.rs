@@ -232,9 +232,13 @@ impl Pump {
                 let block_height = now_ms().saturating_sub(self.cfg.genesis_ms) / self.cfg.block_time_ms.max(1);
                 let io_digest = io_digest(&transcript.nonce, &transcript.prompt, &transcript.resume_tokens, &transcript.output);
                 let transcript = Transcript { block_height, ..*transcript };
-                if let Err(e) = self.transcripts.insert(&self.task_id, block_height, &transcript.sign(&self.id)) {
-                    tracing::error!(task = %self.task_id, "cannot keep the transcript: {e}");
-                }
+                // Stored off the async path (sled flushes to disk) while the last chunk travels.
+                let (store, task, signed) = (self.transcripts.clone(), self.task_id.clone(), transcript.sign(&self.id));
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store.insert(&task, block_height, &signed) {
+                        tracing::error!(%task, "cannot keep the transcript: {e}");
+                    }
+                });
                 let receipt = Receipt {
                     task_id: self.task_id.clone(),
                     brain: self.cfg.brain,

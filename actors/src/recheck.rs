@@ -69,6 +69,9 @@ pub fn recheck(
         Err(e) => return Ok(Verdict::fail(format!("prompt does not tokenize: {e}"))),
     };
     ids.extend_from_slice(&t.resume_tokens);
+    if ids.is_empty() {
+        return Ok(Verdict::fail("empty prompt"));
+    }
     if ids.len() as u32 != receipt.prompt_tokens {
         return Ok(Verdict::fail(format!("prompt is {} tokens, the receipt claims {}", ids.len(), receipt.prompt_tokens)));
     }

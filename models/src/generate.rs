@@ -292,13 +292,14 @@ impl Model {
     }
 
     /// One forward pass over `ids` without a cache (a validator's re-check): the last hidden
-    /// state of every position `[T, H]` (bf16, CPU) and the logits `[T, V]` (f32, CPU).
-    pub fn hidden_and_logits(&self, ids: &[u32]) -> Result<(Tensor, Tensor)> {
+    /// state of every position `[T, H]` (bf16, CPU) and the logits `[T - from, V]` (f32, CPU) of
+    /// the positions from `from` on (the output head runs only there).
+    pub fn hidden_and_logits(&self, ids: &[u32], from: usize) -> Result<(Tensor, Tensor)> {
         self.check_prompt(ids.len())?;
         let _guard = tch::no_grad_guard();
         let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
         let x = Tensor::f_from_slice(&ids)?.f_to_device(self.net.device())?.unsqueeze(0);
-        let (logits, hidden) = self.net.forward_hidden(&x, None, false)?;
+        let (logits, hidden) = self.net.forward_hidden_from(&x, from.min(ids.len().saturating_sub(1)) as i64)?;
         Ok((
             hidden.f_squeeze_dim(0)?.f_to_kind(Kind::BFloat16)?.f_to_device(Device::Cpu)?,
             logits.f_squeeze_dim(0)?.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?,

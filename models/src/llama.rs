@@ -13,6 +13,14 @@ use crate::qmatmul::{KernelPool, QMatrix};
 /// Decode steps with at most this many rows (batch × new tokens) use the quantized kernels.
 const QKERNEL_MAX_ROWS: i64 = 4;
 
+/// Which positions the output head runs on.
+#[derive(Debug, Clone, Copy)]
+enum Logits {
+    All,
+    Last,
+    From(i64),
+}
+
 /// A projection: dense weights `[out, in]` for prefill (and for every step on GPU), plus the
 /// original quantized blocks when the model came from a quantized GGUF, used for CPU decode.
 pub struct Linear {
@@ -481,13 +489,21 @@ impl Llama {
         last_only: bool,
         head_mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        Ok(self.forward_inner(ids, cache, last_only, head_mask, false)?.0)
+        Ok(self.forward_inner(ids, cache, if last_only { Logits::Last } else { Logits::All }, head_mask, false)?.0)
     }
 
     /// [`Self::forward`] that also returns the last hidden state (after the final norm) of
     /// every position `[B, T, H]`: what a proof of inference commits to.
     pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut KvCache>, last_only: bool) -> Result<(Tensor, Tensor)> {
-        let (logits, hidden) = self.forward_inner(ids, cache, last_only, None, true)?;
+        let (logits, hidden) = self.forward_inner(ids, cache, if last_only { Logits::Last } else { Logits::All }, None, true)?;
+        let hidden = hidden.ok_or_else(|| crate::error::ModelError::InvalidArgument("no hidden state".into()))?;
+        Ok((logits, hidden))
+    }
+
+    /// No cache: hidden states of every position and logits only from position `from` on (a
+    /// validator needs the output head on the output positions, not on the prompt).
+    pub fn forward_hidden_from(&self, ids: &Tensor, from: i64) -> Result<(Tensor, Tensor)> {
+        let (logits, hidden) = self.forward_inner(ids, None, Logits::From(from), None, true)?;
         let hidden = hidden.ok_or_else(|| crate::error::ModelError::InvalidArgument("no hidden state".into()))?;
         Ok((logits, hidden))
     }
@@ -496,7 +512,7 @@ impl Llama {
         &self,
         ids: &Tensor,
         mut cache: Option<&mut KvCache>,
-        last_only: bool,
+        logits_at: Logits,
         head_mask: Option<&Tensor>,
         want_hidden: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
@@ -545,13 +561,18 @@ impl Llama {
         if let Some(c) = cache {
             c.advance(t as usize);
         }
+        let from = match logits_at {
+            Logits::All => 0,
+            Logits::Last => t - 1,
+            Logits::From(f) => f.clamp(0, t - 1),
+        };
         if want_hidden {
             // The norm is per position: norming all positions, then narrowing, is the same.
             let h = x.rms_norm([x.size()[2]], Some(&self.norm), eps);
-            let last = if last_only { h.narrow(1, t - 1, 1) } else { h.shallow_clone() };
-            return Ok((self.lm_head.forward(&last, self.qpool.as_deref())?, Some(h)));
+            let part = if from > 0 { h.narrow(1, from, t - from) } else { h.shallow_clone() };
+            return Ok((self.lm_head.forward(&part, self.qpool.as_deref())?, Some(h)));
         }
-        let x = if last_only { x.narrow(1, t - 1, 1) } else { x };
+        let x = if from > 0 { x.narrow(1, from, t - from) } else { x };
         let x = x.rms_norm([x.size()[2]], Some(&self.norm), eps);
         Ok((self.lm_head.forward(&x, self.qpool.as_deref())?, None))
     }

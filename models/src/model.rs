@@ -91,6 +91,19 @@ impl Network {
 }
 
 impl Network {
+    /// No cache: the last hidden state of every position `[B, T, H]` and the logits of the
+    /// positions from `from` on `[B, T - from, V]`.
+    pub fn forward_hidden_from(&self, ids: &Tensor, from: i64) -> Result<(Tensor, Tensor)> {
+        match self {
+            Network::Llama(m) => m.forward_hidden_from(ids, from),
+            Network::Gpt2(m) => {
+                let (l, h) = m.forward_hidden(ids, None, false)?;
+                let t = l.size()[1];
+                Ok((l.f_narrow(1, from, t - from)?, h))
+            }
+        }
+    }
+
     /// Logits and the last hidden state of every position (see [`Llama::forward_hidden`]).
     pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut KvCache>, last_only: bool) -> Result<(Tensor, Tensor)> {
         match self {

@@ -1,0 +1,178 @@
+//! `brainmesh ledger …`: read a validator's ledger from its data directory.
+//!
+//! The ledger lives in the node's sled database (`<data_dir>/db`), and sled allows one process
+//! at a time: stop the node first (a running node shows its last final height and state digest in
+//! `GET /status`). Everything is printed as JSON.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use brainmesh_actors::ledger::batch::{is_supermajority, Batch, BatchVote};
+use brainmesh_actors::ledger::settlement;
+use brainmesh_actors::ledger::store::LedgerStore;
+use brainmesh_actors::receipt::public_key_of;
+use brainmesh_actors::rollup::LedgerReport;
+
+#[derive(Subcommand)]
+pub enum LedgerCmd {
+    /// Balances: every account, or one.
+    Balance(BalanceArgs),
+    /// Receipts in final blocks, with the height of the block that included each.
+    Receipts(DirArgs),
+    /// Settlement records: the last one, or all with --all.
+    Settlement(SettlementArgs),
+    /// Checks a receipt's inclusion proofs: against its block's signed batch root, and against
+    /// its settlement period's receipts root once settled. Exits 1 if a proof fails.
+    Verify(VerifyArgs),
+    /// The whole ledger: heights, state digest, balances, nonces, receipts, settlements.
+    Report(DirArgs),
+}
+
+#[derive(Args)]
+pub struct DirArgs {
+    /// Data directory of a (stopped) validator.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args)]
+pub struct BalanceArgs {
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// One account (a peer id, or a gateway account name); all when absent.
+    pub account: Option<String>,
+}
+
+#[derive(Args)]
+pub struct SettlementArgs {
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Every settlement record, oldest first.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Receipt id (as returned by the gateway and listed by `ledger receipts`).
+    pub receipt: String,
+}
+
+fn open(dir: &std::path::Path) -> Result<LedgerStore> {
+    let db = dir.join("db");
+    match LedgerStore::open_existing(&db) {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => bail!("{} holds no ledger (only validators keep one)", db.display()),
+        Err(e) => Err(anyhow::anyhow!(e)).with_context(|| {
+            format!("cannot open the ledger in {} (is the node still running? sled allows one process: stop it first)", db.display())
+        }),
+    }
+}
+
+fn print(v: &serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub fn run(cmd: &LedgerCmd) -> Result<()> {
+    match cmd {
+        LedgerCmd::Balance(a) => {
+            let s = open(&a.data_dir)?;
+            match &a.account {
+                Some(acc) => print(&json!({ "account": acc, "balance": s.state().balance(acc).to_string(), "nonce": s.state().nonce(acc) })),
+                None => {
+                    let b: serde_json::Map<String, serde_json::Value> =
+                        s.state().balances.iter().map(|(k, v)| (k.clone(), json!(v.to_string()))).collect();
+                    print(&json!({ "last_final_height": s.last_height(), "balances": b }))
+                }
+            }
+        }
+        LedgerCmd::Receipts(a) => {
+            let s = open(&a.data_dir)?;
+            let r = LedgerReport::from_store(&s)?;
+            let rows: Vec<_> = r.receipts.iter().map(|(h, l)| json!({ "height": h, "line": l })).collect();
+            print(&json!({ "count": rows.len(), "receipts": rows }))
+        }
+        LedgerCmd::Settlement(a) => {
+            let s = open(&a.data_dir)?;
+            let all = s.settlements()?;
+            if a.all {
+                print(&serde_json::to_value(&all)?)
+            } else {
+                match all.last() {
+                    Some(rec) => print(&serde_json::to_value(rec)?),
+                    None => bail!("no settlement yet (last final height {:?})", s.last_height()),
+                }
+            }
+        }
+        LedgerCmd::Report(a) => {
+            let s = open(&a.data_dir)?;
+            print(&serde_json::to_value(LedgerReport::from_store(&s)?)?)
+        }
+        LedgerCmd::Verify(a) => verify(a),
+    }
+}
+
+fn verify(a: &VerifyArgs) -> Result<()> {
+    let s = open(&a.data_dir)?;
+    let id = a.receipt.trim();
+    let Some(h) = s.included_at(id)? else { bail!("receipt {id} is in no final block of this ledger") };
+    let Some(block) = s.block(h)? else { bail!("block {h} is missing from the ledger") };
+    let batch = &block.batch;
+    let proof = batch.receipt_proof(id).context("the block's batch does not list the receipt")?;
+    let block_ok = Batch::verify_receipt(id, &proof, &block.certificate.root) && batch.root == block.certificate.root;
+    // Each signature against the signer's key (inlined in its peer id), and the stake claim.
+    let cert = &block.certificate;
+    let sigs_ok = cert.signatures.iter().all(|(v, sig)| {
+        let (Some(pk), Some(sig)) = (public_key_of(v), hex::decode(sig).ok().and_then(|b| <[u8; 64]>::try_from(b).ok())) else {
+            return false;
+        };
+        brainmesh_actors::ledger::verify_sig(&pk, &BatchVote::signing_bytes_of(cert.height, &cert.root, v), &sig)
+    });
+    let stake_ok = is_supermajority(cert.signed_stake, cert.total_stake);
+    let mut verified = block_ok && sigs_ok && stake_ok;
+    let settled = s.settlements()?.into_iter().find(|r| r.from_height <= h && h < r.to_height);
+    let settlement_json = match settled {
+        Some(rec) => {
+            let lines = s.receipts_between(rec.from_height, rec.to_height)?;
+            let (line, sproof) = settlement::receipt_proof(&lines, id).context("receipt missing from its settlement period")?;
+            let ok = rec.verify_receipt(&line, &sproof);
+            verified &= ok;
+            json!({
+                "from_height": rec.from_height,
+                "to_height": rec.to_height,
+                "receipts_root": hex::encode(rec.receipts_root),
+                "receipt_count": rec.receipt_count,
+                "line": line,
+                "proof": sproof,
+                "ok": ok,
+            })
+        }
+        None => serde_json::Value::Null,
+    };
+    print(&json!({
+        "receipt": id,
+        "block": {
+            "height": h,
+            "root": hex::encode(cert.root),
+            "proof": proof,
+            "ok": block_ok,
+            "signers": cert.signatures.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>(),
+            "signatures_ok": sigs_ok,
+            "signed_stake": cert.signed_stake.to_string(),
+            "total_stake": cert.total_stake.to_string(),
+            "supermajority": stake_ok,
+        },
+        "settlement": settlement_json,
+        "verified": verified,
+    }))?;
+    if !verified {
+        std::process::exit(1);
+    }
+    Ok(())
+}
