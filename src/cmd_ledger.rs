@@ -1,8 +1,15 @@
-//! `brainmesh ledger …`: read a validator's ledger from its data directory.
+//! `brainmesh ledger …`: read a validator's ledger from its data directory, and sign and submit
+//! transactions.
 //!
-//! The ledger lives in the node's sled database (`<data_dir>/db`), and sled allows one process
-//! at a time: stop the node first (a running node shows its last final height and state digest in
-//! `GET /status`). Everything is printed as JSON.
+//! The readers (`balance`, `receipts`, `settlement`, `verify`, `report`) open the node's sled
+//! database (`<data_dir>/db`), and sled allows one process at a time: stop the node first (a
+//! running node shows its last final height and state digest in `GET /status`).
+//!
+//! The writers (`transfer`, `stake`, `unstake`) sign with the identity in `--data-dir` (the
+//! account is its peer id) and post the transaction to a running node's `POST /ledger/tx`,
+//! which checks it and publishes it on the Brain's rollup topic; validators batch it into the
+//! next block. The nonce comes from `--nonce`, else from the node's
+//! `GET /ledger/accounts/{id}` (a validator's). Everything is printed as JSON.
 
 use std::path::PathBuf;
 
@@ -13,6 +20,8 @@ use serde_json::json;
 use brainmesh_actors::ledger::batch::{is_supermajority, Batch, BatchVote};
 use brainmesh_actors::ledger::settlement;
 use brainmesh_actors::ledger::store::LedgerStore;
+use brainmesh_actors::ledger::tx::{Tx, TxKind};
+use brainmesh_actors::Identity;
 use brainmesh_actors::receipt::public_key_of;
 use brainmesh_actors::rollup::LedgerReport;
 
@@ -29,6 +38,53 @@ pub enum LedgerCmd {
     Verify(VerifyArgs),
     /// The whole ledger: heights, state digest, balances, nonces, receipts, settlements.
     Report(DirArgs),
+    /// Signs and submits a transfer of base units (10^9 per token) to another account.
+    Transfer(TransferArgs),
+    /// Signs and submits a stake to a Brain, or to one of its validators.
+    Stake(StakeArgs),
+    /// Signs and submits the withdrawal of stake placed with the same (Brain, validator).
+    Unstake(StakeArgs),
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// Data directory holding the signing identity (the account is its peer id).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// HTTP address of a running node to submit through, e.g. 127.0.0.1:9091 (default: the node
+    /// running in --data-dir).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// The transaction's nonce (default: the next one, asked from the node, which must then be a
+    /// validator).
+    #[arg(long)]
+    pub nonce: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct TransferArgs {
+    #[command(flatten)]
+    pub submit: SubmitArgs,
+    /// Receiving account (a peer id, or a gateway account name).
+    #[arg(long)]
+    pub to: String,
+    /// Amount in base units (10^9 per token).
+    #[arg(long)]
+    pub amount: u128,
+}
+
+#[derive(Args)]
+pub struct StakeArgs {
+    #[command(flatten)]
+    pub submit: SubmitArgs,
+    #[arg(long)]
+    pub brain: u16,
+    /// A validator of the Brain (its peer id); the Brain itself when absent.
+    #[arg(long)]
+    pub validator: Option<String>,
+    /// Amount in base units (10^9 per token).
+    #[arg(long)]
+    pub amount: u128,
 }
 
 #[derive(Args)]
@@ -115,7 +171,51 @@ pub fn run(cmd: &LedgerCmd) -> Result<()> {
             print(&serde_json::to_value(LedgerReport::from_store(&s)?)?)
         }
         LedgerCmd::Verify(a) => verify(a),
+        LedgerCmd::Transfer(a) => submit(&a.submit, TxKind::Transfer { to: a.to.clone(), amount: a.amount }),
+        LedgerCmd::Stake(a) => submit(&a.submit, TxKind::Stake { brain: a.brain, validator: a.validator.clone(), amount: a.amount }),
+        LedgerCmd::Unstake(a) => submit(&a.submit, TxKind::Unstake { brain: a.brain, validator: a.validator.clone(), amount: a.amount }),
     }
+}
+
+/// The body of an HTTP answer, error statuses included (ureq reports them as errors).
+fn http_json(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>, url: &str) -> Result<(u16, serde_json::Value)> {
+    let mut resp = r.with_context(|| format!("cannot reach the node at {url}"))?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string()?;
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "error": text }));
+    Ok((status, v))
+}
+
+fn submit(a: &SubmitArgs, kind: TxKind) -> Result<()> {
+    if !Identity::exists(&a.data_dir) {
+        bail!("{} holds no identity (run `brainmesh init` first)", a.data_dir.display());
+    }
+    let id = Identity::load_or_create(&a.data_dir).context("reading the identity")?;
+    let me = id.peer_id().to_string();
+    let node = match &a.node {
+        Some(n) => n.clone(),
+        None => crate::node_file(&a.data_dir)?.http,
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let nonce = match a.nonce {
+        Some(n) => n,
+        None => {
+            let url = format!("http://{node}/ledger/accounts/{me}");
+            let (status, v) = http_json(agent.get(&url).call(), &url)?;
+            if status != 200 {
+                bail!("cannot get the next nonce from {node} ({status}: {}); pass --nonce or --node of a validator", v["error"].as_str().unwrap_or("?"));
+            }
+            v["next_nonce"].as_u64().context("the node's account answer has no next_nonce")?
+        }
+    };
+    let tx = Tx::new_signed(&me, nonce, kind, &|m| id.sign(m));
+    let url = format!("http://{node}/ledger/tx");
+    let (status, v) = http_json(agent.post(&url).header("content-type", "application/json").send(serde_json::to_vec(&tx)?), &url)?;
+    if status != 202 {
+        bail!("the node refused the transaction ({status}): {}", v["error"].as_str().unwrap_or("?"));
+    }
+    let kind = serde_json::to_value(&tx.kind).unwrap_or_else(|_| json!(format!("{:?}", tx.kind)));
+    print(&json!({ "id": tx.id(), "from": me, "nonce": nonce, "kind": kind, "submitted_to": node }))
 }
 
 fn verify(a: &VerifyArgs) -> Result<()> {

@@ -1,4 +1,6 @@
-//! The node's HTTP server: `GET /status` (JSON) and `GET /metrics` (Prometheus text).
+//! The node's HTTP server: `GET /status` (JSON), `GET /metrics` (Prometheus text), and the
+//! ledger's `GET /ledger/accounts/{id}` (validators) and `POST /ledger/tx` (every role: a
+//! transaction signed by its sender, checked and published on the Brain's rollup topic).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,6 +85,63 @@ async fn get_status(state: web::Data<HttpState>) -> HttpResponse {
     HttpResponse::Ok().json(status(&state).await)
 }
 
+fn error(status: actix_web::http::StatusCode, msg: impl std::fmt::Display) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "error": msg.to_string() }))
+}
+
+async fn get_account(state: web::Data<HttpState>, path: web::Path<String>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let Some(l) = &state.ledger else {
+        return error(StatusCode::NOT_FOUND, "this node keeps no ledger (only validators do)");
+    };
+    match l.account(path.into_inner()).await {
+        Some(a) => HttpResponse::Ok().json(a),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "the ledger is not running"),
+    }
+}
+
+/// A signed transaction (JSON of `ledger::tx::Tx`): refused with 400 if malformed or forged,
+/// 409 if replayed (validators only know), else published; 202 with its id.
+async fn post_tx(state: web::Data<HttpState>, body: web::Bytes) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    use brainmesh_actors::ledger::tx::Tx;
+    use brainmesh_actors::rollup::{RollupMsg, SubmitError};
+    if body.len() > brainmesh_actors::protocol::MAX_MESSAGE_BYTES {
+        state.metrics.reject(Reject::Oversized);
+        return error(StatusCode::PAYLOAD_TOO_LARGE, Reject::Oversized);
+    }
+    let tx: Tx = match serde_json::from_slice(&body) {
+        Ok(t) => t,
+        Err(e) => {
+            state.metrics.reject(Reject::Malformed);
+            return error(StatusCode::BAD_REQUEST, format!("not a transaction: {e}"));
+        }
+    };
+    if !tx.well_formed() {
+        state.metrics.reject(Reject::Malformed);
+        return error(StatusCode::BAD_REQUEST, "transaction is malformed (empty or oversized id)");
+    }
+    if !tx.verify(&brainmesh_actors::receipt::public_key_of) {
+        state.metrics.reject(Reject::BadSignature);
+        return error(StatusCode::BAD_REQUEST, format!("signature does not verify for account {}", tx.from));
+    }
+    let id = tx.id();
+    match &state.ledger {
+        Some(l) => match l.submit_signed(tx).await {
+            Ok(id) => HttpResponse::Accepted().json(serde_json::json!({ "id": id })),
+            Err(SubmitError::Refused(Reject::Replay)) => error(StatusCode::CONFLICT, "replayed: the nonce is already used"),
+            Err(e @ SubmitError::Refused(_)) => error(StatusCode::BAD_REQUEST, e),
+            Err(e @ SubmitError::Unavailable) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        },
+        None => {
+            let topic = brainmesh_actors::protocol::TopicKind::Rollup.topic(state.brain);
+            let msg = RollupMsg::Tx { tx, sent_ms: brainmesh_actors::protocol::now_ms() };
+            state.net.publish(topic, msg.to_bytes());
+            HttpResponse::Accepted().json(serde_json::json!({ "id": id }))
+        }
+    }
+}
+
 async fn get_metrics(state: web::Data<HttpState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
@@ -97,6 +156,8 @@ pub fn serve(state: HttpState, addr: &str) -> std::io::Result<(SocketAddr, actix
             .app_data(data.clone())
             .route("/status", web::get().to(get_status))
             .route("/metrics", web::get().to(get_metrics))
+            .route("/ledger/accounts/{id}", web::get().to(get_account))
+            .route("/ledger/tx", web::post().to(post_tx))
     })
     .workers(1)
     .disable_signals()

@@ -49,6 +49,7 @@ pub fn rollup_config(cfg: &NodeConfig) -> RollupConfig {
     let l = &cfg.ledger;
     let params = brainmesh_actors::economics::EconomicsParams {
         settlement_interval_blocks: l.settlement_interval_blocks.max(1),
+        weights_epoch_blocks: cfg.audit.epoch_blocks.max(1),
         block_time_secs: (cfg.chain.block_time_ms / 1000).max(1),
         ..Default::default()
     };

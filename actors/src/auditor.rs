@@ -194,6 +194,9 @@ pub struct Auditor {
     pending_reveals: Vec<(u64, u64, WeightVector, [u8; 32])>,
     checking: BTreeSet<String>,
     last_commit_epoch: Option<u64>,
+    /// The node's ledger: commits and reveals also go there as signed transactions, which is
+    /// what settlement's consensus reads (None: gossip only).
+    ledger: Option<crate::rollup::LedgerHandle>,
 }
 
 impl Auditor {
@@ -230,6 +233,23 @@ impl Auditor {
             last_commit_epoch: None,
             tasks: None,
             next_quality: 0,
+            ledger: None,
+        }
+    }
+
+    /// Weight commits and reveals also become ledger transactions through this handle.
+    pub fn with_ledger(mut self, ledger: Option<crate::rollup::LedgerHandle>) -> Self {
+        self.ledger = ledger;
+        self
+    }
+
+    fn submit(&self, kind: crate::ledger::tx::TxKind) {
+        if let Some(l) = self.ledger.clone() {
+            actix::spawn(async move {
+                if l.submit(kind).await.is_none() {
+                    tracing::warn!("the ledger did not take a weights transaction");
+                }
+            });
         }
     }
 
@@ -502,6 +522,7 @@ impl Auditor {
             let Ok(commit) = Commit::new(&vector, &salt, &|m| self.id.sign(m)) else { return };
             let pk = self.id.public_key_bytes();
             if self.book.accept_commit(commit.clone(), &pk, height).is_ok() {
+                self.submit(crate::ledger::tx::TxKind::CommitWeights { brain: self.cfg.brain, epoch, commitment: vector.commitment(&salt) });
                 self.pending_reveals.push((epoch, height, vector, salt));
                 self.stats(|s| s.commits += 1);
                 self.scores.reset_epoch();
@@ -517,6 +538,12 @@ impl Auditor {
             let Ok(reveal) = Reveal::new(&vector, &salt, &|m| self.id.sign(m)) else { continue };
             let pk = self.id.public_key_bytes();
             if self.book.accept_reveal(reveal.clone(), &pk, height).is_ok() {
+                self.submit(crate::ledger::tx::TxKind::RevealWeights {
+                    brain: self.cfg.brain,
+                    epoch: vector.epoch,
+                    salt,
+                    weights: vector.weights.clone(),
+                });
                 self.stats(|s| s.reveals += 1);
                 self.publish_revealed();
                 self.net.publish(self.topic(), serde_json::to_vec(&AuditGossip::Reveal { reveal }).unwrap_or_default());

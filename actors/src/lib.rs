@@ -307,6 +307,7 @@ pub fn start_actors(
         (Some((acfg, model)), Some(ev)) => Some(
             auditor::Auditor::new(id.clone(), acfg, model, net.clone(), metrics.clone(), shared.clone(), ev.clone())
                 .with_quality_checks(tasks.clone())
+                .with_ledger(ledger.clone())
                 .start(),
         ),
         _ => None,

@@ -83,7 +83,7 @@ pub struct RollupConfig {
 impl RollupConfig {
     /// The ledger state a new ledger starts from.
     pub fn genesis(&self) -> LedgerState {
-        LedgerState::genesis(self.balances.clone(), &self.based_labs, &self.params).unwrap_or_else(|e| {
+        LedgerState::genesis_with_validators(self.balances.clone(), &self.based_labs, self.brain, &self.validator_stakes, &self.params).unwrap_or_else(|e| {
             tracing::error!("ledger genesis refused ({e}); starting from an empty ledger");
             LedgerState::default()
         })
@@ -237,6 +237,53 @@ impl LedgerHandle {
     pub async fn submit(&self, kind: crate::ledger::tx::TxKind) -> Option<Tx> {
         self.addr.send(Submit { kind }).await.ok()
     }
+
+    /// Takes a transaction another key signed (HTTP `POST /ledger/tx`): checked on arrival like
+    /// one from gossip (form, signature, replay), kept for the next batch and published.
+    pub async fn submit_signed(&self, tx: Tx) -> Result<String, SubmitError> {
+        match self.addr.send(SubmitSigned { tx }).await {
+            Ok(r) => r.map_err(SubmitError::Refused),
+            Err(_) => Err(SubmitError::Unavailable),
+        }
+    }
+
+    /// An account's balance, last applied nonce and the nonce its next transaction needs
+    /// (after the ones this validator holds pending).
+    pub async fn account(&self, account: String) -> Option<AccountView> {
+        self.addr.send(GetAccount { account }).await.ok()
+    }
+}
+
+/// Why [`LedgerHandle::submit_signed`] did not take a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("transaction refused: {0}")]
+    Refused(Reject),
+    #[error("the ledger is not running")]
+    Unavailable,
+}
+
+/// `GET /ledger/accounts/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub account: String,
+    /// Base units, as a decimal string (u128).
+    pub balance: String,
+    pub nonce: u64,
+    pub next_nonce: u64,
+    pub last_final_height: Option<Height>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<String, Reject>")]
+struct SubmitSigned {
+    tx: Tx,
+}
+
+#[derive(Message)]
+#[rtype(result = "AccountView")]
+struct GetAccount {
+    account: String,
 }
 
 #[derive(Message)]
@@ -793,16 +840,21 @@ impl Rollup {
                 self.pending.on_final(batch);
                 self.blocks_applied += 1;
                 self.metrics.task_event("ledger_block_final");
+                let mut own_refused = false;
                 for (id, why) in &outcomes {
                     match why {
                         None => self.metrics.task_event("ledger_tx_applied"),
                         Some(reason) => {
                             tracing::info!(tx = %id, %reason, "transaction refused");
                             self.metrics.task_event("ledger_tx_refused");
+                            own_refused |= txs.iter().any(|t| t.from == self.me && t.id() == *id);
                         }
                     }
                 }
-                self.own_nonce = self.own_nonce.max(self.store.state().nonce(&self.me) + 1);
+                // A refused transaction does not use its nonce: after one of ours was refused
+                // the next one must reuse it (later ones already sent will be refused too).
+                let next = self.store.state().nonce(&self.me) + 1;
+                self.own_nonce = if own_refused { next } else { self.own_nonce.max(next) };
                 self.maybe_settle();
                 self.publish_summary();
                 true
@@ -824,7 +876,7 @@ impl Rollup {
         if to == 0 || self.store.last_settled().is_some_and(|s| s >= to) {
             return;
         }
-        match self.store.settle(to, &self.cfg.prices, &[], self.cfg.fee_split, &self.cfg.params) {
+        match self.store.settle(to, &self.cfg.prices, self.cfg.fee_split, &self.cfg.params) {
             Ok(rec) => {
                 self.metrics.task_event("ledger_settlement");
                 tracing::info!(
@@ -1084,6 +1136,48 @@ impl Handler<GetReport> for Rollup {
 
     fn handle(&mut self, _: GetReport, _ctx: &mut Self::Context) -> Self::Result {
         LedgerReport::from_store(&self.store).ok()
+    }
+}
+
+impl Handler<SubmitSigned> for Rollup {
+    type Result = Result<String, Reject>;
+
+    fn handle(&mut self, msg: SubmitSigned, _ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.tx.id();
+        let tx = msg.tx.clone();
+        self.on_tx(msg.tx).map_err(|r| {
+            self.metrics.reject(r);
+            r
+        })?;
+        self.net.publish(self.topic(), RollupMsg::Tx { tx, sent_ms: now_ms() }.to_bytes());
+        Ok(id)
+    }
+}
+
+impl Handler<GetAccount> for Rollup {
+    type Result = MessageResult<GetAccount>;
+
+    fn handle(&mut self, msg: GetAccount, _ctx: &mut Self::Context) -> Self::Result {
+        let st = self.store.state();
+        let nonce = st.nonce(&msg.account);
+        let mut next = nonce + 1;
+        for kv in self.bodies.scan_prefix(b"t/").flatten() {
+            if let Ok(b) = serde_json::from_slice::<TxBody>(&kv.1) {
+                if b.tx.from == msg.account && b.tx.nonce >= next && !self.included(&b.tx.id()) {
+                    next = b.tx.nonce + 1;
+                }
+            }
+        }
+        if msg.account == self.me {
+            next = next.max(self.own_nonce);
+        }
+        MessageResult(AccountView {
+            balance: st.balance(&msg.account).to_string(),
+            account: msg.account,
+            nonce,
+            next_nonce: next,
+            last_final_height: self.store.last_height(),
+        })
     }
 }
 

@@ -19,6 +19,9 @@ pub struct EconomicsParams {
     pub blocks_per_year: Height,
     /// Receipts are settled every this many blocks (Eternl `001`: "roughly 24 hours").
     pub settlement_interval_blocks: Height,
+    /// Blocks per weight epoch: validators commit their weights in an epoch and reveal them in
+    /// the next (`ledger::weights`; the audit's `epoch_blocks`, 360 = one hour of 10 s blocks).
+    pub weights_epoch_blocks: Height,
 
     // ---- emission ---------------------------------------------------------------------------
     /// Block reward in year 1 (§3.1.2 Table 2: 10 per block).
@@ -107,6 +110,7 @@ impl Default for EconomicsParams {
             block_time_secs: 10,
             blocks_per_year: 3_155_760,
             settlement_interval_blocks: BLOCKS_PER_DAY_10S,
+            weights_epoch_blocks: 360,
             initial_block_reward: tokens(10),
             halving_interval_blocks: 3_155_760,
             tft_zero_years: 2,

@@ -12,6 +12,8 @@
 //!   refused transaction changes nothing) and the state digest peers compare.
 //! * [`batch`]: building a block's batch from the pending pool, validator votes, finality.
 //! * [`settlement`]: debiting accounts for their receipts and crediting fees and emissions.
+//! * [`weights`]: validators' weights by commit-reveal transactions, and the consensus epoch
+//!   that settlement mints emission by.
 //! * [`store`]: sled storage; a block or a settlement is applied in one atomic sled batch.
 //!
 //! Signed bytes are never serde_json: see [`Enc`]. serde_json is used only for storage values
@@ -23,6 +25,7 @@ pub mod settlement;
 pub mod state;
 pub mod store;
 pub mod tx;
+pub mod weights;
 
 /// A sha256 digest.
 pub type Hash = [u8; 32];

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::merkle::{self, InclusionProof};
 use super::state::{LedgerState, TxError};
+use super::weights::Bonds;
 use super::{Enc, Hash};
 use crate::economics::{
     brain_reward_shares, checked_credit, issuance_between, split_brain_emission, split_by_weights,
@@ -149,6 +150,12 @@ pub struct SettlementRecord {
     pub minted: Amount,
     pub not_minted: Amount,
     pub rejected: Vec<RejectedReceipt>,
+    /// The consensus the emission was split by, per Brain (empty: no Brain had weights).
+    #[serde(default)]
+    pub consensus: Vec<BrainPeriod>,
+    /// Bonds after this period's epoch, per Brain (replace the state's on apply).
+    #[serde(default)]
+    pub bonds: BTreeMap<BrainId, Bonds>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -278,6 +285,8 @@ pub fn settle(
         minted: 0,
         not_minted: 0,
         rejected: Vec::new(),
+        consensus: input.brains.to_vec(),
+        bonds: BTreeMap::new(),
     };
 
     // ---- fees: price each receipt, collect per account in receipt-id order ----------------
@@ -430,6 +439,9 @@ impl LedgerState {
             self.set_balance(a, v);
         }
         self.minted = minted;
+        for (b, bonds) in &rec.bonds {
+            self.weights.bonds.insert(*b, bonds.clone());
+        }
         Ok(())
     }
 }

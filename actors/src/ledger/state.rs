@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::tx::{CreateMethod, Tx, TxKind};
+use super::weights::WeightsState;
 use super::{Enc, Hash};
 use crate::economics::{
     active_validators, checked_credit, checked_debit, Amount, BrainId, BrainKind, BrainRegistry,
@@ -52,6 +53,16 @@ pub enum TxError {
     PriceAbove { price: Amount, max: Amount },
     #[error("arithmetic overflow")]
     Overflow,
+    #[error("weights for epoch {epoch} are not accepted in epoch {current}")]
+    WrongEpoch { epoch: u64, current: u64 },
+    #[error("weights for epoch {epoch} are already committed")]
+    AlreadyCommitted { epoch: u64 },
+    #[error("no open weight commitment for epoch {epoch}")]
+    NoCommit { epoch: u64 },
+    #[error("revealed weights do not match the commitment")]
+    CommitmentMismatch,
+    #[error("bad weight vector: {0}")]
+    BadWeights(String),
     #[error(transparent)]
     Economics(EconomicsError),
 }
@@ -92,6 +103,9 @@ pub struct LedgerState {
     pub minted: Amount,
     /// Total destroyed by Brain burns.
     pub burned: Amount,
+    /// Validators' weight commitments, reveals and bonds ([`super::weights`]).
+    #[serde(default)]
+    pub weights: WeightsState,
 }
 
 /// Domain tag of the state digest.
@@ -114,6 +128,36 @@ impl LedgerState {
             brains: BrainRegistry::genesis(based_labs, p),
             ..Self::default()
         })
+    }
+
+    /// Genesis with validators of `brain` registered (no fee) and self-staked `validator_stakes`
+    /// (counted in the genesis supply), so the consensus and finality stakes come from the ledger.
+    pub fn genesis_with_validators(
+        balances: BTreeMap<String, Amount>,
+        based_labs: &str,
+        brain: BrainId,
+        validator_stakes: &BTreeMap<String, Amount>,
+        p: &EconomicsParams,
+    ) -> Result<Self, TxError> {
+        let mut s = Self::genesis(balances, based_labs, p)?;
+        if validator_stakes.values().all(|v| *v == 0) {
+            return Ok(s);
+        }
+        let rec = s.brains.get_mut(brain)?;
+        for (v, amount) in validator_stakes.iter().filter(|(_, a)| **a > 0) {
+            if v.is_empty() || v.len() > super::tx::MAX_ID_BYTES {
+                return Err(TxError::Malformed);
+            }
+            rec.registrations.insert(
+                v.clone(),
+                crate::economics::brains::Registration { role: PeerRole::Validator, fee_paid: 0, registered_at: 0 },
+            );
+            s.genesis_supply = checked_credit(s.genesis_supply, *amount)?;
+        }
+        for (v, amount) in validator_stakes.iter().filter(|(_, a)| **a > 0) {
+            s.stakes.insert(StakeKey { brain, validator: Some(v.clone()), staker: v.clone() }, *amount);
+        }
+        Ok(s)
     }
 
     pub fn balance(&self, account: &str) -> Amount {
@@ -303,6 +347,7 @@ impl LedgerState {
                 CreateMethod::Stake => p.stake_method_amount,
             },
             TxKind::Register { brain, .. } => self.brains.get(*brain)?.registration_fee,
+            TxKind::CommitWeights { .. } | TxKind::RevealWeights { .. } => 0,
         };
         if available < needed {
             return Err(TxError::InsufficientBalance { needed, available });
@@ -446,6 +491,12 @@ impl LedgerState {
                     self.set_balance(&owner, new_owner);
                 }
             }
+            TxKind::CommitWeights { brain, epoch, commitment } => {
+                self.commit_weights(from, *brain, *epoch, *commitment, height, p)?;
+            }
+            TxKind::RevealWeights { brain, epoch, salt, weights } => {
+                self.reveal_weights(from, *brain, *epoch, salt, weights, height, p)?;
+            }
         }
         self.nonces.insert(tx.from.clone(), tx.nonce);
         Ok(())
@@ -493,6 +544,7 @@ impl LedgerState {
                 e.u128(r.fee_paid).u64(r.registered_at);
             }
         }
+        self.weights.encode(&mut e);
         e.into_bytes()
     }
 

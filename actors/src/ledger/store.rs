@@ -91,6 +91,7 @@ const K_HEIGHT: &[u8] = b"m/height";
 const K_SETTLED: &[u8] = b"m/settled";
 const K_SCALARS: &[u8] = b"m/scalars";
 const K_BRAINS: &[u8] = b"m/brains";
+const K_WEIGHTS: &[u8] = b"m/weights";
 
 fn key(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + rest.len());
@@ -169,6 +170,9 @@ fn diff_state(w: &mut sled::Batch, old: &LedgerState, new: &LedgerState) -> Resu
     })?;
     if old.brains != new.brains {
         w.insert(K_BRAINS, json(&new.brains)?);
+    }
+    if old.weights != new.weights {
+        w.insert(K_WEIGHTS, json(&new.weights)?);
     }
     let sc = Scalars {
         genesis_supply: new.genesis_supply,
@@ -277,11 +281,16 @@ impl LedgerStore {
             Some(b) => unjson(&b)?,
             None => BrainRegistry::default(),
         };
+        let weights = match t.get(K_WEIGHTS)? {
+            Some(b) => unjson(&b)?,
+            None => Default::default(),
+        };
         let mut st = LedgerState {
             genesis_supply: sc.genesis_supply,
             minted: sc.minted,
             burned: sc.burned,
             brains,
+            weights,
             ..LedgerState::default()
         };
         for kv in t.scan_prefix(b"b/") {
@@ -459,13 +468,14 @@ impl LedgerStore {
         Ok(Applied::New(outcomes))
     }
 
-    /// Settles `[last_settled or 0, to_height)` from the stored receipt lines and applies it.
-    /// Every block of the period must be applied (`to_height ≤ last_height + 1`).
+    /// Settles `[last_settled or 0, to_height)` from the stored receipt lines and applies it;
+    /// emission is split by the consensus of the weights on the ledger
+    /// ([`super::weights::brain_periods`]). Every block of the period must be applied
+    /// (`to_height ≤ last_height + 1`).
     pub fn settle(
         &mut self,
         to_height: Height,
         prices: &PriceList,
-        brains: &[BrainPeriod],
         fee_split: FeeSplit,
         p: &EconomicsParams,
     ) -> Result<SettlementRecord, StoreError> {
@@ -479,15 +489,18 @@ impl LedgerStore {
             ));
         }
         let receipts = self.receipts_between(from, to_height)?;
+        let consensus = super::weights::brain_periods(&self.state, from, to_height, p).map_err(SettleError::from)?;
+        let brains: Vec<BrainPeriod> = consensus.iter().map(|c| c.period.clone()).collect();
         let input = SettlementInput {
             from_height: from,
             to_height,
             receipts: &receipts,
             prices,
-            brains,
+            brains: &brains,
             fee_split,
         };
-        let rec = settlement::settle(&input, &self.state, p)?;
+        let mut rec = settlement::settle(&input, &self.state, p)?;
+        rec.bonds = consensus.into_iter().map(|c| (c.period.brain, c.bonds)).collect();
         self.apply_settlement(&rec)?;
         Ok(rec)
     }
@@ -766,17 +779,17 @@ mod tests {
                 apply(&mut s, h);
             }
             assert!(matches!(
-                s.settle(6, &prices, &[], FeeSplit::MinerOnly, &p),
+                s.settle(6, &prices, FeeSplit::MinerOnly, &p),
                 Err(StoreError::SettlementOrder(_))
             ));
-            let rec = s.settle(5, &prices, &[], FeeSplit::MinerOnly, &p).unwrap();
+            let rec = s.settle(5, &prices, FeeSplit::MinerOnly, &p).unwrap();
             // receipts of blocks 1..=4 (heights 1..4 → prompt units 1..4, 7 completion units each)
             assert_eq!(rec.receipt_count, 4);
             assert_eq!(rec.total_debits(), (1 + 2 + 3 + 4) + 4 * 7);
             assert_eq!(rec.fee_credits["miner"], rec.total_debits());
             assert_eq!(s.apply_settlement(&rec).unwrap(), Applied::AlreadyApplied);
             assert!(matches!(
-                s.settle(5, &prices, &[], FeeSplit::MinerOnly, &p),
+                s.settle(5, &prices, FeeSplit::MinerOnly, &p),
                 Err(StoreError::SettlementOrder(_))
             ));
             rec

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{verify_sig, Enc, Sig};
+use super::{verify_sig, Enc, Hash, Sig};
 use crate::economics::{Amount, BrainId, PeerRole};
 
 /// Domain tag of transaction signing bytes.
@@ -59,7 +59,27 @@ pub enum TxKind {
         role: PeerRole,
         fee: Amount,
     },
+    /// A validator's commitment to its weights on a Brain's miners for `epoch`
+    /// (`audit::weights::WeightVector::commitment` with a secret salt; [`super::weights`]).
+    CommitWeights {
+        brain: BrainId,
+        epoch: u64,
+        #[serde(with = "super::hex_array")]
+        commitment: Hash,
+    },
+    /// Opens the commitment of `epoch` in the epoch after it (`weights`: `(miner, ppb)` sorted
+    /// by miner, summing to 10^9).
+    RevealWeights {
+        brain: BrainId,
+        epoch: u64,
+        #[serde(with = "super::hex_array")]
+        salt: Hash,
+        weights: Vec<(String, u64)>,
+    },
 }
+
+/// Most miners one weight vector names (a Brain has at most 1,792 miner slots).
+pub const MAX_WEIGHTS: usize = 1792;
 
 /// A signed transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +144,15 @@ impl TxKind {
             TxKind::Register { brain, role, fee } => {
                 e.u8(4).u16(*brain).u8(role_byte(*role)).u128(*fee);
             }
+            TxKind::CommitWeights { brain, epoch, commitment } => {
+                e.u8(5).u16(*brain).u64(*epoch).raw(commitment);
+            }
+            TxKind::RevealWeights { brain, epoch, salt, weights } => {
+                e.u8(6).u16(*brain).u64(*epoch).raw(salt).u64(weights.len() as u64);
+                for (m, w) in weights {
+                    e.str(m).u64(*w);
+                }
+            }
         }
     }
 }
@@ -169,7 +198,10 @@ impl Tx {
                 TxKind::Stake { validator, .. } | TxKind::Unstake { validator, .. } => {
                     ok_opt(validator)
                 }
-                TxKind::CreateBrain { .. } | TxKind::Register { .. } => true,
+                TxKind::CreateBrain { .. } | TxKind::Register { .. } | TxKind::CommitWeights { .. } => true,
+                TxKind::RevealWeights { weights, .. } => {
+                    weights.len() <= MAX_WEIGHTS && weights.iter().all(|(m, _)| ok(m))
+                }
             }
     }
 
@@ -261,6 +293,9 @@ mod tests {
                 role: PeerRole::Validator,
                 fee: 1,
             },
+            TxKind::CommitWeights { brain: 7, epoch: 1, commitment: [0; 32] },
+            TxKind::RevealWeights { brain: 7, epoch: 1, salt: [0; 32], weights: vec![] },
+            TxKind::RevealWeights { brain: 7, epoch: 1, salt: [0; 32], weights: vec![("m".into(), 1)] },
         ];
         let mut seen = std::collections::BTreeSet::new();
         for k in &kinds {
