@@ -807,6 +807,58 @@ mod tests {
         assert!(rec.verify_receipt(&line, &proof));
     }
 
+    /// Emission at settlement follows the consensus of the weights on the ledger: a miner backed
+    /// by validators with more than half the stake earns, one backed by a 40% minority does not;
+    /// everything issued is either credited or recorded as not minted; bonds persist.
+    #[test]
+    fn settlement_mints_emission_by_the_consensus_of_revealed_weights() {
+        use crate::ledger::weights::RevealedWeights;
+        let dir = tempfile::tempdir().unwrap();
+        let p = params();
+        let with_weights = || {
+            let b = [("alice", tokens(1_000_000)), ("bob", tokens(10))].into_iter().map(|(a, v)| (a.to_string(), v)).collect();
+            let vs = [("v1".to_string(), tokens(30)), ("v2".to_string(), tokens(20))].into_iter().collect();
+            let mut st = LedgerState::genesis_with_validators(b, "labs", 1, &vs, &params()).unwrap();
+            let rw = |w: &[(&str, u64)]| RevealedWeights { epoch: 0, weights: w.iter().map(|(m, x)| (m.to_string(), *x)).collect() };
+            let per = st.weights.revealed.entry(1).or_default();
+            per.insert("v1".into(), rw(&[("miner", 1_000_000_000)]));
+            per.insert("v2".into(), rw(&[("miner", 500_000_000), ("sybil", 500_000_000)]));
+            st
+        };
+        let prices = PriceList { models: vec![ModelPrice::new("m", 1000, 1000, 1000)] };
+        let rec = {
+            let mut s = LedgerStore::open(dir.path(), with_weights).unwrap();
+            for h in 1..=4 {
+                apply(&mut s, h);
+            }
+            let rec = s.settle(5, &prices, FeeSplit::MinerOnly, &p).unwrap();
+            assert_eq!(rec.issuance, crate::economics::issuance_between(0, 5, &p));
+            assert!(rec.minted > 0);
+            assert_eq!(rec.minted + rec.not_minted, rec.issuance);
+            assert_eq!(rec.total_emission_credits(), rec.minted);
+            assert!(rec.emission_credits.get("miner").copied().unwrap_or(0) > 0);
+            assert!(!rec.emission_credits.contains_key("sybil"), "40% of stake cannot make a miner earn");
+            assert!(rec.emission_credits.get("v1").copied().unwrap_or(0) > rec.emission_credits.get("v2").copied().unwrap_or(0));
+            assert!(rec.emission_credits.get("labs").copied().unwrap_or(0) > 0, "the Brain owner's 25%");
+            assert_eq!(rec.consensus.len(), 1);
+            assert_eq!(rec.consensus[0].miners, vec!["miner", "sybil"]);
+            assert_eq!(rec.consensus[0].incentive[1], 0);
+            assert!(!rec.bonds[&1].is_empty());
+            assert!(s.state().supply_is_conserved());
+            rec
+        };
+        let mut s = LedgerStore::open(dir.path(), || panic!("genesis must not be rewritten")).unwrap();
+        assert_eq!(s.state().weights.bonds[&1], rec.bonds[&1], "bonds survive a reopen");
+        assert_eq!(s.state().minted, rec.minted);
+        for h in 5..=9 {
+            apply(&mut s, h);
+        }
+        let rec2 = s.settle(10, &prices, FeeSplit::MinerOnly, &p).unwrap();
+        assert_eq!(rec2.total_emission_credits(), rec2.minted);
+        assert_eq!(s.state().minted, rec.minted + rec2.minted);
+        assert!(s.state().supply_is_conserved());
+    }
+
     const CHILD_ENV: &str = "BRAINMESH_LEDGER_CRASH_CHILD_DIR";
 
     /// Not a test on its own: when started by `kill_9_while_writing_leaves_a_consistent_ledger`
