@@ -27,7 +27,7 @@ use super::settlement::BrainPeriod;
 use super::state::{LedgerState, TxError};
 use super::tx::MAX_ID_BYTES;
 use super::{Enc, Hash};
-use crate::audit::weights::{WeightVector, PPB};
+use crate::audit::weights::WeightVector;
 use crate::economics::emission::{tft_beta, NoTft};
 use crate::economics::{epoch, BrainId, BrainStanding, EconomicsParams, EpochInput, Height, Ppb, ONE};
 
@@ -239,9 +239,6 @@ pub fn brain_periods(state: &LedgerState, from: Height, to: Height, p: &Economic
     }
     Ok(out)
 }
-
-/// `10⁹`: a weight vector's sum.
-pub const WEIGHT_SUM: u64 = PPB;
 
 #[cfg(test)]
 mod tests {
