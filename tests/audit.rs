@@ -7,7 +7,11 @@
 //! co-signing the ban. Weight vectors are committed and revealed over gossip, and the validator's
 //! known-answer tasks travel the mesh like users' tasks.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
+
+use common::{smollm, wait_until};
 use std::time::Duration;
 
 use brainmesh::config::{loopback, NodeConfig};
@@ -16,11 +20,6 @@ use brainmesh_actors::models::squeeze::{self, ExportOptions, Quant};
 use brainmesh_actors::models::{LoadOptions, Model, Network};
 use brainmesh_actors::protocol::{now_ms, Role};
 use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskEvent, TaskService, TaskSpec};
-
-fn smollm() -> PathBuf {
-    let cache = std::env::var("BRAINMESH_CACHE").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"));
-    cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
 
 const BLOCK_MS: u64 = 500;
 
@@ -44,14 +43,6 @@ fn validator(dir: &Path, bootstrap: Vec<String>, rate: f64) -> NodeConfig {
     // Known-answer tasks from the sampling validator only, every 4 blocks (2 s).
     cfg.audit.quality_every_blocks = if rate > 0.5 { 4 } else { 0 };
     cfg
-}
-
-async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut f: impl FnMut() -> F) {
-    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f().await {
-        assert!(tokio::time::Instant::now() < end, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn sha256_file(p: &Path) -> String {

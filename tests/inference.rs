@@ -1,19 +1,17 @@
 //! Inference over a real loopback mesh (in-process peers, real libp2p sockets, real SmolLM2
 //! weights): sealed tasks, streaming, failover when a miner dies mid-stream, receipts.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod common;
+
+use std::path::Path;
+
+use common::{smollm, wait_until};
 
 use brainmesh::config::{loopback, NodeConfig};
 use brainmesh::Node;
 use brainmesh_actors::protocol::Role;
 use brainmesh_actors::receipt::SignedReceipt;
 use brainmesh_actors::task::{ChatMessage, Finish, Prompt, Sampling, TaskError, TaskEvent, TaskService, TaskSpec};
-
-fn smollm() -> PathBuf {
-    let cache = std::env::var("BRAINMESH_CACHE").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"));
-    cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
 
 fn config(dir: &Path, role: Role, bootstrap: Vec<String>) -> NodeConfig {
     let mut cfg = loopback(role, dir, bootstrap).unwrap();
@@ -23,14 +21,6 @@ fn config(dir: &Path, role: Role, bootstrap: Vec<String>) -> NodeConfig {
     cfg.miner.threads = 1;
     cfg.tasks.chunk_timeout_ms = 5_000;
     cfg
-}
-
-async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut f: impl FnMut() -> F) {
-    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f().await {
-        assert!(tokio::time::Instant::now() < end, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 struct Answer {

@@ -7,7 +7,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{blocking, cli, smollm, taken, wait_until};
+
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -22,11 +24,6 @@ use brainmesh_actors::Identity;
 
 const BLOCK_MS: u64 = 400;
 const SETTLE_BLOCKS: u64 = 25;
-
-fn smollm() -> PathBuf {
-    let cache = std::env::var("BRAINMESH_CACHE").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"));
-    cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
 
 fn ledger_section(balances: &[(&str, u64)]) -> LedgerSection {
     LedgerSection {
@@ -52,14 +49,6 @@ fn config(dir: &Path, role: Role, bootstrap: Vec<String>, genesis_ms: u64, ledge
     cfg
 }
 
-async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut f: impl FnMut() -> F) {
-    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f().await {
-        assert!(tokio::time::Instant::now() < end, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn run_task(tasks: &brainmesh_actors::DistributorHandle, i: usize) -> String {
     let spec = TaskSpec {
         model: "smollm2-135m-instruct".into(),
@@ -76,29 +65,6 @@ async fn run_task(tasks: &brainmesh_actors::DistributorHandle, i: usize) -> Stri
         }
     }
     panic!("task {i} ended without a result");
-}
-
-/// Runs blocking work (the child process helpers) off the actix thread.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
-
-fn cli(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(common::BIN).args(args).output().unwrap();
-    assert!(out.status.success(), "brainmesh {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The binary validator's `[ledger]` and `[chain]` sections, written into its config.toml.
-fn write_binary_config(dir: &Path, genesis_ms: u64, ledger: &LedgerSection) {
-    let path = dir.join("config.toml");
-    let mut v: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let t = v.as_table_mut().unwrap();
-    t.insert("ledger".into(), toml::Value::try_from(ledger).unwrap());
-    let chain = t.entry("chain").or_insert_with(|| toml::Value::Table(Default::default()));
-    chain.as_table_mut().unwrap().insert("genesis_ms".into(), toml::Value::Integer(genesis_ms as i64));
-    chain.as_table_mut().unwrap().insert("block_time_ms".into(), toml::Value::Integer(BLOCK_MS as i64));
-    std::fs::write(&path, toml::to_string(&v).unwrap()).unwrap();
 }
 
 fn status_ledger(p: &common::Proc) -> Option<serde_json::Value> {
@@ -128,7 +94,7 @@ async fn validators_batch_finalise_survive_sigkill_settle_exactly_and_refuse_bad
     // The third validator is the real binary, so that it can be SIGKILLed.
     let v2_dir = root.path().join("v2");
     common::init(&v2_dir, "validator");
-    write_binary_config(&v2_dir, genesis_ms, &ledger);
+    common::write_ledger_config(&v2_dir, genesis_ms, BLOCK_MS, &ledger);
     let env: Vec<(String, String)> = vec![("BRAINMESH_AUDIT_MODEL".into(), String::new()), ("RUST_LOG".into(), "warn,brainmesh_actors::rollup=info".into())];
     let start_v2 = {
         let (dir, boot, env) = (v2_dir.clone(), boot.clone(), env.clone());
@@ -160,7 +126,7 @@ async fn validators_batch_finalise_survive_sigkill_settle_exactly_and_refuse_bad
     }
     tokio::time::sleep(Duration::from_millis(BLOCK_MS / 2)).await;
     blocking({
-        let mut p = std::mem::replace(&mut v2, common::Proc { child: None, dir: v2_dir.clone(), http: String::new(), peer_id: String::new(), addr: String::new() });
+        let mut p = std::mem::replace(&mut v2, taken(&v2_dir));
         move || {
             p.kill9();
         }
@@ -254,7 +220,7 @@ async fn validators_batch_finalise_survive_sigkill_settle_exactly_and_refuse_bad
     assert_eq!(ra.settlements, rb.settlements);
     let want_settled = ra.last_settled.unwrap_or(0);
     let v2_settled = blocking({
-        let v2 = std::mem::replace(&mut v2, common::Proc { child: None, dir: v2_dir.clone(), http: String::new(), peer_id: String::new(), addr: String::new() });
+        let v2 = std::mem::replace(&mut v2, taken(&v2_dir));
         move || {
             let settled = common::wait_for(Duration::from_secs(30), || {
                 status_ledger(&v2).and_then(|l| l["last_settled"].as_u64()).filter(|s| *s >= want_settled)

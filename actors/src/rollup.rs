@@ -1161,10 +1161,11 @@ impl Handler<GetAccount> for Rollup {
         let st = self.store.state();
         let nonce = st.nonce(&msg.account);
         let mut next = nonce + 1;
-        for kv in self.bodies.scan_prefix(b"t/").flatten() {
-            if let Ok(b) = serde_json::from_slice::<TxBody>(&kv.1) {
-                if b.tx.from == msg.account && b.tx.nonce >= next && !self.included(&b.tx.id()) {
-                    next = b.tx.nonce + 1;
+        // Transactions waiting for a block count too (only the pending pool, not every body).
+        for id in self.pending.txs.keys() {
+            if let Some(t) = self.tx_body(id) {
+                if t.from == msg.account && t.nonce >= next {
+                    next = t.nonce + 1;
                 }
             }
         }

@@ -143,32 +143,77 @@ fn choice(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig) -> Choice {
         return Choice::Greedy(argmax(logits));
     }
     let inv_t = 1.0 / cfg.temperature;
-    // Candidates sorted by logit, descending; top-k cuts the list.
-    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    let k = cfg.top_k.filter(|&k| k > 0 && k < logits.len());
-    if let Some(k) = k {
-        idx.select_nth_unstable_by(k - 1, |&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
-        idx.truncate(k);
+    let top_p = cfg.top_p.filter(|&p| p < 1.0).map(f64::from);
+    match cfg.top_k.filter(|&k| k > 0 && k < logits.len()) {
+        Some(k) => top_k_choice(logits, k, inv_t, top_p),
+        None => nucleus_choice(logits, inv_t, top_p),
     }
-    idx.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+}
+
+fn desc(logits: &[f32]) -> impl Fn(&u32, &u32) -> std::cmp::Ordering + '_ {
+    move |&a, &b| logits[b as usize].total_cmp(&logits[a as usize])
+}
+
+/// The smallest prefix whose cumulative probability reaches `p` (all of them when it never does).
+fn cut_at(probs: &[f64], p: f64) -> Option<usize> {
+    let mut acc = 0.0;
+    for (i, &q) in probs.iter().enumerate() {
+        acc += q;
+        if acc >= p {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// Top-k: the k largest logits sorted descending, softmax over them, then top-p on that.
+fn top_k_choice(logits: &[f32], k: usize, inv_t: f32, top_p: Option<f64>) -> Choice {
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    idx.select_nth_unstable_by(k - 1, desc(logits));
+    idx.truncate(k);
+    idx.sort_unstable_by(desc(logits));
     let max = logits[idx[0] as usize];
     let mut probs: Vec<f64> = idx.iter().map(|&i| (((logits[i as usize] - max) * inv_t) as f64).exp()).collect();
     let sum: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= sum);
-    if let Some(p) = cfg.top_p.filter(|&p| p < 1.0) {
-        let mut acc = 0.0;
-        let mut keep = probs.len();
-        for (i, &q) in probs.iter().enumerate() {
-            acc += q;
-            if acc >= p as f64 {
-                keep = i + 1;
-                break;
-            }
-        }
+    if let Some(keep) = top_p.and_then(|p| cut_at(&probs, p)) {
         probs.truncate(keep);
         idx.truncate(keep);
     }
     Choice::Sample { idx, probs }
+}
+
+/// Softmax over the whole vocabulary. Without top-p every token is a candidate, in vocabulary
+/// order (no sort: the order does not change the distribution, and the replay uses the same
+/// one). With top-p the nucleus is found from a partial sort: the largest 256 logits sorted,
+/// widened (×8) only when they hold less than `p` of the mass, instead of sorting all ~49k.
+fn nucleus_choice(logits: &[f32], inv_t: f32, top_p: Option<f64>) -> Choice {
+    let max = logits.iter().copied().max_by(f32::total_cmp).unwrap_or(0.0);
+    let weight = |l: f32| (((l - max) * inv_t) as f64).exp();
+    let sum: f64 = logits.iter().map(|&l| weight(l)).sum();
+    let Some(p) = top_p else {
+        return Choice::Sample { idx: (0..logits.len() as u32).collect(), probs: logits.iter().map(|&l| weight(l) / sum).collect() };
+    };
+    let n = logits.len();
+    let mut m = 256.min(n);
+    loop {
+        let mut idx: Vec<u32> = (0..n as u32).collect();
+        if m < n {
+            idx.select_nth_unstable_by(m - 1, desc(logits));
+            idx.truncate(m);
+        }
+        idx.sort_unstable_by(desc(logits));
+        let mut probs: Vec<f64> = idx.iter().map(|&i| weight(logits[i as usize]) / sum).collect();
+        match cut_at(&probs, p) {
+            Some(keep) => {
+                idx.truncate(keep);
+                probs.truncate(keep);
+                return Choice::Sample { idx, probs };
+            }
+            None if m == n => return Choice::Sample { idx, probs },
+            None => m = (m * 8).min(n),
+        }
+    }
 }
 
 /// Picks the next token from one row of logits (modified in place).
@@ -563,6 +608,35 @@ mod tests {
         };
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));
+    }
+
+    #[test]
+    fn the_partial_sort_nucleus_is_the_full_sort_nucleus() {
+        // A vocabulary-sized row; the reference sorts all of it.
+        let mut rng = Rng::new(3);
+        for (t, p) in [(1.0f32, 0.95f32), (0.7, 0.5), (2.5, 0.999), (1.0, 0.01)] {
+            // Distinct logits in [-6, 6), shuffled (ties would make any order a right answer).
+            let mut l: Vec<f32> = (0..49_152).map(|i| i as f32 * (12.0 / 49_152.0) - 6.0).collect();
+            for i in (1..l.len()).rev() {
+                l.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+            }
+            let c = GenerateConfig { top_p: Some(p), ..cfg(t) };
+            let Choice::Sample { idx, probs } = choice(&mut l.clone(), &[], &c) else { panic!("sampling") };
+            let mut all: Vec<u32> = (0..l.len() as u32).collect();
+            all.sort_unstable_by(|&a, &b| l[b as usize].total_cmp(&l[a as usize]));
+            let max = l[all[0] as usize];
+            let w: Vec<f64> = all.iter().map(|&i| (((l[i as usize] - max) * (1.0 / t)) as f64).exp()).collect();
+            let z: f64 = w.iter().sum();
+            let mut acc = 0.0;
+            let keep = w.iter().position(|q| {
+                acc += q / z;
+                acc >= p as f64
+            });
+            let keep = keep.map_or(all.len(), |k| k + 1);
+            assert_eq!(idx.len(), keep, "t={t} p={p}");
+            assert!(idx == all[..keep], "t={t} p={p}: the nucleus differs from the full sort's");
+            assert!((probs.iter().sum::<f64>() - w[..keep].iter().sum::<f64>() / z).abs() < 1e-9);
+        }
     }
 
     #[test]

@@ -125,3 +125,56 @@ pub fn roster(status: &Value, brain: u64) -> Vec<(String, String, bool)> {
     out.sort();
     out
 }
+
+/// The SmolLM2 GGUF `make setup` puts in the cache.
+pub fn smollm() -> PathBuf {
+    let cache = std::env::var("BRAINMESH_CACHE").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"));
+    cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Polls an async condition every 100 ms; panics naming `what` after `secs`.
+pub async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut f: impl FnMut() -> F) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs blocking work (the child process helpers) off the actix thread.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking helper panicked")
+}
+
+/// Runs `brainmesh ARGS`, asserts success, parses its stdout as JSON.
+pub fn cli(args: &[&str]) -> Value {
+    let out = Command::new(BIN).args(args).output().expect("run brainmesh");
+    assert!(out.status.success(), "brainmesh {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// A placeholder for a `Proc` moved out (to a blocking helper).
+pub fn taken(dir: &Path) -> Proc {
+    Proc { child: None, dir: dir.to_path_buf(), http: String::new(), peer_id: String::new(), addr: String::new() }
+}
+
+/// Sets `[section] key = value` entries in `<dir>/config.toml`.
+pub fn patch_config(dir: &Path, section: &str, entries: &[(&str, toml::Value)]) {
+    let path = dir.join("config.toml");
+    let mut v: toml::Value = toml::from_str(&std::fs::read_to_string(&path).expect("config.toml")).expect("TOML");
+    let t = v.as_table_mut().expect("table");
+    let s = t.entry(section).or_insert_with(|| toml::Value::Table(Default::default()));
+    for (k, val) in entries {
+        s.as_table_mut().expect("section table").insert(k.to_string(), val.clone());
+    }
+    std::fs::write(&path, toml::to_string(&v).expect("TOML out")).expect("write config.toml");
+}
+
+/// Writes a binary validator's `[ledger]` section and `[chain]` timing into its config.toml.
+pub fn write_ledger_config(dir: &Path, genesis_ms: u64, block_ms: u64, ledger: &brainmesh::config::LedgerSection) {
+    let t = toml::Value::try_from(ledger).expect("ledger section as TOML");
+    let entries: Vec<(String, toml::Value)> = t.as_table().expect("table").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let entries: Vec<(&str, toml::Value)> = entries.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    patch_config(dir, "ledger", &entries);
+    patch_config(dir, "chain", &[("genesis_ms", toml::Value::Integer(genesis_ms as i64)), ("block_time_ms", toml::Value::Integer(block_ms as i64))]);
+}

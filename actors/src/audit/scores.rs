@@ -185,39 +185,13 @@ impl Scoreboard {
             .iter()
             .map(|s| ((s / max) * SCALE).floor() as u128)
             .collect();
-        let parts = split_ppb(&q);
+        // Largest-remainder split of PPB (the economics module's one divider); q's best is 2⁵² > 0.
+        let parts: Vec<u64> = match crate::economics::split_by_weights(PPB as u128, &q) {
+            Ok(p) => p.into_iter().map(|x| x as u64).collect(),
+            Err(_) => return Vec::new(),
+        };
         self.miners.keys().cloned().zip(parts).collect()
     }
-}
-
-/// Largest-remainder split of [`PPB`] in proportion to `q` (not all zero, each ≤ 2⁵²).
-fn split_ppb(q: &[u128]) -> Vec<u64> {
-    let total: u128 = q.iter().sum();
-    if total == 0 {
-        return vec![0; q.len()];
-    }
-    let whole = PPB as u128;
-    let mut parts = Vec::with_capacity(q.len());
-    let mut rems = Vec::new();
-    let mut given = 0u128;
-    for (i, w) in q.iter().enumerate() {
-        let prod = whole * w; // ≤ 1e9 · 2⁵², no overflow
-        parts.push((prod / total) as u64);
-        given += prod / total;
-        if *w > 0 {
-            rems.push((prod % total, i));
-        }
-    }
-    let mut left = whole - given; // < number of nonzero weights
-    rems.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (_, i) in rems {
-        if left == 0 {
-            break;
-        }
-        parts[i] += 1;
-        left -= 1;
-    }
-    parts
 }
 
 #[cfg(test)]

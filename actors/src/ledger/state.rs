@@ -153,8 +153,6 @@ impl LedgerState {
                 crate::economics::brains::Registration { role: PeerRole::Validator, fee_paid: 0, registered_at: 0 },
             );
             s.genesis_supply = checked_credit(s.genesis_supply, *amount)?;
-        }
-        for (v, amount) in validator_stakes.iter().filter(|(_, a)| **a > 0) {
             s.stakes.insert(StakeKey { brain, validator: Some(v.clone()), staker: v.clone() }, *amount);
         }
         Ok(s)

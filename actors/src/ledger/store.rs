@@ -743,6 +743,21 @@ mod tests {
         assert_eq!(s.block(1).unwrap().unwrap().batch, b);
     }
 
+    /// Reopens a store dropped in this process: sled's flusher thread may hold the file lock
+    /// a moment after the drop (a killed process releases it at once).
+    fn reopen(dir: &Path, genesis: impl Fn() -> LedgerState) -> LedgerStore {
+        for _ in 0..200 {
+            match LedgerStore::open(dir, &genesis) {
+                Ok(s) => return s,
+                Err(StoreError::Sled(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::Other && e.to_string().contains("lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(25))
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        }
+        panic!("the sled lock was not released");
+    }
+
     #[test]
     fn reopen_after_drop_midway_continues_with_the_same_digest() {
         let dir = tempfile::tempdir().unwrap();
@@ -753,7 +768,7 @@ mod tests {
             }
         } // dropped without any shutdown step
         let mut s =
-            LedgerStore::open(dir.path(), || panic!("genesis must not be rewritten")).unwrap();
+            reopen(dir.path(), || panic!("genesis must not be rewritten"));
         assert_eq!(s.last_height(), Some(5));
         assert_eq!(s.state().digest(), reference(5).digest());
         assert_eq!(apply(&mut s, 5), Applied::AlreadyApplied);
@@ -761,7 +776,7 @@ mod tests {
             apply(&mut s, h);
         }
         drop(s);
-        let s = LedgerStore::open(dir.path(), genesis).unwrap();
+        let s = reopen(dir.path(), genesis);
         assert_eq!(s.state().digest(), reference(10).digest());
         assert_eq!(s.receipts_between(3, 6).unwrap().len(), 3);
     }
@@ -794,7 +809,7 @@ mod tests {
             ));
             rec
         };
-        let s = LedgerStore::open(dir.path(), genesis).unwrap();
+        let s = reopen(dir.path(), genesis);
         assert_eq!(s.last_settled(), Some(5));
         assert_eq!(s.settlement(5).unwrap(), Some(rec.clone()));
         let mut expect = reference(4);
@@ -847,7 +862,7 @@ mod tests {
             assert!(s.state().supply_is_conserved());
             rec
         };
-        let mut s = LedgerStore::open(dir.path(), || panic!("genesis must not be rewritten")).unwrap();
+        let mut s = reopen(dir.path(), || panic!("genesis must not be rewritten"));
         assert_eq!(s.state().weights.bonds[&1], rec.bonds[&1], "bonds survive a reopen");
         assert_eq!(s.state().minted, rec.minted);
         for h in 5..=9 {

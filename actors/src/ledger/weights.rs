@@ -53,8 +53,9 @@ pub struct RevealedWeights {
 /// The weight part of the ledger state.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct WeightsState {
-    /// Brain → validator → its open commitment (the latest one).
-    pub commits: BTreeMap<BrainId, BTreeMap<String, WeightCommit>>,
+    /// Brain → validator → its open commitments, oldest first: at most this epoch's and the
+    /// previous one's (a validator commits to epoch e+1 in the block where it reveals e).
+    pub commits: BTreeMap<BrainId, BTreeMap<String, Vec<WeightCommit>>>,
     /// Brain → validator → its last reveal.
     pub revealed: BTreeMap<BrainId, BTreeMap<String, RevealedWeights>>,
     /// Brain → the bonds after the last settlement that ran its consensus.
@@ -71,8 +72,11 @@ impl WeightsState {
         e.u64(self.commits.len() as u64);
         for (b, per) in &self.commits {
             e.u16(*b).u64(per.len() as u64);
-            for (v, c) in per {
-                e.str(v).u64(c.epoch).raw(&c.commitment);
+            for (v, cs) in per {
+                e.str(v).u64(cs.len() as u64);
+                for c in cs {
+                    e.u64(c.epoch).raw(&c.commitment);
+                }
             }
         }
         e.u64(self.revealed.len() as u64);
@@ -128,12 +132,13 @@ impl LedgerState {
         if ep != now {
             return Err(TxError::WrongEpoch { epoch: ep, current: now });
         }
-        if let Some(c) = self.weights.commits.get(&brain).and_then(|m| m.get(from)) {
-            if c.epoch == ep {
-                return Err(TxError::AlreadyCommitted { epoch: ep });
-            }
+        let open = self.weights.commits.entry(brain).or_default().entry(from.to_string()).or_default();
+        if open.iter().any(|c| c.epoch == ep) {
+            return Err(TxError::AlreadyCommitted { epoch: ep });
         }
-        self.weights.commits.entry(brain).or_default().insert(from.to_string(), WeightCommit { epoch: ep, commitment });
+        // A commit older than the previous epoch can no longer be revealed: drop it.
+        open.retain(|c| c.epoch.saturating_add(1) >= ep);
+        open.push(WeightCommit { epoch: ep, commitment });
         Ok(())
     }
 
@@ -150,14 +155,19 @@ impl LedgerState {
             .commits
             .get(&brain)
             .and_then(|m| m.get(from))
-            .filter(|c| c.epoch == ep)
+            .and_then(|cs| cs.iter().find(|c| c.epoch == ep))
             .ok_or(TxError::NoCommit { epoch: ep })?;
         let v = WeightVector { brain, epoch: ep, validator: from.to_string(), weights: weights.to_vec() };
         if v.commitment(salt) != commit.commitment {
             return Err(TxError::CommitmentMismatch);
         }
         if let Some(m) = self.weights.commits.get_mut(&brain) {
-            m.remove(from);
+            if let Some(cs) = m.get_mut(from) {
+                cs.retain(|c| c.epoch != ep);
+                if cs.is_empty() {
+                    m.remove(from);
+                }
+            }
             if m.is_empty() {
                 self.weights.commits.remove(&brain);
             }
@@ -305,6 +315,26 @@ mod tests {
         assert_eq!(s.weights.revealed[&0]["a"], RevealedWeights { epoch: 2, weights: ws.clone() });
         assert!(s.weights.commits.is_empty(), "a reveal closes its commit");
         assert_eq!(s.reveal_weights("a", 0, 2, &salt, &ws, 32, &p), Err(TxError::NoCommit { epoch: 2 }), "no second reveal");
+    }
+
+    #[test]
+    fn committing_to_the_next_epoch_keeps_the_previous_commit_open_for_its_reveal() {
+        // The auditor commits to epoch e+1 and reveals e in the same tick: the two transactions
+        // land in one block, the commit first.
+        let p = params();
+        let mut s = state(&[("a", tokens(1))]);
+        let (ws2, ws3) = (vector(&[("m1", 1_000_000_000)]), vector(&[("m2", 1_000_000_000)]));
+        let (salt2, salt3) = ([2u8; 32], [3u8; 32]);
+        s.commit_weights("a", 0, 2, commitment("a", 2, &ws2, &salt2), 20, &p).unwrap();
+        s.commit_weights("a", 0, 3, commitment("a", 3, &ws3, &salt3), 30, &p).unwrap();
+        assert_eq!(s.reveal_weights("a", 0, 2, &salt2, &ws2, 30, &p), Ok(()));
+        assert_eq!(s.weights.commits[&0]["a"].len(), 1, "epoch 3's commit stays open");
+        assert_eq!(s.reveal_weights("a", 0, 3, &salt3, &ws3, 40, &p), Ok(()));
+        assert!(s.weights.commits.is_empty());
+        // An unrevealed commit is dropped once it can no longer be revealed.
+        s.commit_weights("a", 0, 5, commitment("a", 5, &ws2, &salt2), 50, &p).unwrap();
+        s.commit_weights("a", 0, 7, commitment("a", 7, &ws2, &salt2), 70, &p).unwrap();
+        assert_eq!(s.weights.commits[&0]["a"].iter().map(|c| c.epoch).collect::<Vec<_>>(), vec![7]);
     }
 
     fn reveal(s: &mut LedgerState, v: &str, ep: u64, ws: &[(&str, u64)], p: &EconomicsParams) {
