@@ -19,7 +19,7 @@ use brainmesh::Node;
 use brainmesh_actors::models::squeeze::{self, ExportOptions, Quant};
 use brainmesh_actors::models::{LoadOptions, Model, Network};
 use brainmesh_actors::protocol::{now_ms, Role};
-use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskEvent, TaskService, TaskSpec};
+use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskService, TaskSpec};
 
 const BLOCK_MS: u64 = 500;
 
@@ -72,17 +72,7 @@ async fn ask(tasks: &impl TaskService, i: usize) -> Option<String> {
             Sampling { max_tokens: 12, temperature: 0.8, top_p: Some(0.95), seed: Some(i as u64), ..Default::default() }
         },
     };
-    let mut rx = tasks.submit(spec).await.ok()?;
-    let mut miner = None;
-    while let Some(ev) = rx.recv().await {
-        match ev {
-            TaskEvent::Started { miner: m, .. } => miner = Some(m),
-            TaskEvent::Done { .. } => return miner,
-            TaskEvent::Failed(_) => return None,
-            TaskEvent::Token { .. } => {}
-        }
-    }
-    None
+    common::serving_miner(tasks, spec).await
 }
 
 #[actix_rt::test]

@@ -7,13 +7,13 @@
 
 mod common;
 
-use common::{blocking, cli, smollm, taken, wait_until};
+use common::{blocking, cli, taken, wait_until};
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use brainmesh::config::{loopback, LedgerSection, NodeConfig};
+use brainmesh::config::{LedgerSection, NodeConfig};
 use brainmesh::Node;
 use brainmesh_actors::economics::{tokens, ModelPrice, PriceList};
 use brainmesh_actors::ledger::tx::{Tx, TxKind};
@@ -37,16 +37,7 @@ fn ledger_section(balances: &[(&str, u64)]) -> LedgerSection {
 }
 
 fn config(dir: &Path, role: Role, bootstrap: Vec<String>, genesis_ms: u64, ledger: &LedgerSection) -> NodeConfig {
-    let mut cfg = loopback(role, dir, bootstrap).unwrap();
-    cfg.network.heartbeat_interval_ms = 200;
-    cfg.network.gossip_heartbeat_ms = 100;
-    cfg.miner.model = smollm();
-    cfg.miner.threads = 1;
-    cfg.tasks.chunk_timeout_ms = 10_000;
-    cfg.chain.genesis_ms = genesis_ms;
-    cfg.chain.block_time_ms = BLOCK_MS;
-    cfg.ledger = ledger.clone();
-    cfg
+    common::ledger_node_config(dir, role, bootstrap, genesis_ms, BLOCK_MS, ledger)
 }
 
 async fn run_task(tasks: &brainmesh_actors::DistributorHandle, i: usize) -> String {

@@ -20,12 +20,12 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
-use brainmesh::config::{loopback, LedgerSection, NodeConfig};
+use brainmesh::config::{LedgerSection, NodeConfig};
 use brainmesh::Node;
 use brainmesh_actors::economics::tokens;
 use brainmesh_actors::ledger::tx::{Tx, TxKind};
 use brainmesh_actors::protocol::Role;
-use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskEvent, TaskService, TaskSpec};
+use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskService, TaskSpec};
 use brainmesh_actors::Identity;
 use common::{blocking, cli, smollm, taken, wait_until};
 
@@ -35,19 +35,11 @@ const EPOCH_BLOCKS: u64 = 8;
 const SETTLE_BLOCKS: u64 = 24;
 
 fn config(dir: &Path, role: Role, bootstrap: Vec<String>, genesis_ms: u64, ledger: &LedgerSection) -> NodeConfig {
-    let mut cfg = loopback(role, dir, bootstrap).unwrap();
-    cfg.network.heartbeat_interval_ms = 200;
-    cfg.network.gossip_heartbeat_ms = 100;
-    cfg.miner.model = smollm();
-    cfg.miner.threads = 1;
-    cfg.tasks.chunk_timeout_ms = 10_000;
-    cfg.chain.genesis_ms = genesis_ms;
-    cfg.chain.block_time_ms = BLOCK_MS;
+    let mut cfg = common::ledger_node_config(dir, role, bootstrap, genesis_ms, BLOCK_MS, ledger);
     cfg.audit.epoch_blocks = EPOCH_BLOCKS;
     cfg.audit.reveal_delay_blocks = 2;
     cfg.audit.threads = 1;
     cfg.audit.quality_every_blocks = 0;
-    cfg.ledger = ledger.clone();
     cfg
 }
 
@@ -59,17 +51,7 @@ async fn ask(tasks: &brainmesh_actors::DistributorHandle, i: usize) -> Option<St
         prompt: Prompt::Chat(vec![ChatMessage { role: "user".into(), content: format!("Name colour number {i}.") }]),
         sampling: Sampling { max_tokens: 6, ..Default::default() },
     };
-    let mut rx = tasks.submit(spec).await.ok()?;
-    let mut miner = None;
-    while let Some(ev) = rx.recv().await {
-        match ev {
-            TaskEvent::Started { miner: m, .. } => miner = Some(m),
-            TaskEvent::Done { .. } => return miner,
-            TaskEvent::Failed(_) => return None,
-            TaskEvent::Token { .. } => {}
-        }
-    }
-    None
+    common::serving_miner(tasks, spec).await
 }
 
 fn step(what: &str) {
@@ -77,17 +59,22 @@ fn step(what: &str) {
 }
 
 /// (last final height, state digest) from a binary node's /status.
-fn binary_ledger(p: &common::Proc) -> Option<(u64, String)> {
-    let l = p.status()?["ledger"].clone();
+fn binary_ledger(http: &str) -> Option<(u64, String)> {
+    let l = common::get_json(&format!("http://{http}/status"))?["ledger"].clone();
     Some((l["last_final_height"].as_u64()?, l["state_digest"].as_str()?.to_string()))
 }
 
-fn post_tx(http: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut resp = agent.post(&format!("http://{http}/ledger/tx")).header("content-type", "application/json").send(body).unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+/// `POST /ledger/tx` from a blocking thread (the node answers on this test's actix thread).
+async fn post_tx(http: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let url = format!("http://{http}/ledger/tx");
+    blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut resp = agent.post(&url).header("content-type", "application/json").send(body).unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    })
+    .await
 }
 
 #[actix_rt::test]
@@ -212,31 +199,15 @@ async fn revealed_weights_drive_emission_and_a_killed_validator_catches_up_on_th
     })
     .await;
     let replay = Tx::new_signed(&payer_id, 1, TxKind::Transfer { to: "mallory".into(), amount: tokens(2) }, &|m| payer.sign(m));
-    let (code, body) = blocking({
-        let (h, b) = (v0_http.clone(), serde_json::to_vec(&replay).unwrap());
-        move || post_tx(&h, b)
-    })
-    .await;
+    let (code, body) = post_tx(&v0_http, serde_json::to_vec(&replay).unwrap()).await;
     assert_eq!(code, 409, "a used nonce is a replay: {body}");
     let forger = Identity::generate();
     let forged = Tx::new_signed(&payer_id, 2, TxKind::Transfer { to: "mallory".into(), amount: tokens(2) }, &|m| forger.sign(m));
-    let (code, body) = blocking({
-        let (h, b) = (v0_http.clone(), serde_json::to_vec(&forged).unwrap());
-        move || post_tx(&h, b)
-    })
-    .await;
+    let (code, body) = post_tx(&v0_http, serde_json::to_vec(&forged).unwrap()).await;
     assert_eq!(code, 400, "a forged signature is refused: {body}");
-    let (code, _) = blocking({
-        let h = v0_http.clone();
-        move || post_tx(&h, b"{\"from\": 3}".to_vec())
-    })
-    .await;
+    let (code, _) = post_tx(&v0_http, b"{\"from\": 3}".to_vec()).await;
     assert_eq!(code, 400, "malformed JSON is refused");
-    let (code, _) = blocking({
-        let h = v0_http.clone();
-        move || post_tx(&h, vec![b' '; brainmesh_actors::protocol::MAX_MESSAGE_BYTES + 1])
-    })
-    .await;
+    let (code, _) = post_tx(&v0_http, vec![b' '; brainmesh_actors::protocol::MAX_MESSAGE_BYTES + 1]).await;
     assert_eq!(code, 413, "an oversized body is refused");
     // The payer's next transaction (nonce 2) from the CLI, nonce asked from the node.
     let brain = vals[0].status().await.brain.to_string();
@@ -257,15 +228,11 @@ async fn revealed_weights_drive_emission_and_a_killed_validator_catches_up_on_th
             assert!(tokio::time::Instant::now() < deadline, "the restarted validator did not catch up");
             let s0 = l0.summary();
             let s2 = blocking({
-                let p = std::mem::replace(&mut v2, taken(&v2_dir));
-                move || {
-                    let l = binary_ledger(&p);
-                    (p, l)
-                }
+                let http = v2.http.clone();
+                move || binary_ledger(&http)
             })
             .await;
-            v2 = s2.0;
-            if let (Some(h0), Some((h2, d2))) = (s0.last_final_height, s2.1) {
+            if let (Some(h0), Some((h2, d2))) = (s0.last_final_height, s2) {
                 if h2 > missed_to && h0 == h2 && l0.summary().last_final_height == Some(h0) {
                     assert_eq!(d2, s0.state_digest, "same height, same state digest on the restarted validator");
                     break h2;

@@ -178,3 +178,41 @@ pub fn write_ledger_config(dir: &Path, genesis_ms: u64, block_ms: u64, ledger: &
     patch_config(dir, "ledger", &entries);
     patch_config(dir, "chain", &[("genesis_ms", toml::Value::Integer(genesis_ms as i64)), ("block_time_ms", toml::Value::Integer(block_ms as i64))]);
 }
+
+/// An in-process peer's config for the ledger tests: fast heartbeats, SmolLM2 on one thread for
+/// miners, the shared chain timing and `[ledger]` section.
+pub fn ledger_node_config(
+    dir: &Path,
+    role: brainmesh_actors::protocol::Role,
+    bootstrap: Vec<String>,
+    genesis_ms: u64,
+    block_ms: u64,
+    ledger: &brainmesh::config::LedgerSection,
+) -> brainmesh::config::NodeConfig {
+    let mut cfg = brainmesh::config::loopback(role, dir, bootstrap).expect("loopback config");
+    cfg.network.heartbeat_interval_ms = 200;
+    cfg.network.gossip_heartbeat_ms = 100;
+    cfg.miner.model = smollm();
+    cfg.miner.threads = 1;
+    cfg.tasks.chunk_timeout_ms = 10_000;
+    cfg.chain.genesis_ms = genesis_ms;
+    cfg.chain.block_time_ms = block_ms;
+    cfg.ledger = ledger.clone();
+    cfg
+}
+
+/// Runs one task; the miner that served it, None if it failed.
+pub async fn serving_miner(tasks: &impl brainmesh_actors::task::TaskService, spec: brainmesh_actors::task::TaskSpec) -> Option<String> {
+    use brainmesh_actors::task::TaskEvent;
+    let mut rx = tasks.submit(spec).await.ok()?;
+    let mut miner = None;
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            TaskEvent::Started { miner: m, .. } => miner = Some(m),
+            TaskEvent::Done { .. } => return miner,
+            TaskEvent::Failed(_) => return None,
+            TaskEvent::Token { .. } => {}
+        }
+    }
+    None
+}
