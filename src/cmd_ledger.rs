@@ -17,10 +17,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use brainmesh_actors::ledger::batch::{is_supermajority, Batch, BatchVote};
-use brainmesh_actors::ledger::settlement;
-use brainmesh_actors::ledger::store::LedgerStore;
-use brainmesh_actors::ledger::tx::{Tx, TxKind};
+use brainmesh_ledger::batch::{is_supermajority, Batch, BatchVote};
+use brainmesh_ledger::settlement;
+use brainmesh_ledger::store::LedgerStore;
+use brainmesh_ledger::tx::{Tx, TxKind};
 use brainmesh_actors::Identity;
 use brainmesh_actors::receipt::public_key_of;
 use brainmesh_actors::rollup::LedgerReport;
@@ -232,7 +232,7 @@ fn verify(a: &VerifyArgs) -> Result<()> {
         let (Some(pk), Some(sig)) = (public_key_of(v), hex::decode(sig).ok().and_then(|b| <[u8; 64]>::try_from(b).ok())) else {
             return false;
         };
-        brainmesh_actors::ledger::verify_sig(&pk, &BatchVote::signing_bytes_of(cert.height, &cert.root, v), &sig)
+        brainmesh_ledger::verify_sig(&pk, &BatchVote::signing_bytes_of(cert.height, &cert.root, v), &sig)
     });
     let stake_ok = is_supermajority(cert.signed_stake, cert.total_stake);
     let mut verified = block_ok && sigs_ok && stake_ok;

@@ -104,7 +104,7 @@ async fn get_account(state: web::Data<HttpState>, path: web::Path<String>) -> Ht
 /// 409 if replayed (validators only know), else published; 202 with its id.
 async fn post_tx(state: web::Data<HttpState>, body: web::Bytes) -> HttpResponse {
     use actix_web::http::StatusCode;
-    use brainmesh_actors::ledger::tx::Tx;
+    use brainmesh_ledger::tx::Tx;
     use brainmesh_actors::rollup::{RollupMsg, SubmitError};
     if body.len() > brainmesh_actors::protocol::MAX_MESSAGE_BYTES {
         state.metrics.reject(Reject::Oversized);

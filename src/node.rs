@@ -12,7 +12,7 @@ use brainmesh_actors::distributor::DistributorConfig;
 use brainmesh_actors::miner::MinerConfig;
 use brainmesh_actors::models::{LoadOptions, Model};
 use brainmesh_actors::protocol::Role;
-use brainmesh_actors::ledger::settlement::FeeSplit;
+use brainmesh_ledger::settlement::FeeSplit;
 use brainmesh_actors::receipt::ReceiptStore;
 use brainmesh_actors::rollup::{LedgerHandle, RollupConfig};
 use brainmesh_actors::roster::BrainPolicy;
@@ -47,18 +47,18 @@ pub enum NodeError {
 /// The rollup actor's settings from the `[ledger]` and `[chain]` sections.
 pub fn rollup_config(cfg: &NodeConfig) -> RollupConfig {
     let l = &cfg.ledger;
-    let params = brainmesh_actors::economics::EconomicsParams {
+    let params = brainmesh_ledger::economics::EconomicsParams {
         settlement_interval_blocks: l.settlement_interval_blocks.max(1),
         weights_epoch_blocks: cfg.audit.epoch_blocks.max(1),
         block_time_secs: (cfg.chain.block_time_ms / 1000).max(1),
         ..Default::default()
     };
-    let prices = brainmesh_actors::economics::PriceList {
+    let prices = brainmesh_ledger::economics::PriceList {
         models: l
             .prices
             .iter()
             .map(|p| {
-                brainmesh_actors::economics::ModelPrice::new(
+                brainmesh_ledger::economics::ModelPrice::new(
                     &p.model,
                     u128::from(p.prompt_per_1k),
                     u128::from(p.completion_per_1k),
@@ -114,10 +114,10 @@ fn load_auditor(cfg: &NodeConfig) -> Result<(AuditorConfig, Model), NodeError> {
     let acfg = AuditorConfig {
         brain: cfg.brain,
         model_hash: hash,
-        spot_check: brainmesh_actors::audit::SpotCheckParams { override_rate: (a.rate > 0.0).then_some(a.rate), ..Default::default() },
+        spot_check: brainmesh_ledger::audit::SpotCheckParams { override_rate: (a.rate > 0.0).then_some(a.rate), ..Default::default() },
         slash_units: a.slash_units,
         tolerance,
-        weights: brainmesh_actors::audit::WeightsParams {
+        weights: brainmesh_ledger::audit::WeightsParams {
             epoch_blocks: a.epoch_blocks.max(1),
             reveal_delay_blocks: a.reveal_delay_blocks,
             ..Default::default()

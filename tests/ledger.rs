@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use brainmesh::config::{LedgerSection, NodeConfig};
 use brainmesh::Node;
-use brainmesh_actors::economics::{tokens, ModelPrice, PriceList};
-use brainmesh_actors::ledger::tx::{Tx, TxKind};
+use brainmesh_ledger::economics::{tokens, ModelPrice, PriceList};
+use brainmesh_ledger::tx::{Tx, TxKind};
 use brainmesh_actors::protocol::{Reject, Role, TopicKind};
 use brainmesh_actors::rollup::{LedgerReport, RollupMsg};
 use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskEvent, TaskService, TaskSpec};

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use brainmesh::config::{LedgerSection, NodeConfig};
 use brainmesh::Node;
-use brainmesh_actors::economics::tokens;
-use brainmesh_actors::ledger::tx::{Tx, TxKind};
+use brainmesh_ledger::economics::tokens;
+use brainmesh_ledger::tx::{Tx, TxKind};
 use brainmesh_actors::protocol::Role;
 use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskService, TaskSpec};
 use brainmesh_actors::Identity;

@@ -3,7 +3,7 @@
 //! scores, and on a failed check stores evidence, signs a ban entry and gossips it. A ban notice
 //! from another validator is not taken on trust: the evidence is fetched from that validator
 //! and re-checked here before this validator signs a ban of its own. Weight vectors are
-//! committed and revealed once per epoch ([`crate::audit::weights`]).
+//! committed and revealed once per epoch ([`brainmesh_ledger::audit::weights`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,7 @@ use brainmesh_models::Model;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::audit::{should_audit, spot_check_rate, BanEntry, BanList, Commit, CommitRevealBook, Reveal, Scoreboard, SpotCheckParams, WeightVector, WeightsParams};
+use brainmesh_ledger::audit::{should_audit, spot_check_rate, BanEntry, BanList, Commit, CommitRevealBook, Reveal, Scoreboard, SpotCheckParams, WeightVector, WeightsParams};
 use crate::identity::Identity;
 use crate::messages::GossipIn;
 use crate::metrics::Metrics;
@@ -243,7 +243,7 @@ impl Auditor {
         self
     }
 
-    fn submit(&self, kind: crate::ledger::tx::TxKind) {
+    fn submit(&self, kind: brainmesh_ledger::tx::TxKind) {
         if let Some(l) = self.ledger.clone() {
             actix::spawn(async move {
                 if l.submit(kind).await.is_none() {
@@ -518,11 +518,11 @@ impl Auditor {
             }
             let weights = self.scores.weights();
             let vector = WeightVector { brain: self.cfg.brain, epoch, validator: self.id.peer_id().to_string(), weights };
-            let salt = crate::audit::weights::fresh_salt();
+            let salt = brainmesh_ledger::audit::weights::fresh_salt();
             let Ok(commit) = Commit::new(&vector, &salt, &|m| self.id.sign(m)) else { return };
             let pk = self.id.public_key_bytes();
             if self.book.accept_commit(commit.clone(), &pk, height).is_ok() {
-                self.submit(crate::ledger::tx::TxKind::CommitWeights { brain: self.cfg.brain, epoch, commitment: vector.commitment(&salt) });
+                self.submit(brainmesh_ledger::tx::TxKind::CommitWeights { brain: self.cfg.brain, epoch, commitment: vector.commitment(&salt) });
                 self.pending_reveals.push((epoch, height, vector, salt));
                 self.stats(|s| s.commits += 1);
                 self.scores.reset_epoch();
@@ -538,7 +538,7 @@ impl Auditor {
             let Ok(reveal) = Reveal::new(&vector, &salt, &|m| self.id.sign(m)) else { continue };
             let pk = self.id.public_key_bytes();
             if self.book.accept_reveal(reveal.clone(), &pk, height).is_ok() {
-                self.submit(crate::ledger::tx::TxKind::RevealWeights {
+                self.submit(brainmesh_ledger::tx::TxKind::RevealWeights {
                     brain: self.cfg.brain,
                     epoch: vector.epoch,
                     salt,

@@ -4,15 +4,12 @@
 //! [`start_membership`] and talks to them only through [`Inbox`] (network events in) and
 //! [`MembershipHandle`] (queries), so the actor framework could be swapped.
 
-pub mod audit;
 pub mod auditor;
 pub mod distributor;
-pub mod economics;
 pub mod fhe_client;
 pub mod fhe_service;
 pub mod fhe_wire;
 pub mod identity;
-pub mod ledger;
 pub mod load;
 pub mod membership;
 pub mod messages;
@@ -35,6 +32,7 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr, Recipient};
 
+pub use brainmesh_ledger as ledger;
 pub use brainmesh_models as models;
 pub use identity::Identity;
 pub use membership::MembershipConfig;
@@ -351,7 +349,7 @@ pub struct DistributorHandle {
     addr: Addr<distributor::Distributor>,
     membership: MembershipHandle,
     brain: u16,
-    bans: Arc<std::sync::Mutex<audit::BanList>>,
+    bans: Arc<std::sync::Mutex<brainmesh_ledger::audit::BanList>>,
     genesis_ms: u64,
     block_time_ms: u64,
 }

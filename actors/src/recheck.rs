@@ -102,7 +102,7 @@ pub struct Evidence {
 impl Evidence {
     /// Hex sha256 of [`Self::judged_bytes`]: what a ban entry names.
     pub fn digest(&self) -> String {
-        crate::audit::banlist::evidence_digest(&self.judged_bytes())
+        brainmesh_ledger::audit::banlist::evidence_digest(&self.judged_bytes())
     }
 
     /// The signed receipt and transcript, length-prefixed (what is judged, not the judgement).

@@ -1,6 +1,6 @@
 //! The rollup actor (issue 7, DESIGN.md §5): runs on validators, turns the receipts and signed
 //! transactions of each block into a batch that more than 2/3 of validator stake signs, applies
-//! final batches to the sled ledger ([`crate::ledger::store`]) and settles receipts every
+//! final batches to the sled ledger ([`brainmesh_ledger::store`]) and settles receipts every
 //! `settlement_interval_blocks`.
 //!
 //! Per block `h` (height = (now − genesis) / block time), when block `h` ends:
@@ -37,13 +37,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::economics::{Amount, EconomicsParams, Height, PriceList};
+use brainmesh_ledger::economics::{Amount, EconomicsParams, Height, PriceList};
 use crate::identity::Identity;
-use crate::ledger::batch::{Batch, BatchVote, FinalBatch, Finality, PendingPool, VoteError};
-use crate::ledger::settlement::{FeeSplit, ReceiptLine, SettlementRecord};
-use crate::ledger::state::LedgerState;
-use crate::ledger::store::{Applied, BlockRecord, LedgerStore, StoreError};
-use crate::ledger::tx::Tx;
+use brainmesh_ledger::batch::{Batch, BatchVote, FinalBatch, Finality, PendingPool, VoteError};
+use brainmesh_ledger::settlement::{FeeSplit, ReceiptLine, SettlementRecord};
+use brainmesh_ledger::state::LedgerState;
+use brainmesh_ledger::store::{Applied, BlockRecord, LedgerStore, StoreError};
+use brainmesh_ledger::tx::Tx;
 use crate::messages::{GossipIn, SyncIn};
 use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
@@ -234,7 +234,7 @@ impl LedgerHandle {
 
     /// Signs a transaction with this node's key (next nonce, counting pending ones) and
     /// publishes it on the rollup topic; returns it.
-    pub async fn submit(&self, kind: crate::ledger::tx::TxKind) -> Option<Tx> {
+    pub async fn submit(&self, kind: brainmesh_ledger::tx::TxKind) -> Option<Tx> {
         self.addr.send(Submit { kind }).await.ok()
     }
 
@@ -293,7 +293,7 @@ struct GetReport;
 #[derive(Message)]
 #[rtype(result = "Tx")]
 struct Submit {
-    kind: crate::ledger::tx::TxKind,
+    kind: brainmesh_ledger::tx::TxKind,
 }
 
 /// A receipt accepted on the Brain's receipts topic (forwarded by `Inbox`).
@@ -1199,8 +1199,8 @@ impl Handler<Submit> for Rollup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::economics::tokens;
-    use crate::ledger::tx::TxKind;
+    use brainmesh_ledger::economics::tokens;
+    use brainmesh_ledger::tx::TxKind;
 
     fn signed_tx(id: &Identity, nonce: u64) -> Tx {
         let from = id.peer_id().to_string();

@@ -81,48 +81,87 @@ pub const fn tokens(n: u128) -> Amount {
 /// Errors of the economics rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EconomicsError {
+    /// Every Brain id below the cap is taken (reserved Brains included).
     #[error("the Brain cap ({cap}) is reached")]
-    BrainCapReached { cap: u16 },
+    BrainCapReached {
+        /// The Brain cap (maximum number of issued Brains).
+        cap: u16,
+    },
+    /// The requested id is one of the reserved Based Labs ids.
     #[error("Brain id {0} is reserved for Based Labs")]
     ReservedId(BrainId),
+    /// The id is not one of the reserved Based Labs ids (where a reserved id is required).
     #[error("Brain id {0} is not reserved")]
     NotReserved(BrainId),
+    /// The requested id is not below the Brain cap.
     #[error("Brain id {0} is out of range")]
     IdOutOfRange(BrainId),
+    /// The requested id is already issued.
     #[error("Brain {0} already exists")]
     BrainExists(BrainId),
+    /// No Brain with this id is issued.
     #[error("Brain {0} does not exist")]
     UnknownBrain(BrainId),
+    /// A balance is smaller than the amount the operation needs.
     #[error("insufficient balance: need {needed}, have {available}")]
-    InsufficientBalance { needed: Amount, available: Amount },
+    InsufficientBalance {
+        /// Amount required, in base units.
+        needed: Amount,
+        /// Balance available, in base units.
+        available: Amount,
+    },
+    /// Stake-method Brains cannot change owner.
     #[error("Brain {0} was acquired by staking and cannot be transferred")]
     NotTransferable(BrainId),
+    /// Burned (and reserved) Brains cannot be deactivated; only stake-method Brains can.
     #[error("Brain {0} was acquired by burning and cannot be deactivated")]
     NotDeactivatable(BrainId),
+    /// A stake-method Brain cannot be deactivated before its lock ends.
     #[error("Brain {id} is locked until block {until}")]
-    StakeLocked { id: BrainId, until: Height },
+    StakeLocked {
+        /// The Brain.
+        id: BrainId,
+        /// Block at which the lock ends.
+        until: Height,
+    },
+    /// The caller is not the Brain's owner.
     #[error("only the Brain owner may do this")]
     NotOwner,
+    /// The peer already holds a registration with this Brain.
     #[error("peer is already registered with this Brain")]
     AlreadyRegistered,
+    /// The peer holds no registration with this Brain.
     #[error("peer is not registered with this Brain")]
     NotRegistered,
+    /// The Brain already has its maximum number of peers in this role.
     #[error("no free {0:?} slot in this Brain")]
     BrainFull(PeerRole),
+    /// A split has no recipient: every weight is zero (or the list is empty).
     #[error("nothing to split among: every weight is zero")]
     NoRecipients,
+    /// Vectors or matrices that must agree in length do not; names what differs.
     #[error("dimension mismatch: {0}")]
     Dimension(&'static str),
+    /// A parameter is out of its valid range; names the parameter.
     #[error("invalid parameter: {0}")]
     InvalidParam(&'static str),
+    /// A task is larger than the model's context window.
     #[error("task of {units} compute units exceeds the model's context of {context}")]
-    ContextExceeded { units: u64, context: u64 },
+    ContextExceeded {
+        /// Compute units the task needs.
+        units: u64,
+        /// The model's context, in compute units.
+        context: u64,
+    },
+    /// The model is not in the price list.
     #[error("unknown model {0:?} in the price list")]
     UnknownModel(String),
+    /// An arithmetic result does not fit its integer type.
     #[error("arithmetic overflow")]
     Overflow,
 }
 
+/// Result of the economics rules.
 pub type Result<T> = std::result::Result<T, EconomicsError>;
 
 /// `floor(a · b / c)` and the remainder, exact over a 256-bit intermediate.
@@ -179,6 +218,7 @@ pub fn mul_ppb(amount: Amount, frac: Ppb) -> Amount {
 pub mod amount_serde {
     use serde::{de, Deserializer, Serializer};
 
+    /// Writes `v` as an integer if it fits `u64`, else as a decimal string.
     pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
         match u64::try_from(*v) {
             Ok(x) => s.serialize_u64(x),
@@ -186,6 +226,7 @@ pub mod amount_serde {
         }
     }
 
+    /// Reads an amount from an unsigned or non-negative integer, or from a decimal string.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
         struct V;
         impl de::Visitor<'_> for V {

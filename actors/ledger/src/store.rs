@@ -29,20 +29,31 @@ use super::state::{LedgerState, StakeKey, TxError};
 use super::tx::Tx;
 use crate::economics::{Amount, BrainRegistry, EconomicsParams, Height, PriceList};
 
+/// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The sled database failed (I/O, lock held by another process, …).
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    /// Stored bytes do not decode (bad JSON, wrong integer width, non-UTF-8 key, missing scalars).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A different block or settlement is already stored at this height.
     #[error("block {height} conflicts with what is stored")]
-    Conflict { height: Height },
+    Conflict {
+        /// The block height, or a settlement's `to_height`.
+        height: Height,
+    },
+    /// The certificate, batch, transaction bodies or receipt lines given for a block do not agree.
     #[error("block does not match its batch: {0}")]
     Mismatch(&'static str),
+    /// The block's batch is not canonical or its root does not match.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// Settling the period, or applying its record to the state, failed.
     #[error(transparent)]
     Settle(#[from] SettleError),
+    /// A settlement does not follow the last one, or covers blocks not yet applied.
     #[error("settlement out of order: {0}")]
     SettlementOrder(&'static str),
 }
@@ -60,7 +71,9 @@ pub enum Applied {
 /// A stored block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockRecord {
+    /// The finality certificate the block was applied under.
     pub certificate: FinalBatch,
+    /// The block's batch of receipt and transaction ids.
     pub batch: Batch,
     /// Transaction ids in application order with `None` (applied) or the refusal reason.
     pub outcomes: Vec<(String, Option<String>)>,
@@ -311,6 +324,7 @@ impl LedgerStore {
         Ok(())
     }
 
+    /// The in-memory ledger state as of the last applied block and settlement.
     pub fn state(&self) -> &LedgerState {
         &self.state
     }
@@ -330,6 +344,7 @@ impl LedgerStore {
         Ok(self.tree.contains_key(key(b"i/", id.as_bytes()))?)
     }
 
+    /// The stored record of the block at `height`, if one was applied.
     pub fn block(&self, height: Height) -> Result<Option<BlockRecord>, StoreError> {
         self.tree
             .get(key(b"k/", &height.to_be_bytes()))?
@@ -337,6 +352,7 @@ impl LedgerStore {
             .transpose()
     }
 
+    /// The stored body of transaction `id`, if it is in a final block.
     pub fn tx(&self, id: &str) -> Result<Option<Tx>, StoreError> {
         self.tree
             .get(key(b"t/", id.as_bytes()))?
@@ -344,6 +360,7 @@ impl LedgerStore {
             .transpose()
     }
 
+    /// The stored settlement record whose period ends at `to_height` (exclusive), if any.
     pub fn settlement(&self, to_height: Height) -> Result<Option<SettlementRecord>, StoreError> {
         self.tree
             .get(key(b"x/", &to_height.to_be_bytes()))?
@@ -539,9 +556,9 @@ impl LedgerStore {
 mod tests {
     use super::*;
     use crate::economics::{tokens, ModelPrice};
-    use crate::ledger::batch::BatchVote;
-    use crate::ledger::testkit::{pubkey_of, signer};
-    use crate::ledger::tx::TxKind;
+    use crate::batch::BatchVote;
+    use crate::testkit::{pubkey_of, signer};
+    use crate::tx::TxKind;
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
@@ -827,7 +844,7 @@ mod tests {
     /// everything issued is either credited or recorded as not minted; bonds persist.
     #[test]
     fn settlement_mints_emission_by_the_consensus_of_revealed_weights() {
-        use crate::ledger::weights::RevealedWeights;
+        use crate::weights::RevealedWeights;
         let dir = tempfile::tempdir().unwrap();
         let p = params();
         let with_weights = || {

@@ -28,52 +28,74 @@ pub enum CreateMethod {
 /// What a transaction does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxKind {
+    /// Moves `amount` from the sender's balance to `to`.
     Transfer {
+        /// Receiving account.
         to: String,
+        /// Amount in base units; must be nonzero.
         amount: Amount,
     },
     /// Stake to a Brain (`validator: None`) or to one of its registered validators.
     Stake {
+        /// Brain to stake in.
         brain: BrainId,
+        /// Registered validator of the Brain to stake to, or `None` for the Brain itself.
         validator: Option<String>,
+        /// Amount moved from balance to stake, in base units; must be nonzero.
         amount: Amount,
     },
     /// Withdraws stake placed by this account with the same (brain, validator).
     Unstake {
+        /// Brain the stake is in.
         brain: BrainId,
+        /// Validator the stake was placed with, or `None` for the Brain itself.
         validator: Option<String>,
+        /// Amount moved from stake back to balance, in base units; must be nonzero.
         amount: Amount,
     },
     /// Creates a Brain owned by the sender. `wanted`: a specific free id, else the lowest free.
     /// `max_price`: refuse if the burn price or stake amount is higher (the burn price rises
     /// with every burn, so a signed offer must not be replayable at a higher price).
     CreateBrain {
+        /// Burn or stake method.
         method: CreateMethod,
+        /// Specific free id to take, or `None` for the lowest free public id.
         wanted: Option<BrainId>,
+        /// Highest burn price or stake amount the sender accepts, in base units.
         max_price: Amount,
     },
     /// Registers the sender with a Brain as `role`, paying at most `fee` (the Brain's current
     /// registration fee is charged and credited to the Brain owner).
     Register {
+        /// Brain to register with.
         brain: BrainId,
+        /// Role to register as.
         role: PeerRole,
+        /// Highest registration fee the sender accepts, in base units.
         fee: Amount,
     },
     /// A validator's commitment to its weights on a Brain's miners for `epoch`
     /// (`audit::weights::WeightVector::commitment` with a secret salt; [`super::weights`]).
     CommitWeights {
+        /// Brain whose miners are weighted; the sender must be one of its validators.
         brain: BrainId,
+        /// Weights epoch committed for; must be the current one.
         epoch: u64,
+        /// sha256 of the canonical weight vector followed by the salt.
         #[serde(with = "super::hex_array")]
         commitment: Hash,
     },
     /// Opens the commitment of `epoch` in the epoch after it (`weights`: `(miner, ppb)` sorted
     /// by miner, summing to 10^9).
     RevealWeights {
+        /// Brain the weights are for.
         brain: BrainId,
+        /// Epoch of the commitment being opened.
         epoch: u64,
+        /// The secret 32-byte salt of the commitment.
         #[serde(with = "super::hex_array")]
         salt: Hash,
+        /// `(miner peer id, ppb)` pairs, strictly sorted by miner, summing to 10⁹.
         weights: Vec<(String, u64)>,
     },
 }
@@ -88,7 +110,9 @@ pub struct Tx {
     pub from: String,
     /// 1 for an account's first transaction, then +1 each.
     pub nonce: u64,
+    /// What the transaction does.
     pub kind: TxKind,
+    /// Sender's ed25519 signature over [`Tx::signing_bytes`].
     #[serde(with = "super::hex_array")]
     pub sig: Sig,
 }
@@ -166,6 +190,7 @@ impl Tx {
         e.into_bytes()
     }
 
+    /// Bytes covered by this transaction's signature (see [`Tx::signing_bytes_of`]).
     pub fn signing_bytes(&self) -> Vec<u8> {
         Self::signing_bytes_of(&self.from, self.nonce, &self.kind)
     }
@@ -219,7 +244,7 @@ impl Tx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::testkit::{pubkey, pubkey_of, signer};
+    use crate::testkit::{pubkey, pubkey_of, signer};
 
     fn transfer(amount: Amount) -> TxKind {
         TxKind::Transfer {

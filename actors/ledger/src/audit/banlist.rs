@@ -21,16 +21,31 @@ use super::weights::{decode_hex, put_str, verify_sig, PPB};
 
 const BAN_TAG: &[u8] = b"brainmesh/ban/v1";
 
+/// Why a [`BanEntry`] was refused by [`BanEntry::verify`] or [`BanList::insert`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BanError {
+    /// The entry is structurally invalid (bad hex digest, empty miner or validator id).
     #[error("malformed: {0}")]
     Malformed(&'static str),
+    /// The ed25519 signature does not verify under the validator's key.
     #[error("signature does not verify")]
     BadSignature,
+    /// The entry names a different Brain than the list it was offered to.
     #[error("wrong brain: this list is for brain {expected}, got {got}")]
-    WrongBrain { expected: u16, got: u16 },
+    WrongBrain {
+        /// The list's Brain.
+        expected: u16,
+        /// The entry's Brain.
+        got: u16,
+    },
+    /// The validator's stake as given is larger than the total active validator stake.
     #[error("validator stake {stake} exceeds total active validator stake {total}")]
-    StakeExceedsTotal { stake: u128, total: u128 },
+    StakeExceedsTotal {
+        /// Stake given for the entry's validator.
+        stake: u128,
+        /// Total active validator stake given.
+        total: u128,
+    },
 }
 
 /// Parameters of a [`BanList`].
@@ -61,11 +76,13 @@ pub fn evidence_digest(evidence: &[u8]) -> String {
 /// One validator's signed statement that it verified evidence against a miner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BanEntry {
+    /// Brain the miner was misbehaving in.
     pub brain: u16,
     /// The miner's peer id.
     pub miner: String,
     /// Hex sha256 of the evidence bytes.
     pub evidence_digest: String,
+    /// Short human-readable description of the misbehaviour (part of the signed bytes).
     pub reason: String,
     /// The signing validator's peer id.
     pub validator: String,
@@ -76,6 +93,8 @@ pub struct BanEntry {
 }
 
 impl BanEntry {
+    /// Builds an entry for `evidence` (stored as its sha256) and signs it with `sign`, the
+    /// validator's ed25519 key.
     pub fn new(
         brain: u16,
         miner: &str,
@@ -141,7 +160,9 @@ impl BanEntry {
 /// A held entry and the stake its validator had when it was inserted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attestation {
+    /// The validator's signed entry.
     pub entry: BanEntry,
+    /// The validator's stake when the entry was inserted, counted toward the ban threshold.
     pub stake: u128,
 }
 
@@ -159,7 +180,9 @@ pub struct MinerBans {
 /// The bans of one Brain. Persisted as a whole (serde).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BanList {
+    /// Brain whose miners this list bans; entries for another Brain are refused.
     pub brain: u16,
+    /// Ban threshold and duration.
     pub params: BanParams,
     miners: BTreeMap<String, MinerBans>,
 }
@@ -172,6 +195,7 @@ fn ppb_of_ceil(total: u128, ppb: u64) -> u128 {
 }
 
 impl BanList {
+    /// An empty list for `brain`.
     pub fn new(brain: u16, params: BanParams) -> Self {
         Self {
             brain,
@@ -267,6 +291,7 @@ impl BanList {
             .unwrap_or_default()
     }
 
+    /// What the list holds about `miner` (current episode's entries, ban start, floor), if anything.
     pub fn miner(&self, miner: &str) -> Option<&MinerBans> {
         self.miners.get(miner)
     }

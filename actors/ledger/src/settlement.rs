@@ -45,13 +45,19 @@ pub const RECEIPT_LINE_TAG: &str = "brainmesh/ledger/receipt-line/v1";
 /// What settlement needs from a receipt.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ReceiptLine {
+    /// Receipt id; receipts are settled and rooted in id order and must be unique.
     pub receipt_id: String,
     /// Paying account.
     pub account: String,
+    /// Peer id of the miner that served the task (credited with its fees).
     pub miner: String,
+    /// Brain the task was served in.
     pub brain: BrainId,
+    /// Prompt compute units, priced at the model's prompt price.
     pub prompt_units: u64,
+    /// Completion compute units, priced at the model's completion price.
     pub completion_units: u64,
+    /// Model name, looked up in the [`PriceList`].
     pub model: String,
 }
 
@@ -74,12 +80,19 @@ impl ReceiptLine {
 /// peer ids behind the vector positions.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BrainPeriod {
+    /// The Brain.
     pub brain: BrainId,
+    /// Its stake and performance, for sharing the block reward among Brains.
     pub standing: BrainStanding,
+    /// Miner peer ids, one per `incentive` entry (the epoch's columns).
     pub miners: Vec<String>,
+    /// Each miner's incentive, ppb.
     pub incentive: Vec<Ppb>,
+    /// Validator peer ids, one per `dividends` and `validator_stake` entry (the epoch's rows).
     pub validators: Vec<String>,
+    /// Each validator's dividends, ppb.
     pub dividends: Vec<Ppb>,
+    /// Each validator's active stake, in base units.
     pub validator_stake: Vec<Amount>,
 }
 
@@ -107,48 +120,66 @@ impl BrainPeriod {
 /// How collected fees are divided (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum FeeSplit {
+    /// Fees divided like the Brain's emission (owner, miners, validators); the default.
     #[default]
     LikeEmission,
+    /// Each miner gets exactly what its receipts collected.
     MinerOnly,
 }
 
 /// Everything a settlement reads besides the ledger state.
 #[derive(Debug, Clone, Copy)]
 pub struct SettlementInput<'a> {
+    /// First block of the period (inclusive).
     pub from_height: Height,
     /// Exclusive.
     pub to_height: Height,
+    /// The period's receipts; ids must be unique.
     pub receipts: &'a [ReceiptLine],
+    /// Prices the receipts are charged by.
     pub prices: &'a PriceList,
+    /// Consensus output per Brain for the emission split; one entry per Brain at most.
     pub brains: &'a [BrainPeriod],
+    /// How collected fees are divided.
     pub fee_split: FeeSplit,
 }
 
+/// A receipt listed in the period but not charged (kept in the receipts root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectedReceipt {
+    /// The receipt's id.
     pub receipt_id: String,
+    /// Why it was not charged (unknown Brain or model, task over the model's context).
     pub reason: String,
 }
 
 /// The outcome of a period, applied by [`LedgerState::apply_settlement`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettlementRecord {
+    /// First block of the period (inclusive).
     pub from_height: Height,
+    /// End of the period (exclusive).
     pub to_height: Height,
     /// Root over [`ReceiptLine::leaf_bytes`] of the period's receipts sorted by id.
     #[serde(with = "super::hex_array")]
     pub receipts_root: Hash,
+    /// Number of receipts under `receipts_root` (rejected ones included).
     pub receipt_count: u64,
     /// Collected per paying account.
     pub debits: BTreeMap<String, Amount>,
     /// Owed but not collected (balance ran out), per account.
     pub shortfalls: BTreeMap<String, Amount>,
+    /// Fees credited per account (miners, validators, Brain owners); sums to the total debits.
     pub fee_credits: BTreeMap<String, Amount>,
+    /// Emission credited per account; sums to `minted`.
     pub emission_credits: BTreeMap<String, Amount>,
     /// Scheduled issuance of the period.
     pub issuance: Amount,
+    /// Part of `issuance` credited (`issuance - not_minted`).
     pub minted: Amount,
+    /// Part of `issuance` not minted: the unallocated remainder plus withheld owner shares.
     pub not_minted: Amount,
+    /// Receipts in the root that were not charged, in receipt-id order.
     pub rejected: Vec<RejectedReceipt>,
     /// The consensus the emission was split by, per Brain (empty: no Brain had weights).
     #[serde(default)]
@@ -158,20 +189,28 @@ pub struct SettlementRecord {
     pub bonds: BTreeMap<BrainId, Bonds>,
 }
 
+/// Why a period could not be settled or a record could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettleError {
+    /// Two receipts in the period share an id.
     #[error("receipt {0} appears twice in the period")]
     DuplicateReceipt(String),
+    /// The consensus input lists a Brain twice.
     #[error("Brain {0} appears twice in the period's consensus input")]
     DuplicateBrain(BrainId),
+    /// The consensus input names a Brain that does not exist.
     #[error("Brain {0} does not exist")]
     UnknownBrain(BrainId),
+    /// A [`BrainPeriod`]'s vectors differ in length; names which.
     #[error("dimension mismatch: {0}")]
     Dimension(&'static str),
+    /// The record no longer fits the state it is applied to (e.g. a debit exceeds the balance).
     #[error("the record does not fit this state: {0}")]
     Stale(&'static str),
+    /// An economics rule failed (overflow, or credits that do not balance).
     #[error(transparent)]
     Economics(#[from] EconomicsError),
+    /// A ledger state error.
     #[error(transparent)]
     Tx(#[from] TxError),
 }
@@ -220,15 +259,19 @@ pub fn receipt_proof(receipts: &[ReceiptLine], id: &str) -> Option<(ReceiptLine,
 }
 
 impl SettlementRecord {
+    /// Sum of the debits (collected fees), in base units.
     pub fn total_debits(&self) -> Amount {
         sum(&self.debits)
     }
+    /// Sum of the shortfalls (owed but not collected), in base units.
     pub fn total_shortfall(&self) -> Amount {
         sum(&self.shortfalls)
     }
+    /// Sum of the fee credits; equals [`SettlementRecord::total_debits`].
     pub fn total_fee_credits(&self) -> Amount {
         sum(&self.fee_credits)
     }
+    /// Sum of the emission credits; equals `minted`.
     pub fn total_emission_credits(&self) -> Amount {
         sum(&self.emission_credits)
     }

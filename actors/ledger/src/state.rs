@@ -31,38 +31,91 @@ use crate::economics::{
 /// Why a transaction was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TxError {
+    /// A field is out of bounds (empty or oversized id, too many weights; see [`Tx::well_formed`]).
     #[error("transaction is malformed (empty or oversized id)")]
     Malformed,
+    /// `pubkey_of` knows no public key for the sender.
     #[error("no public key known for account {0}")]
     UnknownKey(String),
+    /// The signature does not verify under the sender's key.
     #[error("signature does not verify")]
     BadSignature,
+    /// The nonce is not the sender's last nonce plus one.
     #[error("bad nonce: expected {expected}, got {got}")]
-    BadNonce { expected: u64, got: u64 },
+    BadNonce {
+        /// The sender's last nonce plus one.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
+    /// A transfer, stake or unstake of zero.
     #[error("amount must be nonzero")]
     ZeroAmount,
+    /// The sender's balance does not cover the amount, price or fee.
     #[error("insufficient balance: need {needed}, have {available}")]
-    InsufficientBalance { needed: Amount, available: Amount },
+    InsufficientBalance {
+        /// Amount required, in base units.
+        needed: Amount,
+        /// The sender's balance, in base units.
+        available: Amount,
+    },
+    /// Unstaking more than is staked under that key.
     #[error("insufficient stake: need {needed}, have {available}")]
-    InsufficientStake { needed: Amount, available: Amount },
+    InsufficientStake {
+        /// Amount to unstake, in base units.
+        needed: Amount,
+        /// Amount staked under the key, in base units.
+        available: Amount,
+    },
+    /// The transaction names a Brain that does not exist.
     #[error("Brain {0} does not exist")]
     UnknownBrain(BrainId),
+    /// The peer is not a validator of the Brain (not registered as one, or without validator stake).
     #[error("{validator} is not a validator of Brain {brain}")]
-    NotAValidator { brain: BrainId, validator: String },
+    NotAValidator {
+        /// The Brain.
+        brain: BrainId,
+        /// The peer that is not its validator.
+        validator: String,
+    },
+    /// The current price (Brain creation or registration fee) exceeds the maximum the sender signed.
     #[error("price {price} is above the signed maximum {max}")]
-    PriceAbove { price: Amount, max: Amount },
+    PriceAbove {
+        /// The current price, in base units.
+        price: Amount,
+        /// The maximum the sender signed, in base units.
+        max: Amount,
+    },
+    /// A balance, stake or total would overflow.
     #[error("arithmetic overflow")]
     Overflow,
+    /// Weights committed or revealed outside their epoch (commit: during it; reveal: the next one).
     #[error("weights for epoch {epoch} are not accepted in epoch {current}")]
-    WrongEpoch { epoch: u64, current: u64 },
+    WrongEpoch {
+        /// The epoch the weights are for.
+        epoch: u64,
+        /// Epoch of the current block.
+        current: u64,
+    },
+    /// The validator already committed weights for this epoch.
     #[error("weights for epoch {epoch} are already committed")]
-    AlreadyCommitted { epoch: u64 },
+    AlreadyCommitted {
+        /// The epoch already committed for.
+        epoch: u64,
+    },
+    /// No unrevealed commitment from the validator for this epoch.
     #[error("no open weight commitment for epoch {epoch}")]
-    NoCommit { epoch: u64 },
+    NoCommit {
+        /// The epoch revealed for.
+        epoch: u64,
+    },
+    /// The revealed weights and salt do not hash to the committed commitment.
     #[error("revealed weights do not match the commitment")]
     CommitmentMismatch,
+    /// The revealed weight vector is invalid (unsorted, duplicated or not summing to 10⁹).
     #[error("bad weight vector: {0}")]
     BadWeights(String),
+    /// Any other economics rule that refused the transaction (cap, reserved id, ownership, …).
     #[error(transparent)]
     Economics(EconomicsError),
 }
@@ -83,8 +136,11 @@ impl From<EconomicsError> for TxError {
 /// Who staked how much where: to a Brain (`validator: None`) or to one of its validators.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct StakeKey {
+    /// Brain the stake is placed in.
     pub brain: BrainId,
+    /// Validator staked to, or `None` for stake on the Brain itself.
     pub validator: Option<String>,
+    /// Account that staked and may unstake.
     pub staker: String,
 }
 
@@ -92,10 +148,13 @@ pub struct StakeKey {
 /// maps and equal [`digest`](LedgerState::digest)s).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LedgerState {
+    /// Balances per account, in base units (no zero entries).
     pub balances: BTreeMap<String, Amount>,
     /// Last nonce used per account (absent = 0).
     pub nonces: BTreeMap<String, u64>,
+    /// Stakes in base units (no zero entries).
     pub stakes: BTreeMap<StakeKey, Amount>,
+    /// The issued Brains and their registrations.
     pub brains: BrainRegistry,
     /// Supply at genesis.
     pub genesis_supply: Amount,
@@ -158,14 +217,17 @@ impl LedgerState {
         Ok(s)
     }
 
+    /// Balance of `account` in base units (0 if absent).
     pub fn balance(&self, account: &str) -> Amount {
         self.balances.get(account).copied().unwrap_or(0)
     }
 
+    /// Last nonce `account` used (0 before its first transaction).
     pub fn nonce(&self, account: &str) -> u64 {
         self.nonces.get(account).copied().unwrap_or(0)
     }
 
+    /// Amount staked under `key` in base units (0 if absent).
     pub fn stake_of(&self, key: &StakeKey) -> Amount {
         self.stakes.get(key).copied().unwrap_or(0)
     }
@@ -557,7 +619,7 @@ impl LedgerState {
 mod tests {
     use super::*;
     use crate::economics::tokens;
-    use crate::ledger::testkit::{pubkey_of, signer};
+    use crate::testkit::{pubkey_of, signer};
     use proptest::prelude::*;
 
     pub(crate) fn params() -> EconomicsParams {

@@ -98,11 +98,14 @@ impl MinerScore {
 /// Scores of every miner a validator audits, keyed by peer id.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scoreboard {
+    /// Scoring parameters (latency reference, EMA weight).
     pub params: ScoreParams,
+    /// Per-miner counters, keyed by peer id.
     pub miners: BTreeMap<String, MinerScore>,
 }
 
 impl Scoreboard {
+    /// An empty scoreboard using `params`.
     pub fn new(params: ScoreParams) -> Self {
         Self {
             params,
@@ -144,6 +147,7 @@ impl Scoreboard {
         }
     }
 
+    /// The counters held for `peer`, if it was ever recorded.
     pub fn get(&self, peer: &str) -> Option<&MinerScore> {
         self.miners.get(peer)
     }

@@ -1,31 +1,10 @@
-//! Ledger core (issue 7, DESIGN.md §5): signed transactions, per-block batches finalised by
-//! more than 2/3 of active validator stake, periodic settlement of receipts, crash-safe storage.
+//! One canonical encoding of signed and hashed bytes, and one signature check.
 //!
-//! Pure logic except [`store`]. Amounts are [`crate::economics::Amount`] base units; nothing
-//! here uses floating point, and every map is a `BTreeMap` so every peer computes the same bytes.
-//!
-//! * [`merkle`]: RFC 6962-shaped sha256 Merkle tree (0x00 leaf / 0x01 node prefixes, a lone
-//!   node at the end of a level is promoted unchanged), inclusion proofs.
-//! * [`tx`]: transactions (transfer, stake, unstake, create Brain, register) with a canonical,
-//!   domain-tagged byte encoding that is what gets signed and hashed.
-//! * [`state`]: [`state::LedgerState`] and `apply_tx` (signature, nonce, balance checks; a
-//!   refused transaction changes nothing) and the state digest peers compare.
-//! * [`batch`]: building a block's batch from the pending pool, validator votes, finality.
-//! * [`settlement`]: debiting accounts for their receipts and crediting fees and emissions.
-//! * [`weights`]: validators' weights by commit-reveal transactions, and the consensus epoch
-//!   that settlement mints emission by.
-//! * [`store`]: sled storage; a block or a settlement is applied in one atomic sled batch.
-//!
-//! Signed bytes are never serde_json: see [`Enc`]. serde_json is used only for storage values
-//! and the wire shape of structs whose signature covers the canonical encoding.
-
-pub mod batch;
-pub mod merkle;
-pub mod settlement;
-pub mod state;
-pub mod store;
-pub mod tx;
-pub mod weights;
+//! Every claim a peer signs (ledger transactions, batch votes, weight commits, receipts, bans,
+//! transcripts) is encoded with [`Enc`]: a length-prefixed domain tag, then fixed-width
+//! **big-endian** integers and u32-length-prefixed byte strings. Two values encode to the same
+//! bytes only if they are equal. Signatures are ed25519, checked with [`verify_sig`]
+//! (`verify_strict`: no malleable or small-order keys). serde_json is never what gets signed.
 
 /// A sha256 digest.
 pub type Hash = [u8; 32];
@@ -60,18 +39,22 @@ impl Enc {
         e.bytes(tag.as_bytes());
         e
     }
+    /// Appends one byte.
     pub fn u8(&mut self, v: u8) -> &mut Self {
         self.0.push(v);
         self
     }
+    /// Appends a u16, big endian.
     pub fn u16(&mut self, v: u16) -> &mut Self {
         self.0.extend_from_slice(&v.to_be_bytes());
         self
     }
+    /// Appends a u64, big endian.
     pub fn u64(&mut self, v: u64) -> &mut Self {
         self.0.extend_from_slice(&v.to_be_bytes());
         self
     }
+    /// Appends a u128, big endian.
     pub fn u128(&mut self, v: u128) -> &mut Self {
         self.0.extend_from_slice(&v.to_be_bytes());
         self
@@ -84,6 +67,7 @@ impl Enc {
         self.0.extend_from_slice(v);
         self
     }
+    /// Appends a string's UTF-8 bytes as [`Enc::bytes`] does (u32 length, then the bytes).
     pub fn str(&mut self, v: &str) -> &mut Self {
         self.bytes(v.as_bytes())
     }
@@ -94,16 +78,20 @@ impl Enc {
             Some(s) => self.u8(1).str(s),
         }
     }
+    /// Appends bytes as they are, with no length prefix (for fixed-width fields such as hashes).
     pub fn raw(&mut self, v: &[u8]) -> &mut Self {
         self.0.extend_from_slice(v);
         self
     }
+    /// The bytes encoded so far (a copy; the encoder stays usable).
     pub fn finish(&self) -> Vec<u8> {
         self.0.clone()
     }
+    /// The encoded bytes, consuming the encoder.
     pub fn into_bytes(self) -> Vec<u8> {
         self.0
     }
+    /// sha256 of the bytes encoded so far.
     pub fn digest(&self) -> Hash {
         sha256(&self.0)
     }
@@ -113,10 +101,12 @@ impl Enc {
 pub mod hex_array {
     use serde::{de, Deserialize, Deserializer, Serializer};
 
+    /// Serializes `v` as a lowercase hex string.
     pub fn serialize<S: Serializer, const N: usize>(v: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(v))
     }
 
+    /// Deserializes a hex string of exactly `N` bytes.
     pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
         d: D,
     ) -> Result<[u8; N], D::Error> {
@@ -130,10 +120,12 @@ pub mod hex_array {
 pub mod hex_vec32 {
     use serde::{de, Deserialize, Deserializer, Serializer};
 
+    /// Serializes each hash as a lowercase hex string.
     pub fn serialize<S: Serializer>(v: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(v.iter().map(hex::encode))
     }
 
+    /// Deserializes a list of hex strings, each exactly 32 bytes.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
         let v = Vec::<String>::deserialize(d)?;
         v.iter()
@@ -145,23 +137,21 @@ pub mod hex_vec32 {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod testkit {
-    //! Deterministic keys for tests: account `name` has the key derived from sha256(name).
-    use ed25519_dalek::{Signer, SigningKey};
 
-    pub fn key(name: &str) -> SigningKey {
-        SigningKey::from_bytes(&super::sha256(name.as_bytes()))
-    }
-    pub fn pubkey(name: &str) -> [u8; 32] {
-        key(name).verifying_key().to_bytes()
-    }
-    /// Every account name has a key (tests use names as account ids).
-    pub fn pubkey_of(name: &str) -> Option<[u8; 32]> {
-        Some(pubkey(name))
-    }
-    pub fn signer(name: &str) -> impl Fn(&[u8]) -> [u8; 64] {
-        let k = key(name);
-        move |m: &[u8]| k.sign(m).to_bytes()
-    }
+/// Verifies a hex-encoded ed25519 signature (`verify_strict`); malformed hex is a failed check.
+pub fn verify_sig_hex(pubkey: &[u8; 32], msg: &[u8], sig_hex: &str) -> bool {
+    decode_hex::<64>(sig_hex).is_some_and(|sig| verify_sig(pubkey, msg, &sig))
+}
+
+/// Verifies a hex-encoded ed25519 signature by the key a peer id inlines (see
+/// [`crate::ids::PeerId::ed25519_public_key`]); an id without an ed25519 key fails the check.
+pub fn verify_by_peer(peer: &str, msg: &[u8], sig_hex: &str) -> bool {
+    crate::ids::PeerId::new(peer)
+        .ed25519_public_key()
+        .is_some_and(|pk| verify_sig_hex(&pk, msg, sig_hex))
+}
+
+/// Decodes exactly `N` bytes of hex.
+pub fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    hex::decode(s).ok().and_then(|v| <[u8; N]>::try_from(v).ok())
 }

@@ -37,7 +37,9 @@ pub type Bonds = BTreeMap<String, BTreeMap<String, Ppb>>;
 /// A validator's commitment for one epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WeightCommit {
+    /// Weights epoch the commitment is for.
     pub epoch: u64,
+    /// sha256 of the canonical weight vector followed by the secret salt.
     #[serde(with = "super::hex_array")]
     pub commitment: Hash,
 }
@@ -45,6 +47,7 @@ pub struct WeightCommit {
 /// A validator's last revealed weights.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevealedWeights {
+    /// Weights epoch the vector was committed and revealed for.
     pub epoch: u64,
     /// `(miner, ppb)`, sorted by miner, summing to 10⁹ (or empty).
     pub weights: Vec<(String, u64)>,
@@ -63,6 +66,7 @@ pub struct WeightsState {
 }
 
 impl WeightsState {
+    /// Whether no commitment, reveal or bonds are held.
     pub fn is_empty(&self) -> bool {
         self.commits.is_empty() && self.revealed.is_empty() && self.bonds.is_empty()
     }
@@ -180,7 +184,9 @@ impl LedgerState {
 /// One Brain's consensus over the settlement period `[from, to)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeriodConsensus {
+    /// The Brain's consensus result and standing, as settlement consumes it.
     pub period: BrainPeriod,
+    /// The Brain's bonds after this epoch, to replace the state's when the record is applied.
     pub bonds: Bonds,
 }
 
@@ -254,7 +260,7 @@ pub fn brain_periods(state: &LedgerState, from: Height, to: Height, p: &Economic
 mod tests {
     use super::*;
     use crate::economics::tokens;
-    use crate::ledger::state::StakeKey;
+    use crate::state::StakeKey;
 
     fn params() -> EconomicsParams {
         EconomicsParams { weights_epoch_blocks: 10, brain_reward_stake_cap: None, ..EconomicsParams::default() }
@@ -339,7 +345,7 @@ mod tests {
 
     fn reveal(s: &mut LedgerState, v: &str, ep: u64, ws: &[(&str, u64)], p: &EconomicsParams) {
         let ws = vector(ws);
-        let salt = crate::ledger::sha256(v.as_bytes());
+        let salt = crate::canon::sha256(v.as_bytes());
         let c = commitment(v, ep, &ws, &salt);
         let eb = p.weights_epoch_blocks;
         s.commit_weights(v, 0, ep, c, ep * eb, p).unwrap();

@@ -40,15 +40,25 @@ pub enum BrainKind {
     /// One of the Based Labs Brains (#0–#6, #47), created at genesis.
     Reserved,
     /// Pepecoin burned; the Brain is transferable and cannot be deactivated.
-    Burned { price: Amount },
+    Burned {
+        /// Pepecoin burned, in base units.
+        price: Amount,
+    },
     /// Pepecoin locked; not transferable; deactivating returns the stake after the lock.
-    Staked { locked: Amount, unlock_at: Height },
+    Staked {
+        /// Pepecoin locked, in base units.
+        locked: Amount,
+        /// Block height from which the Brain may be deactivated and the stake returned.
+        unlock_at: Height,
+    },
 }
 
 /// A peer's role in a Brain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PeerRole {
+    /// Serves tasks and earns by incentive.
     Miner,
+    /// Audits miners, sets weights and earns dividends.
     Validator,
 }
 
@@ -56,23 +66,31 @@ pub enum PeerRole {
 /// touch it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
+    /// Role the peer registered in.
     pub role: PeerRole,
+    /// Registration fee the peer paid, in base units.
     pub fee_paid: Amount,
+    /// Block height at which the peer registered.
     pub registered_at: Height,
 }
 
 /// One Brain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrainRecord {
+    /// The Brain's number.
     pub id: BrainId,
+    /// Account id of the owner, who sets fees and shares and receives the owner's part.
     pub owner: String,
+    /// How the Brain was acquired.
     pub kind: BrainKind,
+    /// Block height at which the Brain was issued.
     pub created_at: Height,
     /// Fee a *new* peer pays to register (set by the owner).
     #[serde(with = "super::amount_serde")]
     pub registration_fee: Amount,
     /// Share of the nodes' 75% that goes to miners (the rest to validators), set by the owner.
     pub miner_share: Ppb,
+    /// Registered peers by peer id.
     pub registrations: BTreeMap<String, Registration>,
 }
 
@@ -168,6 +186,7 @@ impl BrainRecord {
             .ok_or(EconomicsError::NotRegistered)
     }
 
+    /// Whether `peer` holds a registration with this Brain.
     pub fn is_registered(&self, peer: &str) -> bool {
         self.registrations.contains_key(peer)
     }
@@ -184,6 +203,7 @@ impl BrainRecord {
 /// The set of issued Brains (the ERC-721 contract and BasedAI portal of §2.4.1, as plain data).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BrainRegistry {
+    /// Issued, active Brains by id (reserved ones included).
     pub brains: BTreeMap<BrainId, BrainRecord>,
     /// Brains ever issued by burning (drives the burn price; burned Brains never go away).
     pub burned_count: u64,
@@ -213,10 +233,12 @@ impl BrainRegistry {
         r
     }
 
+    /// The Brain `id`, or [`EconomicsError::UnknownBrain`].
     pub fn get(&self, id: BrainId) -> Result<&BrainRecord> {
         self.brains.get(&id).ok_or(EconomicsError::UnknownBrain(id))
     }
 
+    /// The Brain `id`, mutably, or [`EconomicsError::UnknownBrain`].
     pub fn get_mut(&mut self, id: BrainId) -> Result<&mut BrainRecord> {
         self.brains
             .get_mut(&id)
@@ -351,6 +373,7 @@ impl BrainRegistry {
 /// How one Brain's emission is divided.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BrainEmissionSplit {
+    /// Owner's part, in base units (0 when withheld).
     pub owner: Amount,
     /// Per miner, in the order of the incentive vector.
     pub miners: Vec<Amount>,
@@ -361,6 +384,7 @@ pub struct BrainEmissionSplit {
 }
 
 impl BrainEmissionSplit {
+    /// Sum of every part; equals the split amount.
     pub fn total(&self) -> Amount {
         self.owner
             + self.miners.iter().sum::<Amount>()
@@ -439,6 +463,7 @@ pub struct BrainStanding {
 /// The block reward shared among Brains.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BrainShares {
+    /// Each Brain's amount, in base units, in the order of the standings given.
     pub per_brain: Vec<Amount>,
     /// Brains that earned the top-30% bonus.
     pub top: Vec<bool>,

@@ -28,62 +28,99 @@ pub(super) fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(s.as_bytes());
 }
 
-/// Decodes exactly `N` bytes of hex.
-pub(super) fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    hex::decode(s)
-        .ok()
-        .and_then(|v| <[u8; N]>::try_from(v).ok())
-}
-
-/// Strict ed25519 verification of a hex signature.
-pub(super) fn verify_sig(pubkey: &[u8; 32], msg: &[u8], sig_hex: &str) -> bool {
-    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(pubkey) else {
-        return false;
-    };
-    let Some(sig) = decode_hex::<64>(sig_hex) else {
-        return false;
-    };
-    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig))
-        .is_ok()
-}
+pub(super) use crate::canon::{decode_hex, verify_sig_hex as verify_sig};
 
 /// 32 random bytes for a commitment salt.
 pub fn fresh_salt() -> [u8; 32] {
     rand::random::<[u8; 32]>()
 }
 
+/// Why a weight vector, [`Commit`] or [`Reveal`] was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WeightsError {
+    /// A hex field (commitment, salt) does not decode to the expected length.
     #[error("malformed: {0}")]
     Malformed(&'static str),
+    /// The ed25519 signature does not verify under the validator's key.
     #[error("signature does not verify")]
     BadSignature,
+    /// The message names a different Brain than the book it was offered to.
     #[error("wrong brain: this book is for brain {expected}, got {got}")]
-    WrongBrain { expected: u16, got: u16 },
+    WrongBrain {
+        /// The book's Brain.
+        expected: u16,
+        /// The message's Brain.
+        got: u16,
+    },
+    /// The commit is for an epoch later than the current one.
     #[error("epoch {epoch} is not open yet (current epoch {current_epoch})")]
-    EpochNotOpen { epoch: u64, current_epoch: u64 },
+    EpochNotOpen {
+        /// The commit's epoch.
+        epoch: u64,
+        /// Epoch of the current block.
+        current_epoch: u64,
+    },
+    /// The commit is for an epoch that has already ended.
     #[error("commit phase of epoch {epoch} is closed (current epoch {current_epoch})")]
-    CommitPhaseClosed { epoch: u64, current_epoch: u64 },
+    CommitPhaseClosed {
+        /// The commit's epoch.
+        epoch: u64,
+        /// Epoch of the current block.
+        current_epoch: u64,
+    },
+    /// The validator already committed a different commitment for this epoch.
     #[error("validator {validator} already committed something else for epoch {epoch}")]
-    ConflictingCommit { validator: String, epoch: u64 },
+    ConflictingCommit {
+        /// The committing validator's peer id.
+        validator: String,
+        /// The epoch committed for.
+        epoch: u64,
+    },
+    /// A reveal arrived for which the book holds no commit.
     #[error("no commit from validator {validator} for epoch {epoch}")]
-    NoCommit { validator: String, epoch: u64 },
+    NoCommit {
+        /// The revealing validator's peer id.
+        validator: String,
+        /// The revealed vector's epoch.
+        epoch: u64,
+    },
+    /// The reveal verifies under a different key than the one its commit verified under.
     #[error("reveal is signed by a different key than its commit")]
     KeyMismatch,
+    /// The revealed vector and salt do not hash to the committed commitment.
     #[error("reveal does not match the commitment")]
     CommitmentMismatch,
+    /// The reveal arrived before its reveal window opened.
     #[error("reveal too early: opens at block {opens_at}, now {current_block}")]
-    RevealTooEarly { opens_at: u64, current_block: u64 },
+    RevealTooEarly {
+        /// First block at which the reveal is accepted.
+        opens_at: u64,
+        /// The block the reveal was offered at.
+        current_block: u64,
+    },
+    /// The reveal arrived after its reveal window closed.
     #[error("reveal window closed at block {closed_at}, now {current_block}")]
-    RevealWindowClosed { closed_at: u64, current_block: u64 },
+    RevealWindowClosed {
+        /// First block at which the reveal is no longer accepted.
+        closed_at: u64,
+        /// The block the reveal was offered at.
+        current_block: u64,
+    },
+    /// A non-empty vector's weights do not sum to exactly [`PPB`].
     #[error("weights sum to {sum}, not {PPB}")]
-    BadSum { sum: u128 },
+    BadSum {
+        /// The actual sum of the weights, in ppb.
+        sum: u128,
+    },
+    /// The vector's miners are not in strictly ascending peer-id order.
     #[error("miners are not sorted by peer id")]
     UnsortedMiners,
+    /// The vector lists the same miner (peer id) twice.
     #[error("miner {0} appears twice")]
     DuplicateMiner(String),
 }
 
+/// Result of commit-reveal operations.
 pub type Result<T> = std::result::Result<T, WeightsError>;
 
 /// Timing of commit-reveal.
@@ -122,7 +159,9 @@ impl WeightsParams {
 /// One validator's weights on a Brain's miners for one epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WeightVector {
+    /// Brain whose miners are weighted.
     pub brain: u16,
+    /// Epoch the weights are for (see [`WeightsParams::epoch_of`]).
     pub epoch: u64,
     /// The validator's peer id.
     pub validator: String,
@@ -177,8 +216,11 @@ impl WeightVector {
 /// A signed commitment to a [`WeightVector`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Commit {
+    /// Brain of the committed vector.
     pub brain: u16,
+    /// Epoch of the committed vector.
     pub epoch: u64,
+    /// The committing validator's peer id.
     pub validator: String,
     /// Hex of [`WeightVector::commitment`].
     pub commitment: String,
@@ -244,6 +286,7 @@ impl Commit {
 /// The opening of a [`Commit`]: the vector and its salt, signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reveal {
+    /// The revealed weights.
     pub vector: WeightVector,
     /// Hex of the 32-byte salt.
     pub salt: String,
@@ -252,6 +295,7 @@ pub struct Reveal {
 }
 
 impl Reveal {
+    /// Opens a commitment to a valid `vector` with `salt`, signed by `sign` (the validator's key).
     pub fn new(
         vector: &WeightVector,
         salt: &[u8; 32],
@@ -273,6 +317,7 @@ impl Reveal {
         buf
     }
 
+    /// The salt bytes; [`WeightsError::Malformed`] if `salt` is not 32 bytes of hex.
     pub fn salt_bytes(&self) -> Result<[u8; 32]> {
         decode_hex::<32>(&self.salt).ok_or(WeightsError::Malformed("salt is not 32 bytes of hex"))
     }
@@ -300,11 +345,13 @@ impl Reveal {
 /// One validator's commit for one epoch, and its reveal once accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitSlot {
+    /// The accepted commit.
     pub commit: Commit,
     /// Hex of the key the commit verified under; the reveal must verify under the same key.
     pub pubkey: String,
     /// Block at which the book accepted the commit; the reveal delay counts from here.
     pub commit_block: u64,
+    /// The vector of the accepted reveal; `None` until the validator reveals.
     pub revealed: Option<WeightVector>,
 }
 
@@ -314,13 +361,16 @@ pub struct CommitSlot {
 /// the key inlined in its peer id) and the current block; the book checks everything else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitRevealBook {
+    /// Brain whose commits and reveals this book takes; others are refused.
     pub brain: u16,
+    /// Epoch length and reveal timing.
     pub params: WeightsParams,
     /// epoch → validator peer id → slot.
     epochs: BTreeMap<u64, BTreeMap<String, CommitSlot>>,
 }
 
 impl CommitRevealBook {
+    /// An empty book for `brain`.
     pub fn new(brain: u16, params: WeightsParams) -> Self {
         Self {
             brain,

@@ -42,8 +42,11 @@ pub fn empty_root() -> Hash {
 /// the leaf level upwards (levels where the node is promoted contribute none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InclusionProof {
+    /// Zero-based position of the leaf in the tree.
     pub index: u64,
+    /// Number of leaves in the tree (fixes the levels where the node is promoted).
     pub leaf_count: u64,
+    /// Sibling hashes from the leaf level upwards, one per level where the node has a sibling.
     #[serde(with = "super::hex_vec32")]
     pub siblings: Vec<Hash>,
 }

@@ -35,19 +35,24 @@ pub const TX_LEAF: u8 = b'T';
 /// A block's batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
+    /// Block height this batch is for.
     pub height: Height,
     /// Receipt ids, sorted, no duplicates.
     pub receipts: Vec<String>,
     /// Transaction ids, sorted, no duplicates.
     pub txs: Vec<String>,
+    /// Merkle root over the receipt leaves then the transaction leaves (see [`Batch::root_of`]).
     #[serde(with = "super::hex_array")]
     pub root: Hash,
 }
 
+/// Why a batch received from a peer was refused by [`Batch::validate`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
+    /// Receipt or transaction ids are not strictly sorted (unsorted or duplicated).
     #[error("batch ids are not sorted and unique")]
     NotCanonical,
+    /// The root does not match the root recomputed from the ids.
     #[error("batch root does not match its contents")]
     BadRoot,
 }
@@ -113,6 +118,7 @@ impl Batch {
         Ok(())
     }
 
+    /// Whether the batch holds no receipts and no transactions.
     pub fn is_empty(&self) -> bool {
         self.receipts.is_empty() && self.txs.is_empty()
     }
@@ -165,15 +171,19 @@ pub fn build_batch(
 /// stamped with (a receipt's block height; a transaction's arrival height).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingPool {
+    /// Pending receipt ids and the height each was stamped with (its block height).
     pub receipts: BTreeMap<String, Height>,
+    /// Pending transaction ids and the height each was stamped with (its arrival height).
     pub txs: BTreeMap<String, Height>,
 }
 
 impl PendingPool {
+    /// Adds a receipt stamped at `stamped`; a receipt already pending keeps its first stamp.
     pub fn add_receipt(&mut self, id: &str, stamped: Height) {
         self.receipts.entry(id.to_string()).or_insert(stamped);
     }
 
+    /// Adds a transaction stamped at `stamped`; one already pending keeps its first stamp.
     pub fn add_tx(&mut self, id: &str, stamped: Height) {
         self.txs.entry(id.to_string()).or_insert(stamped);
     }
@@ -211,10 +221,12 @@ impl PendingPool {
         }
     }
 
+    /// Number of pending receipts plus pending transactions.
     pub fn len(&self) -> usize {
         self.receipts.len() + self.txs.len()
     }
 
+    /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -223,25 +235,32 @@ impl PendingPool {
 /// A validator's signature on `(height, root)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchVote {
+    /// Block height voted on.
     pub height: Height,
+    /// Batch root voted for.
     #[serde(with = "super::hex_array")]
     pub root: Hash,
+    /// The voting validator's peer id.
     pub validator: String,
+    /// Ed25519 signature over [`BatchVote::signing_bytes`].
     #[serde(with = "super::hex_array")]
     pub sig: Sig,
 }
 
 impl BatchVote {
+    /// Canonical bytes a validator signs: [`VOTE_TAG`], then `height`, `root` and `validator`.
     pub fn signing_bytes_of(height: Height, root: &Hash, validator: &str) -> Vec<u8> {
         let mut e = Enc::new(VOTE_TAG);
         e.u64(height).raw(root).str(validator);
         e.into_bytes()
     }
 
+    /// The bytes this vote's signature covers (see [`BatchVote::signing_bytes_of`]).
     pub fn signing_bytes(&self) -> Vec<u8> {
         Self::signing_bytes_of(self.height, &self.root, &self.validator)
     }
 
+    /// A vote on `(height, root)` by `validator`, signed with `sign` (its ed25519 key).
     pub fn new_signed(
         height: Height,
         root: Hash,
@@ -257,6 +276,7 @@ impl BatchVote {
         }
     }
 
+    /// Whether the signature verifies under `pubkey` (the validator's ed25519 key).
     pub fn verify_with(&self, pubkey: &[u8; 32]) -> bool {
         verify_sig(pubkey, &self.signing_bytes(), &self.sig)
     }
@@ -271,12 +291,16 @@ pub fn is_supermajority(signed: Amount, total: Amount) -> bool {
 /// Proof of finality: the root of `height` with the signatures that made it final.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinalBatch {
+    /// Block height that became final.
     pub height: Height,
+    /// The final batch root.
     #[serde(with = "super::hex_array")]
     pub root: Hash,
     /// (validator, signature), sorted by validator.
     pub signatures: Vec<(String, String)>,
+    /// Sum of the signers' stake; strictly more than 2/3 of `total_stake`.
     pub signed_stake: Amount,
+    /// Total stake of the active validator set the votes were counted against.
     pub total_stake: Amount,
 }
 
@@ -322,14 +346,18 @@ impl FinalBatch {
 /// Why a vote was not counted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VoteError {
+    /// The voter is not in the active validator set (or its public key is unknown).
     #[error("{0} is not an active validator")]
     UnknownValidator(String),
+    /// The vote's signature does not verify under the validator's key.
     #[error("vote signature does not verify")]
     BadSignature,
     /// Two different roots signed by one validator for one height: both votes are evidence.
     #[error("validator {} signed two roots at height {}", first.validator, first.height)]
     Equivocation {
+        /// The validator's first vote for the height (the one that stands).
         first: Box<BatchVote>,
+        /// The conflicting later vote.
         second: Box<BatchVote>,
     },
 }
@@ -360,6 +388,7 @@ impl Finality {
         }
     }
 
+    /// Total stake of the active validators (those with non-zero stake).
     pub fn total_stake(&self) -> Amount {
         self.total
     }
@@ -431,7 +460,7 @@ impl Finality {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::testkit::{pubkey_of, signer};
+    use crate::testkit::{pubkey_of, signer};
     use proptest::prelude::*;
 
     fn ids(v: &[&str]) -> Vec<String> {

@@ -32,6 +32,7 @@ pub const UNITS_PER_PRICE: u128 = 1_000;
 /// One model's prices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelPrice {
+    /// Model name, the key [`PriceList::get`] looks it up by.
     pub model: String,
     /// Base units per 1,000 prompt compute units.
     #[serde(with = "super::amount_serde")]
@@ -44,6 +45,7 @@ pub struct ModelPrice {
 }
 
 impl ModelPrice {
+    /// A price entry for `model`; prices in base units per 1,000 compute units.
     pub fn new(
         model: &str,
         prompt_per_1k: Amount,
@@ -83,6 +85,7 @@ impl ModelPrice {
 /// A Brain's (or a gateway's) price list.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PriceList {
+    /// The priced models; names are expected to be unique (lookup takes the first match).
     pub models: Vec<ModelPrice>,
 }
 
@@ -110,6 +113,7 @@ impl PriceList {
         }
     }
 
+    /// The prices of `model`, or [`EconomicsError::UnknownModel`].
     pub fn get(&self, model: &str) -> Result<&ModelPrice> {
         self.models
             .iter()
