@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use brainmesh::config::{loopback, NodeConfig};
 use brainmesh::Node;
 use brainmesh_actors::models::{ChatMessage as MChat, GenerateConfig, LoadOptions, Model};
-use brainmesh_actors::protocol::Role;
+use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskEvent, TaskService, TaskSpec};
 
 const MODEL_ID: &str = "smollm2-135m-instruct";

@@ -4,7 +4,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use brainmesh_actors::protocol::{now_ms, Envelope, Heartbeat, Payload, Registration, Role};
+use brainmesh_ledger::{TimeSource, WallClock};
+
+use brainmesh_actors::protocols::gossip::{Envelope, Heartbeat, Payload, Registration, Role};
 use brainmesh_actors::roster::{BrainPolicy, Roster};
 use brainmesh_actors::Identity;
 
@@ -14,7 +16,7 @@ fn envelope(c: &mut Criterion) {
         peer_id: id.peer_id().to_string(),
         brain: 1,
         seq: 1,
-        time_ms: now_ms(),
+        time_ms: WallClock.now_ms(),
         load_permille: 100,
         queue_depth: 2,
         latency_us: 800,

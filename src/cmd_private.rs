@@ -13,7 +13,7 @@ use brainmesh::config::{self, NodeConfig};
 use brainmesh::node::Node;
 use brainmesh_actors::fhe_client::{self, HeadOffer};
 use brainmesh_actors::models::fhe::{embed::MiniLm, ClientKeys, FheParams, PrivateClassifier};
-use brainmesh_actors::protocol::Role;
+use brainmesh_actors::protocols::gossip::Role;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Clone, clap::Subcommand)]

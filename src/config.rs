@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use brainmesh_actors::protocol::Role;
+use brainmesh_actors::protocols::gossip::Role;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +240,13 @@ impl Default for ChainConfig {
     fn default() -> Self {
         // 2026-01-01T00:00:00Z
         Self { genesis_ms: 1_767_225_600_000, block_time_ms: 10_000 }
+    }
+}
+
+impl ChainConfig {
+    /// The node's chain clock on the wall clock (a simulator builds its own over a virtual one).
+    pub fn clock(&self) -> brainmesh_ledger::ChainClock {
+        brainmesh_ledger::ChainClock::wall(self.genesis_ms, self.block_time_ms)
     }
 }
 

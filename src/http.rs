@@ -9,7 +9,9 @@ use std::time::Instant;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::{Deserialize, Serialize};
 
-use brainmesh_actors::protocol::{Reject, Role};
+use brainmesh_actors::protocols::Reject;
+
+use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_actors::receipt::ReceiptStore;
 use brainmesh_actors::roster::BrainView;
 use brainmesh_actors::{MembershipHandle, Metrics, NetworkSender};
@@ -106,7 +108,7 @@ async fn post_tx(state: web::Data<HttpState>, body: web::Bytes) -> HttpResponse 
     use actix_web::http::StatusCode;
     use brainmesh_ledger::tx::Tx;
     use brainmesh_actors::rollup::{RollupMsg, SubmitError};
-    if body.len() > brainmesh_actors::protocol::MAX_MESSAGE_BYTES {
+    if body.len() > brainmesh_actors::protocols::MAX_MESSAGE_BYTES {
         state.metrics.reject(Reject::Oversized);
         return error(StatusCode::PAYLOAD_TOO_LARGE, Reject::Oversized);
     }
@@ -134,8 +136,8 @@ async fn post_tx(state: web::Data<HttpState>, body: web::Bytes) -> HttpResponse 
             Err(e @ SubmitError::Unavailable) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         },
         None => {
-            let topic = brainmesh_actors::protocol::TopicKind::Rollup.topic(state.brain);
-            let msg = RollupMsg::Tx { tx, sent_ms: brainmesh_actors::protocol::now_ms() };
+            let topic = brainmesh_actors::protocols::gossip::TopicKind::Rollup.topic(state.brain);
+            let msg = RollupMsg::Tx { tx, sent_ms: brainmesh_ledger::TimeSource::now_ms(&brainmesh_ledger::WallClock) };
             state.net.publish(topic, msg.to_bytes());
             HttpResponse::Accepted().json(serde_json::json!({ "id": id }))
         }

@@ -12,7 +12,7 @@ mod cmd_squeeze;
 
 use brainmesh::config::{self, NodeConfig};
 use brainmesh::node::{Node, NodeFile, NODE_FILE};
-use brainmesh_actors::protocol::Role;
+use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_actors::Identity;
 
 #[derive(Parser)]

@@ -11,7 +11,7 @@ use brainmesh_actors::auditor::{AuditShared, AuditorConfig};
 use brainmesh_actors::distributor::DistributorConfig;
 use brainmesh_actors::miner::MinerConfig;
 use brainmesh_actors::models::{LoadOptions, Model};
-use brainmesh_actors::protocol::Role;
+use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_ledger::settlement::FeeSplit;
 use brainmesh_actors::receipt::ReceiptStore;
 use brainmesh_actors::rollup::{LedgerHandle, RollupConfig};
@@ -69,8 +69,7 @@ pub fn rollup_config(cfg: &NodeConfig) -> RollupConfig {
     };
     RollupConfig {
         brain: cfg.brain,
-        genesis_ms: cfg.chain.genesis_ms,
-        block_time_ms: cfg.chain.block_time_ms,
+        clock: cfg.chain.clock(),
         vote_delay_ms: l.vote_delay_ms,
         min_validators: l.min_validators,
         max_batch_items: l.max_batch_items.max(1),
@@ -93,8 +92,7 @@ fn load_miner_model(cfg: &NodeConfig) -> Result<(MinerConfig, Model), NodeError>
         model_id: cfg.miner.model_id.clone(),
         model_hash: hash,
         max_queue: cfg.miner.max_queue,
-        genesis_ms: cfg.chain.genesis_ms,
-        block_time_ms: cfg.chain.block_time_ms,
+        clock: cfg.chain.clock(),
         prefix_cache_tokens: cfg.miner.prefix_cache_tokens,
         transcript_blocks: cfg.miner.transcript_blocks,
     };
@@ -122,8 +120,7 @@ fn load_auditor(cfg: &NodeConfig) -> Result<(AuditorConfig, Model), NodeError> {
             reveal_delay_blocks: a.reveal_delay_blocks,
             ..Default::default()
         },
-        genesis_ms: cfg.chain.genesis_ms,
-        block_time_ms: cfg.chain.block_time_ms,
+        clock: cfg.chain.clock(),
         fetch_timeout: Duration::from_millis(a.fetch_timeout_ms),
         quality_every_blocks: a.quality_every_blocks,
         quality_max_tokens: a.quality_max_tokens,
@@ -289,8 +286,7 @@ impl Node {
                 distributor,
                 fhe,
                 auditor,
-                genesis_ms: cfg.chain.genesis_ms,
-                block_time_ms: cfg.chain.block_time_ms,
+                clock: cfg.chain.clock(),
                 ledger: (is(Role::Validator) && cfg.ledger.enabled).then(|| rollup_config(&cfg)),
             },
             store,
@@ -309,7 +305,7 @@ impl Node {
             gossip_heartbeat: Duration::from_millis(cfg.network.gossip_heartbeat_ms),
             max_peers: cfg.network.max_peers,
         };
-        let (service, addrs) = NetworkService::new(key, settings, commands, inbox, metrics.clone()).await?;
+        let (service, addrs) = NetworkService::new(key, settings, commands, std::sync::Arc::new(inbox), metrics.clone()).await?;
         let listen_addrs: Vec<String> = addrs.iter().map(|a| format!("{a}/p2p/{peer_id}")).collect();
         let swarm_task = tokio::spawn(service.run());
 

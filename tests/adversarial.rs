@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use brainmesh::config::{loopback, NodeConfig};
 use brainmesh::Node;
-use brainmesh_actors::protocol::{now_ms, Envelope, Heartbeat, Payload, Registration, Role, SyncRequest, TopicKind};
+use brainmesh_ledger::{TimeSource, WallClock};
+use brainmesh_actors::protocols::gossip::{Envelope, Heartbeat, Payload, Registration, Role, TopicKind};
+use brainmesh_actors::protocols::sync::SyncRequest;
 use brainmesh_actors::{Identity, Reject};
 
 fn config(dir: &Path, role: Role, bootstrap: Vec<String>) -> NodeConfig {
@@ -33,7 +35,7 @@ fn registration(id: &Identity, peer_id: String) -> Payload {
         seal_key: hex::encode(id.seal_public()),
         models: vec![],
         fee: 100,
-        time_ms: now_ms(),
+        time_ms: WallClock.now_ms(),
     })
 }
 
@@ -100,7 +102,7 @@ async fn one_hundred_bad_messages_are_all_rejected_and_counted_without_harm() {
             peer_id: rogue.peer_id.clone(),
             brain: 1,
             seq: 1 + i,
-            time_ms: now_ms(),
+            time_ms: WallClock.now_ms(),
             load_permille: 0,
             queue_depth: 0,
             latency_us: 0,

@@ -18,7 +18,8 @@ use brainmesh::config::{loopback, NodeConfig};
 use brainmesh::Node;
 use brainmesh_actors::models::squeeze::{self, ExportOptions, Quant};
 use brainmesh_actors::models::{LoadOptions, Model, Network};
-use brainmesh_actors::protocol::{now_ms, Role};
+use brainmesh_ledger::{TimeSource, WallClock};
+use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskService, TaskSpec};
 
 const BLOCK_MS: u64 = 500;
@@ -114,7 +115,7 @@ async fn a_validator_catches_a_substituted_model_bans_it_and_the_gateway_routes_
     println!("v1 audit stats: {s1:?}; served {served:?}");
     assert_eq!(s1.unavailable, 0, "every transcript was fetched");
 
-    let height = || now_ms().saturating_sub(v1_genesis()) / BLOCK_MS;
+    let height = || WallClock.now_ms().saturating_sub(v1_genesis()) / BLOCK_MS;
     let banned = |n: &Node| n.audit.bans.lock().unwrap().banned(height());
     wait_until("the gateway holds the ban", 60, || async { banned(&gw).contains(&cheat.peer_id) }).await;
     // Vectors committed before the ban may still weigh the cheat; those of later epochs may not.

@@ -9,7 +9,7 @@ use common::{smollm, wait_until};
 
 use brainmesh::config::{loopback, NodeConfig};
 use brainmesh::Node;
-use brainmesh_actors::protocol::Role;
+use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_actors::receipt::SignedReceipt;
 use brainmesh_actors::task::{ChatMessage, Finish, Prompt, Sampling, TaskError, TaskEvent, TaskService, TaskSpec};
 

@@ -17,7 +17,8 @@ use brainmesh::config::{LedgerSection, NodeConfig};
 use brainmesh::Node;
 use brainmesh_ledger::economics::{tokens, ModelPrice, PriceList};
 use brainmesh_ledger::tx::{Tx, TxKind};
-use brainmesh_actors::protocol::{Reject, Role, TopicKind};
+use brainmesh_actors::protocols::Reject;
+use brainmesh_actors::protocols::gossip::{Role, TopicKind};
 use brainmesh_actors::rollup::{LedgerReport, RollupMsg};
 use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskEvent, TaskService, TaskSpec};
 use brainmesh_actors::Identity;
@@ -69,7 +70,7 @@ async fn validators_batch_finalise_survive_sigkill_settle_exactly_and_refuse_bad
         .with_test_writer()
         .try_init();
     let root = tempfile::tempdir().unwrap();
-    let now = brainmesh_actors::protocol::now_ms();
+    let now = brainmesh_ledger::TimeSource::now_ms(&brainmesh_ledger::WallClock);
     let genesis_ms = now - now % 1000;
     let payer = Identity::generate();
     let payer_id = payer.peer_id().to_string();

@@ -24,7 +24,7 @@ use brainmesh::config::{LedgerSection, NodeConfig};
 use brainmesh::Node;
 use brainmesh_ledger::economics::tokens;
 use brainmesh_ledger::tx::{Tx, TxKind};
-use brainmesh_actors::protocol::Role;
+use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskService, TaskSpec};
 use brainmesh_actors::Identity;
 use common::{blocking, cli, smollm, taken, wait_until};
@@ -55,7 +55,7 @@ async fn ask(tasks: &brainmesh_actors::DistributorHandle, i: usize) -> Option<St
 }
 
 fn step(what: &str) {
-    eprintln!("[ledger_consensus {}] {what}", brainmesh_actors::protocol::now_ms());
+    eprintln!("[ledger_consensus {}] {what}", brainmesh_ledger::TimeSource::now_ms(&brainmesh_ledger::WallClock));
 }
 
 /// (last final height, state digest) from a binary node's /status.
@@ -84,7 +84,7 @@ async fn revealed_weights_drive_emission_and_a_killed_validator_catches_up_on_th
         .with_test_writer()
         .try_init();
     let root = tempfile::tempdir().unwrap();
-    let now = brainmesh_actors::protocol::now_ms();
+    let now = brainmesh_ledger::TimeSource::now_ms(&brainmesh_ledger::WallClock);
     let genesis_ms = now - now % 1000;
     let dir = |n: &str| root.path().join(n);
 
@@ -207,7 +207,7 @@ async fn revealed_weights_drive_emission_and_a_killed_validator_catches_up_on_th
     assert_eq!(code, 400, "a forged signature is refused: {body}");
     let (code, _) = post_tx(&v0_http, b"{\"from\": 3}".to_vec()).await;
     assert_eq!(code, 400, "malformed JSON is refused");
-    let (code, _) = post_tx(&v0_http, vec![b' '; brainmesh_actors::protocol::MAX_MESSAGE_BYTES + 1]).await;
+    let (code, _) = post_tx(&v0_http, vec![b' '; brainmesh_actors::protocols::MAX_MESSAGE_BYTES + 1]).await;
     assert_eq!(code, 413, "an oversized body is refused");
     // The payer's next transaction (nonce 2) from the CLI, nonce asked from the node.
     let brain = vals[0].status().await.brain.to_string();

@@ -153,7 +153,7 @@ fn init_writes_a_private_key_and_a_config_that_dump_config_reads_back_with_overr
         .unwrap();
     assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
     let cfg: brainmesh::NodeConfig = toml::from_str(&String::from_utf8_lossy(&dump.stdout)).unwrap();
-    assert_eq!(cfg.roles, vec![brainmesh_actors::protocol::Role::Validator]);
+    assert_eq!(cfg.roles, vec![brainmesh_actors::protocols::gossip::Role::Validator]);
     assert_eq!(cfg.brain_policy.max_validators, 9);
     assert_eq!(cfg.network.bootstrap.len(), 2);
     assert_eq!(cfg.http.listen, "127.0.0.1:7777");

@@ -20,11 +20,14 @@ use crate::identity::Identity;
 use crate::messages::GossipIn;
 use crate::metrics::Metrics;
 use crate::network_message::{NetworkSender, Proto};
-use crate::protocol::{now_ms, Reject, TopicKind, MAX_MESSAGE_BYTES};
-use crate::receipt::{public_key_of, Receipt, SignedReceipt};
+use brainmesh_ledger::clock::ChainClock;
+use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
+use crate::protocols::gossip::TopicKind;
+use crate::receipt::{public_key_of, NewReceipt, Receipt, SignedReceipt};
 use crate::recheck::{recheck, Evidence, EvidenceStore, Verdict};
 use crate::task::{ChatMessage, Prompt, Sampling, TaskEvent, TaskSpec};
-use crate::transcript::{AuditReply, AuditRequest, SignedTranscript};
+use crate::protocols::audit::{AuditReply, AuditRequest};
+use crate::transcript::SignedTranscript;
 
 /// Messages on a Brain's audit topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,21 +48,13 @@ pub struct AuditorConfig {
     pub slash_units: f64,
     pub tolerance: Tolerance,
     pub weights: WeightsParams,
-    pub genesis_ms: u64,
-    pub block_time_ms: u64,
+    /// The chain clock (genesis, block time, height; wall or virtual time).
+    pub clock: ChainClock,
     pub fetch_timeout: Duration,
     /// A known-answer task every this many blocks (0: none).
     pub quality_every_blocks: u64,
     /// Tokens a quality check asks for.
     pub quality_max_tokens: u32,
-}
-
-/// A new receipt this peer stored (sent by the receipt book).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct NewReceipt {
-    pub signed: SignedReceipt,
-    pub receipt: Receipt,
 }
 
 #[derive(Message)]
@@ -331,7 +326,7 @@ impl Auditor {
     }
 
     fn height(&self) -> u64 {
-        now_ms().saturating_sub(self.cfg.genesis_ms) / self.cfg.block_time_ms.max(1)
+        self.cfg.clock.height()
     }
 
     fn topic(&self) -> String {
@@ -642,7 +637,7 @@ impl Actor for Auditor {
                 tracing::error!("cannot start the audit thread: {e}");
             }
         }
-        let every = Duration::from_millis(self.cfg.block_time_ms.max(10));
+        let every = Duration::from_millis(self.cfg.clock.block_time_ms().max(10));
         ctx.run_interval(every, |act, _| act.tick());
         tracing::info!(hash = %self.cfg.model_hash, "auditor ready");
     }
@@ -687,13 +682,11 @@ pub struct BanBook {
     brain: u16,
     shared: AuditShared,
     metrics: Metrics,
-    genesis_ms: u64,
-    block_time_ms: u64,
 }
 
 impl BanBook {
-    pub fn new(brain: u16, shared: AuditShared, metrics: Metrics, genesis_ms: u64, block_time_ms: u64) -> Self {
-        Self { brain, shared, metrics, genesis_ms, block_time_ms }
+    pub fn new(brain: u16, shared: AuditShared, metrics: Metrics) -> Self {
+        Self { brain, shared, metrics }
     }
 }
 
@@ -710,7 +703,6 @@ impl Handler<GossipIn> for BanBook {
         let res = (|| {
             if let AuditGossip::Ban { entry } = parse_gossip(&msg, self.brain)? {
                 let pk = public_key_of(&entry.validator).ok_or(Reject::BadSignature)?;
-                let _ = self.genesis_ms.max(self.block_time_ms);
                 let mut b = self.shared.bans.lock().map_err(|_| Reject::Malformed)?;
                 if b.insert(entry, &pk, 1, 1).map_err(|_| Reject::BadSignature)? {
                     self.metrics.task_event("ban_applied");

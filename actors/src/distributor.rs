@@ -4,21 +4,23 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use brainmesh_ledger::clock::{ChainClock, ClockInstant};
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::identity::Identity;
-use crate::messages::{PeerEvent, TaskIn};
+use crate::messages::PeerEvent;
 use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
-use crate::protocol::TopicKind;
+use crate::protocols::gossip::TopicKind;
 use crate::receipt::{ReceiptStore, SignedReceipt};
 use crate::routing::{choose, Candidate, Choice};
 use crate::seal::TaskKeys;
 use crate::task::{Prompt, TaskError, TaskEvent, TaskSpec, Usage};
-use crate::task_wire::{Ack, AssignBody, ChunkBody, SealedAssign, TaskWire, MAX_TASK_BYTES};
+use crate::protocols::task::{Ack, AssignBody, ChunkBody, SealedAssign, SealedChunk, TaskWire};
 
 #[derive(Debug, Clone)]
 pub struct DistributorConfig {
@@ -68,7 +70,7 @@ struct TaskState {
     prompt_tokens: Option<u32>,
     started: bool,
     got_chunk: bool,
-    last_activity: Instant,
+    last_activity: ClockInstant,
     last_error: String,
 }
 
@@ -80,11 +82,19 @@ pub struct Distributor {
     inflight: HashMap<String, u32>,
     receipts: ReceiptStore,
     metrics: Metrics,
+    clock: ChainClock,
 }
 
 impl Distributor {
-    pub fn new(id: Arc<Identity>, cfg: DistributorConfig, net: NetworkSender, receipts: ReceiptStore, metrics: Metrics) -> Self {
-        Self { id, cfg, net, tasks: HashMap::new(), inflight: HashMap::new(), receipts, metrics }
+    pub fn new(
+        id: Arc<Identity>,
+        cfg: DistributorConfig,
+        net: NetworkSender,
+        receipts: ReceiptStore,
+        metrics: Metrics,
+        clock: ChainClock,
+    ) -> Self {
+        Self { id, cfg, net, tasks: HashMap::new(), inflight: HashMap::new(), receipts, metrics, clock }
     }
 
     fn prefix(spec: &TaskSpec) -> Vec<u8> {
@@ -145,7 +155,7 @@ impl Distributor {
             resumed: body.resume_tokens.len(),
         });
         t.got_chunk = false;
-        t.last_activity = Instant::now();
+        t.last_activity = self.clock.instant();
         *self.inflight.entry(cand.peer_id.clone()).or_default() += 1;
         let (net, attempt, tid) = (self.net.clone(), t.attempt, task_id.to_string());
         let bytes = serde_json::to_vec(&wire).unwrap_or_default();
@@ -207,11 +217,7 @@ impl Distributor {
         }
     }
 
-    fn on_chunk(&mut self, peer: &str, data: &[u8], ctx: &mut Context<Self>) -> Ack {
-        if data.len() > MAX_TASK_BYTES {
-            return Ack::stop("chunk too large");
-        }
-        let Ok(TaskWire::Chunk(c)) = serde_json::from_slice::<TaskWire>(data) else { return Ack::stop("malformed chunk") };
+    fn on_chunk(&mut self, peer: &str, c: SealedChunk, ctx: &mut Context<Self>) -> Ack {
         let Some(t) = self.tasks.get_mut(&c.task_id) else { return Ack::stop("unknown or finished task") };
         let Some(cur) = t.current.as_mut() else { return Ack::stop("task moved") };
         if cur.miner != peer || c.attempt != t.attempt || c.seq != cur.next_seq {
@@ -224,7 +230,7 @@ impl Distributor {
         let miner = cur.miner.clone();
         let (nonce, resumed) = (cur.nonce.clone(), cur.resumed);
         t.got_chunk = true;
-        t.last_activity = Instant::now();
+        t.last_activity = self.clock.instant();
         if t.events.is_closed() {
             self.drop_task(&c.task_id);
             return Ack::stop("client went away");
@@ -283,7 +289,7 @@ impl Distributor {
             }
             _ => {
                 t.last_error = "miner returned an invalid receipt".into();
-                self.metrics.reject(crate::protocol::Reject::BadSignature);
+                self.metrics.reject(crate::protocols::Reject::BadSignature);
                 self.failover(&c.task_id, ctx);
                 Ack::stop("invalid receipt")
             }
@@ -308,7 +314,7 @@ impl Distributor {
                 continue;
             }
             let limit = if t.got_chunk { self.cfg.chunk_timeout } else { self.cfg.first_chunk_timeout };
-            if t.current.is_some() && t.last_activity.elapsed() > limit {
+            if t.current.is_some() && self.clock.elapsed(t.last_activity) > limit {
                 late.push(id.clone());
             }
         }
@@ -349,7 +355,7 @@ impl Handler<StartTask> for Distributor {
                 prompt_tokens: None,
                 started: false,
                 got_chunk: false,
-                last_activity: Instant::now(),
+                last_activity: self.clock.instant(),
                 last_error: String::new(),
             },
         );
@@ -357,10 +363,18 @@ impl Handler<StartTask> for Distributor {
     }
 }
 
-impl Handler<TaskIn> for Distributor {
-    type Result = Vec<u8>;
-    fn handle(&mut self, msg: TaskIn, ctx: &mut Self::Context) -> Vec<u8> {
-        self.on_chunk(&msg.peer, &msg.data, ctx).to_bytes()
+/// A sealed result chunk from miner `peer`, for the distributor actor.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Ack")]
+pub struct ChunkIn {
+    pub peer: String,
+    pub chunk: SealedChunk,
+}
+
+impl Handler<ChunkIn> for Distributor {
+    type Result = MessageResult<ChunkIn>;
+    fn handle(&mut self, msg: ChunkIn, ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.on_chunk(&msg.peer, msg.chunk, ctx))
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use brainmesh_models::fhe::{Classification, FheError, HeadSpec, PrivateClassifier, WireResponse};
 
-use crate::fhe_wire::{FheFail, FheMsg, FheReply, FrameError, KEY_CHUNK_BYTES};
+use crate::protocols::fhe::{FheFail, FheMsg, FheReply, FrameError, KEY_CHUNK_BYTES};
 use crate::messages::RosterSnapshot;
 use crate::roster::Liveness;
 use crate::{NetworkError, NetworkSender};
@@ -181,7 +181,7 @@ pub async fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Role;
+    use crate::protocols::gossip::Role;
     use crate::roster::{BrainView, MemberView};
 
     fn member(peer: &str, models: &[&str], online: bool, queue: u32) -> MemberView {

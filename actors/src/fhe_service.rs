@@ -9,10 +9,10 @@ use actix::prelude::*;
 use brainmesh_models::fhe::{self, FheError, QuantizedHead, WireRequest};
 use tokio::sync::oneshot;
 
-use crate::fhe_wire::{Chunk, FheFail, FheMsg, FheReply, KeyUploads};
+use crate::protocols::fhe::{Chunk, FheFail, FheMsg, FheReply, KeyUploads};
 use crate::messages::FheIn;
 use crate::metrics::Metrics;
-use crate::protocol::Reject;
+use crate::protocols::Reject;
 
 /// Jobs waiting for the head beyond this are refused with `Busy`.
 const MAX_QUEUE: usize = 8;

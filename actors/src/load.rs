@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
-use crate::protocol::ModelAd;
+use crate::protocols::gossip::ModelAd;
 
 #[derive(Debug, Default)]
 pub struct LoadReport {

@@ -2,20 +2,20 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Identity;
 use crate::load::LoadReport;
-use crate::messages::{GetRoster, GossipIn, PeerEvent, RosterSnapshot, Stop, SyncIn, Tick};
+use crate::messages::{GetRoster, GossipIn, PeerEvent, RosterSnapshot, Stop, Tick};
 use crate::metrics::{Metrics, RosterLabel};
 use crate::network_message::NetworkSender;
-use crate::protocol::{
-    now_ms, Envelope, Heartbeat, Payload, Registration, Reject, Role, SyncRequest, SyncResponse,
-    TopicKind, MAX_MESSAGE_BYTES, MAX_SYNC_RESPONSE_BYTES,
-};
+use brainmesh_ledger::clock::{ChainClock, ClockInstant};
+use crate::protocols::gossip::{Envelope, Heartbeat, Payload, Registration, Role, TopicKind};
+use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
+use crate::protocols::sync::{SyncRequest, SyncResponse, MAX_SYNC_RESPONSE_BYTES};
 use crate::roster::{Beat, BrainPolicy, Inserted, Liveness, Roster};
 use crate::store::RosterStore;
 
@@ -48,9 +48,10 @@ pub struct Membership {
     seq: u64,
     rtts: HashMap<String, u64>,
     connected: BTreeSet<String>,
-    last_sync: HashMap<String, Instant>,
+    last_sync: HashMap<String, ClockInstant>,
     was_online: BTreeSet<String>,
     load: Option<Arc<LoadReport>>,
+    clock: ChainClock,
 }
 
 impl Membership {
@@ -61,6 +62,7 @@ impl Membership {
         net: NetworkSender,
         metrics: Metrics,
         load: Option<Arc<LoadReport>>,
+        clock: ChainClock,
     ) -> Self {
         let self_id = id.peer_id().to_string();
         Self {
@@ -77,6 +79,7 @@ impl Membership {
             last_sync: HashMap::new(),
             was_online: BTreeSet::new(),
             load,
+            clock,
         }
     }
 
@@ -133,10 +136,10 @@ impl Membership {
                 seal_key: wanted_seal,
                 models: self.cfg.models.clone(),
                 fee: self.cfg.policy.registration_fee,
-                time_ms: now_ms().max(existing.map(|r| r.time_ms + 1).unwrap_or(0)),
+                time_ms: self.clock.now_ms().max(existing.map(|r| r.time_ms + 1).unwrap_or(0)),
             };
             let env = Envelope::seal(&self.id, &Payload::Registration(reg.clone()));
-            match self.roster.insert(env.clone(), reg, &self.cfg.policy, now_ms()) {
+            match self.roster.insert(env.clone(), reg, &self.cfg.policy, self.clock.now_ms()) {
                 Ok(_) => self.persist(&env),
                 Err(e) => tracing::error!("own registration invalid: {e}"),
             }
@@ -174,7 +177,7 @@ impl Membership {
         if payload.brain() != self.cfg.brain {
             return Err(Reject::WrongTopic);
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         match payload {
             Payload::Registration(reg) => {
                 if kind.is_some_and(|k| k != TopicKind::Membership) {
@@ -218,9 +221,9 @@ impl Membership {
         if peer == self.self_id {
             return;
         }
-        let now = Instant::now();
+        let now = self.clock.instant();
         if let Some(t) = self.last_sync.get(&peer) {
-            if now.duration_since(*t) < self.cfg.heartbeat_interval {
+            if self.clock.elapsed(*t) < self.cfg.heartbeat_interval {
                 return;
             }
         }
@@ -258,7 +261,7 @@ impl Membership {
         if self.cfg.roles.is_empty() {
             return;
         }
-        self.seq = (self.seq + 1).max(now_ms());
+        self.seq = (self.seq + 1).max(self.clock.now_ms());
         let latency_us = if self.rtts.is_empty() {
             0
         } else {
@@ -268,7 +271,7 @@ impl Membership {
             peer_id: self.self_id.clone(),
             brain: self.cfg.brain,
             seq: self.seq,
-            time_ms: now_ms(),
+            time_ms: self.clock.now_ms(),
             load_permille: host_load_permille(),
             queue_depth: self.load.as_ref().map(|l| l.queue_depth()).unwrap_or(0),
             latency_us,
@@ -282,7 +285,7 @@ impl Membership {
     }
 
     fn update_liveness(&mut self) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let off = self.cfg.offline_after_ms();
         let mut online = BTreeSet::new();
         self.metrics.roster.clear();
@@ -381,26 +384,24 @@ impl Handler<GossipIn> for Membership {
     }
 }
 
-impl Handler<SyncIn> for Membership {
-    type Result = Vec<u8>;
+/// A roster-sync request from `peer` (decoded by the router), answered by the membership actor.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "SyncResponse")]
+pub struct SyncIn {
+    pub peer: String,
+    pub req: SyncRequest,
+}
 
-    fn handle(&mut self, msg: SyncIn, _ctx: &mut Self::Context) -> Vec<u8> {
-        let resp = match serde_json::from_slice::<SyncRequest>(&msg.data) {
-            _ if msg.data.len() > MAX_MESSAGE_BYTES => {
-                self.metrics.reject(Reject::Oversized);
-                SyncResponse::Error { message: "request too large".into() }
-            }
-            Ok(SyncRequest::Roster { brain }) => {
+impl Handler<SyncIn> for Membership {
+    type Result = MessageResult<SyncIn>;
+
+    fn handle(&mut self, msg: SyncIn, _ctx: &mut Self::Context) -> Self::Result {
+        match msg.req {
+            SyncRequest::Roster { brain } => {
                 self.metrics.sync_requests.inc();
-                SyncResponse::Roster { brain, records: self.roster.envelopes(brain) }
+                MessageResult(SyncResponse::Roster { brain, records: self.roster.envelopes(brain) })
             }
-            Err(e) => {
-                self.metrics.reject(Reject::Malformed);
-                tracing::debug!(peer = %msg.peer, "malformed sync request: {e}");
-                SyncResponse::Error { message: format!("malformed request: {e}") }
-            }
-        };
-        serde_json::to_vec(&resp).unwrap_or_default()
+        }
     }
 }
 
@@ -438,7 +439,7 @@ impl Handler<GetRoster> for Membership {
         MessageResult(RosterSnapshot {
             brain: self.cfg.brain,
             registration,
-            brains: self.roster.view(&self.self_id, now_ms(), self.cfg.offline_after_ms()),
+            brains: self.roster.view(&self.self_id, self.clock.now_ms(), self.cfg.offline_after_ms()),
         })
     }
 }

@@ -3,7 +3,7 @@
 
 use actix::Message;
 
-use crate::protocol::Reject;
+use crate::protocols::Reject;
 use crate::roster::BrainView;
 
 /// A gossipsub message that arrived on one of our topics. `source` is the gossipsub author
@@ -14,22 +14,6 @@ pub struct GossipIn {
     pub topic: String,
     pub source: Option<String>,
     pub propagation_source: String,
-    pub data: Vec<u8>,
-}
-
-/// A request-response request from `peer`; the result is the response bytes.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Vec<u8>")]
-pub struct SyncIn {
-    pub peer: String,
-    pub data: Vec<u8>,
-}
-
-/// A request on the task protocol from `peer`; the result is the response bytes.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Vec<u8>")]
-pub struct TaskIn {
-    pub peer: String,
     pub data: Vec<u8>,
 }
 

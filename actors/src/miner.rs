@@ -11,14 +11,14 @@ use tokio::sync::mpsc;
 
 use crate::identity::Identity;
 use crate::load::LoadReport;
-use crate::messages::TaskIn;
 use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
-use crate::protocol::{now_ms, ModelAd};
+use brainmesh_ledger::clock::ChainClock;
+use crate::protocols::gossip::ModelAd;
 use crate::receipt::Receipt;
 use crate::seal::{key_from_hex, TaskKeys};
 use crate::task::{Finish, Prompt, TaskError};
-use crate::task_wire::{Ack, AssignBody, ChunkBody, DoneBody, SealedAssign, SealedChunk, TaskWire, MAX_TASK_BYTES};
+use crate::protocols::task::{Ack, AssignBody, ChunkBody, DoneBody, SealedAssign, SealedChunk, TaskWire};
 use crate::transcript::{io_digest, RunSampling, Transcript, TranscriptStore};
 use brainmesh_models::proof::{self, ProofConfig};
 
@@ -30,8 +30,8 @@ pub struct MinerConfig {
     pub model_hash: String,
     /// Tasks waiting beyond this are refused (the gateway tries another miner).
     pub max_queue: u32,
-    pub genesis_ms: u64,
-    pub block_time_ms: u64,
+    /// The chain clock (genesis, block time, height; wall or virtual time).
+    pub clock: ChainClock,
     /// Prompt positions the prefix KV cache may hold (0 turns it off).
     pub prefix_cache_tokens: usize,
     /// Blocks a task's transcript is kept for validators to fetch.
@@ -89,14 +89,7 @@ impl Miner {
         Self { id, cfg, transcripts, jobs: tx, queued, net }
     }
 
-    fn assign(&mut self, gateway: String, data: &[u8]) -> Ack {
-        if data.len() > MAX_TASK_BYTES {
-            return Ack::stop("assignment too large");
-        }
-        let sealed = match serde_json::from_slice::<TaskWire>(data) {
-            Ok(TaskWire::Assign(a)) => a,
-            _ => return Ack::stop("malformed assignment"),
-        };
+    fn assign(&mut self, gateway: String, sealed: SealedAssign) -> Ack {
         let SealedAssign { task_id, attempt, eph, nonce, ct } = sealed;
         let (Ok(eph), Some(nonce), Some(ct)) = (
             key_from_hex(&eph),
@@ -133,7 +126,7 @@ impl Miner {
             keys: Arc::new(keys),
             cancel: cancel.clone(),
             account: body.account.clone(),
-            started_ms: now_ms(),
+            started_ms: self.cfg.clock.now_ms(),
         };
         self.queued.fetch_add(1, Ordering::Relaxed);
         let job = Job { body, cancel, events: etx, miner: self.id.peer_id().to_string(), cfg: self.cfg.clone(), attempt };
@@ -154,14 +147,22 @@ impl Actor for Miner {
     }
 }
 
-impl Handler<TaskIn> for Miner {
-    type Result = Vec<u8>;
-    fn handle(&mut self, msg: TaskIn, _ctx: &mut Self::Context) -> Vec<u8> {
-        let ack = self.assign(msg.peer, &msg.data);
+/// A sealed assignment from gateway `peer`, for the miner actor.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Ack")]
+pub struct AssignIn {
+    pub peer: String,
+    pub assign: SealedAssign,
+}
+
+impl Handler<AssignIn> for Miner {
+    type Result = MessageResult<AssignIn>;
+    fn handle(&mut self, msg: AssignIn, _ctx: &mut Self::Context) -> Self::Result {
+        let ack = self.assign(msg.peer, msg.assign);
         if let Some(e) = &ack.error {
             tracing::debug!("assignment refused: {e}");
         }
-        ack.to_bytes()
+        MessageResult(ack)
     }
 }
 
@@ -229,7 +230,7 @@ impl Pump {
                 false
             }
             WorkerEvent::Done { finish, completion_tokens, proof_digest, transcript } => {
-                let block_height = now_ms().saturating_sub(self.cfg.genesis_ms) / self.cfg.block_time_ms.max(1);
+                let block_height = self.cfg.clock.height();
                 let io_digest = io_digest(&transcript.nonce, &transcript.prompt, &transcript.resume_tokens, &transcript.output);
                 let transcript = Transcript { block_height, ..*transcript };
                 // Stored off the async path (sled flushes to disk) while the last chunk travels.
@@ -254,7 +255,7 @@ impl Pump {
                     proof_digest,
                     io_digest,
                     started_ms: self.started_ms,
-                    finished_ms: now_ms(),
+                    finished_ms: self.cfg.clock.now_ms(),
                 };
                 let (body, sig) = receipt.sign_as_miner(&self.id);
                 chunk.done = Some(DoneBody { finish, completion_tokens, receipt: body, miner_sig: sig });

@@ -23,18 +23,7 @@ pub enum NetworkError {
     BadPeerId(String),
 }
 
-/// Which request-response protocol a request travels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Proto {
-    /// `/brainmesh/sync/1`: roster sync (small).
-    Sync,
-    /// `/brainmesh/task/1`: task assignment and result chunks.
-    Task,
-    /// `/brainmesh/fhe/1`: encrypted-mode head description, key upload, classification.
-    Fhe,
-    /// `/brainmesh/audit/1`: a validator fetches a miner's transcript.
-    Audit,
-}
+pub use crate::protocols::Proto;
 
 #[derive(Debug)]
 pub enum NetworkMessage {
@@ -111,4 +100,27 @@ impl NetworkSender {
         self.tx.send(NetworkMessage::Dial { addr, reply }).await.map_err(|_| NetworkError::Stopped)?;
         rx.await.map_err(|_| NetworkError::Stopped)?
     }
+}
+
+/// Network → node: where the network service hands what arrives. The service knows nothing
+/// else about the node, so it starts alone with any implementation: the node's [`crate::Inbox`]
+/// (which routes to actors), a channel in tests, a simulator's probe.
+pub trait NetworkEvents: Send + Sync + 'static {
+    /// A gossipsub message on a subscribed topic; `Ok` accepts it (gossipsub forwards it),
+    /// `Err` rejects it (dropped, counted, the sender's score falls).
+    fn gossip(
+        &self,
+        topic: String,
+        source: Option<String>,
+        propagation_source: String,
+        data: Vec<u8>,
+    ) -> crate::task::BoxFuture<'static, Result<(), crate::protocols::Reject>>;
+    /// An inbound request on `proto` from `peer`; the future's bytes are the response.
+    fn request(&self, proto: Proto, peer: String, data: Vec<u8>) -> crate::task::BoxFuture<'static, Vec<u8>>;
+    /// The first connection to `peer` opened.
+    fn peer_connected(&self, peer: String);
+    /// The last connection to `peer` closed.
+    fn peer_disconnected(&self, peer: String);
+    /// A ping round trip to `peer`.
+    fn ping(&self, peer: String, rtt_us: u64);
 }

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use crate::identity::Identity;
 use crate::messages::GossipIn;
 use crate::metrics::Metrics;
-use crate::protocol::{Reject, TopicKind, MAX_MESSAGE_BYTES};
+use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
+use crate::protocols::gossip::TopicKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
@@ -72,6 +73,14 @@ pub fn verify_sig(peer_id: &str, msg: &[u8], sig_hex: &str) -> bool {
     let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&pk) else { return false };
     let Some(sig) = hex::decode(sig_hex).ok().and_then(|v| <[u8; 64]>::try_from(v).ok()) else { return false };
     vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()
+}
+
+/// A new receipt this peer stored (sent by the receipt book).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct NewReceipt {
+    pub signed: SignedReceipt,
+    pub receipt: Receipt,
 }
 
 impl Receipt {
@@ -162,11 +171,11 @@ pub struct ReceiptBook {
     store: ReceiptStore,
     metrics: Metrics,
     /// Told of every receipt stored for the first time (the validator's auditor).
-    watcher: Option<Recipient<crate::auditor::NewReceipt>>,
+    watcher: Option<Recipient<NewReceipt>>,
 }
 
 impl ReceiptBook {
-    pub fn new(brain: u16, store: ReceiptStore, metrics: Metrics, watcher: Option<Recipient<crate::auditor::NewReceipt>>) -> Self {
+    pub fn new(brain: u16, store: ReceiptStore, metrics: Metrics, watcher: Option<Recipient<NewReceipt>>) -> Self {
         Self { brain, store, metrics, watcher }
     }
 }
@@ -202,7 +211,7 @@ impl Handler<GossipIn> for ReceiptBook {
                 return Err(Reject::WrongTopic);
             }
             if let (Ok(true), Some(w)) = (self.store.insert(&r.task_id, &sr), &self.watcher) {
-                w.do_send(crate::auditor::NewReceipt { signed: sr, receipt: r });
+                w.do_send(NewReceipt { signed: sr, receipt: r });
             }
             self.metrics.accept("receipt");
             Ok(())

@@ -42,12 +42,16 @@ use crate::identity::Identity;
 use brainmesh_ledger::batch::{Batch, BatchVote, FinalBatch, Finality, PendingPool, VoteError};
 use brainmesh_ledger::settlement::{FeeSplit, ReceiptLine, SettlementRecord};
 use brainmesh_ledger::state::LedgerState;
-use brainmesh_ledger::store::{Applied, BlockRecord, LedgerStore, StoreError};
+use brainmesh_ledger::store::{Applied, LedgerStore, StoreError};
 use brainmesh_ledger::tx::Tx;
-use crate::messages::{GossipIn, SyncIn};
+use crate::messages::GossipIn;
+use crate::protocols::sync::{BlockBundle, LedgerRequest, LedgerResponse};
 use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
-use crate::protocol::{now_ms, Reject, Role, TopicKind, MAX_MESSAGE_BYTES, MAX_SYNC_RESPONSE_BYTES};
+use brainmesh_ledger::clock::ChainClock;
+use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
+use crate::protocols::gossip::{Role, TopicKind};
+use crate::protocols::sync::MAX_SYNC_RESPONSE_BYTES;
 use crate::receipt::{public_key_of, SignedReceipt};
 use crate::MembershipHandle;
 
@@ -60,8 +64,8 @@ const KEEP_HEIGHTS: u64 = 64;
 #[derive(Debug, Clone)]
 pub struct RollupConfig {
     pub brain: u16,
-    pub genesis_ms: u64,
-    pub block_time_ms: u64,
+    /// The chain clock (genesis, block time, height; wall or virtual time).
+    pub clock: ChainClock,
     /// Wait between proposing and voting (0: 2/5 of the block time).
     pub vote_delay_ms: u64,
     /// No batch is final while fewer validators are known.
@@ -110,33 +114,6 @@ impl RollupMsg {
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
-}
-
-/// Requests on `/brainmesh/sync/1` whose `type` starts with `ledger_` (routed by `Inbox`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum LedgerRequest {
-    /// Receipts and transactions by id (ids this peer does not hold are left out).
-    LedgerItems { ids: Vec<String> },
-    /// Final blocks above `after`, with the bodies of their receipts and transactions.
-    LedgerBlocks { after: Option<Height>, max: u32 },
-}
-
-/// Externally tagged, like [`RollupMsg`] (blocks carry u128 stakes).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LedgerResponse {
-    LedgerItems { receipts: Vec<SignedReceipt>, txs: Vec<Tx> },
-    LedgerBlocks { blocks: Vec<BlockBundle> },
-    LedgerError { message: String },
-}
-
-/// A final block and the bodies needed to apply it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BlockBundle {
-    pub record: BlockRecord,
-    pub receipts: Vec<SignedReceipt>,
-    pub txs: Vec<Tx>,
 }
 
 /// The settlement view of a receipt.
@@ -224,7 +201,7 @@ impl LedgerHandle {
         self.addr.clone().recipient()
     }
 
-    pub(crate) fn recipient_sync(&self) -> Recipient<SyncIn> {
+    pub(crate) fn recipient_sync(&self) -> Recipient<LedgerSyncIn> {
         self.addr.clone().recipient()
     }
 
@@ -417,11 +394,11 @@ impl Rollup {
     }
 
     fn height_now(&self) -> Height {
-        now_ms().saturating_sub(self.cfg.genesis_ms) / self.cfg.block_time_ms.max(1)
+        self.cfg.clock.height()
     }
 
     fn vote_delay(&self) -> Duration {
-        let ms = if self.cfg.vote_delay_ms > 0 { self.cfg.vote_delay_ms } else { self.cfg.block_time_ms * 2 / 5 };
+        let ms = if self.cfg.vote_delay_ms > 0 { self.cfg.vote_delay_ms } else { self.cfg.clock.block_time_ms() * 2 / 5 };
         Duration::from_millis(ms.max(1))
     }
 
@@ -553,10 +530,9 @@ impl Rollup {
     // ---- the block cycle -------------------------------------------------------------------
 
     fn schedule_tick(&self, ctx: &mut Context<Self>) {
-        let bt = self.cfg.block_time_ms.max(1);
-        let since = now_ms().saturating_sub(self.cfg.genesis_ms) % bt;
-        let wait = bt - since + 20.min(bt / 10);
-        ctx.run_later(Duration::from_millis(wait), |act, ctx| {
+        let bt = self.cfg.clock.block_time_ms();
+        let wait = self.cfg.clock.until_next_block() + Duration::from_millis(20.min(bt / 10));
+        ctx.run_later(wait, |act, ctx| {
             act.tick(ctx);
             act.schedule_tick(ctx);
         });
@@ -995,14 +971,7 @@ impl Rollup {
 
     // ---- serving peers -----------------------------------------------------------------------------
 
-    fn serve(&self, data: &[u8]) -> LedgerResponse {
-        let req: LedgerRequest = match serde_json::from_slice(data) {
-            Ok(r) => r,
-            Err(e) => {
-                self.metrics.reject(Reject::Malformed);
-                return LedgerResponse::LedgerError { message: format!("malformed request: {e}") };
-            }
-        };
+    fn serve(&self, req: LedgerRequest) -> LedgerResponse {
         match req {
             LedgerRequest::LedgerItems { ids } => {
                 let (mut receipts, mut txs, mut size) = (Vec::new(), Vec::new(), 0usize);
@@ -1119,15 +1088,19 @@ impl Handler<ReceiptSeen> for Rollup {
     }
 }
 
-impl Handler<SyncIn> for Rollup {
-    type Result = Vec<u8>;
+/// A ledger catch-up request from `peer` (decoded by the router), answered by the rollup actor.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "LedgerResponse")]
+pub struct LedgerSyncIn {
+    pub peer: String,
+    pub req: LedgerRequest,
+}
 
-    fn handle(&mut self, msg: SyncIn, _ctx: &mut Self::Context) -> Vec<u8> {
-        if msg.data.len() > MAX_MESSAGE_BYTES {
-            self.metrics.reject(Reject::Oversized);
-            return serde_json::to_vec(&LedgerResponse::LedgerError { message: "request too large".into() }).unwrap_or_default();
-        }
-        serde_json::to_vec(&self.serve(&msg.data)).unwrap_or_default()
+impl Handler<LedgerSyncIn> for Rollup {
+    type Result = MessageResult<LedgerSyncIn>;
+
+    fn handle(&mut self, msg: LedgerSyncIn, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.serve(msg.req))
     }
 }
 
@@ -1149,7 +1122,7 @@ impl Handler<SubmitSigned> for Rollup {
             self.metrics.reject(r);
             r
         })?;
-        self.net.publish(self.topic(), RollupMsg::Tx { tx, sent_ms: now_ms() }.to_bytes());
+        self.net.publish(self.topic(), RollupMsg::Tx { tx, sent_ms: self.cfg.clock.now_ms() }.to_bytes());
         Ok(id)
     }
 }
@@ -1191,7 +1164,7 @@ impl Handler<Submit> for Rollup {
         self.own_nonce = nonce + 1;
         let tx = Tx::new_signed(&self.me, nonce, msg.kind, &|m| id.sign(m));
         self.add_tx(tx.clone());
-        self.net.publish(self.topic(), RollupMsg::Tx { tx: tx.clone(), sent_ms: now_ms() }.to_bytes());
+        self.net.publish(self.topic(), RollupMsg::Tx { tx: tx.clone(), sent_ms: self.cfg.clock.now_ms() }.to_bytes());
         MessageResult(tx)
     }
 }
@@ -1199,6 +1172,7 @@ impl Handler<Submit> for Rollup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use brainmesh_ledger::store::BlockRecord;
     use brainmesh_ledger::economics::tokens;
     use brainmesh_ledger::tx::TxKind;
 

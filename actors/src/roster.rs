@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::protocol::{Envelope, Heartbeat, ModelAd, Registration, Reject, Role, MAX_FUTURE_SKEW_MS};
+use crate::protocols::gossip::{Envelope, Heartbeat, ModelAd, Registration, Role, MAX_FUTURE_SKEW_MS};
+
+use crate::protocols::Reject;
 
 /// Heartbeat sequence numbers are the sender's clock in ms (strictly increasing). One that is
 /// older than the newest seen by at most this much is a late gossip delivery, not a replay.
@@ -300,7 +302,7 @@ fn valid_seal_key(hex_key: &str) -> bool {
 mod tests {
     use super::*;
     use crate::identity::Identity;
-    use crate::protocol::Payload;
+    use crate::protocols::gossip::Payload;
 
     fn record(id: &Identity, roles: Vec<Role>, fee: u64, time_ms: u64) -> (Envelope, Registration) {
         let reg = Registration {

@@ -6,6 +6,10 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::messages::RosterSnapshot;
+use crate::protocols::gossip::Role;
+use crate::{roster, seal};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub peer_id: String,
@@ -73,6 +77,35 @@ pub fn choose<'a>(
     }
     let (a, b) = (healthy[i], healthy[j]);
     Some((if cost(b, inflight) < cost(a, inflight) { b } else { a }, Choice::TwoChoices))
+}
+
+/// Online, admitted, unbanned miners of this Brain serving `model`.
+pub fn candidates(snap: &RosterSnapshot, brain: u16, model: &str, banned: &std::collections::BTreeSet<String>) -> (Vec<Candidate>, bool) {
+    let mut known = false;
+    let mut out = Vec::new();
+    for b in snap.brains.iter().filter(|b| b.brain == brain) {
+        for m in &b.members {
+            let serves = m.serving.iter().any(|s| s.id == model);
+            if serves || m.models.iter().any(|s| s == model) {
+                known = true;
+            }
+            if !(serves && m.admitted && m.status == roster::Liveness::Online && m.roles.contains(&Role::Miner)) {
+                continue;
+            }
+            if banned.contains(&m.peer_id) {
+                continue;
+            }
+            let Ok(seal_key) = seal::key_from_hex(&m.seal_key) else { continue };
+            out.push(Candidate {
+                peer_id: m.peer_id.clone(),
+                seal_key,
+                queue_depth: m.queue_depth,
+                latency_us: m.latency_us,
+                tokens_per_s_milli: m.tokens_per_s_milli,
+            });
+        }
+    }
+    (out, known)
 }
 
 #[cfg(test)]

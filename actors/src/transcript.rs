@@ -1,6 +1,6 @@
 //! Transcripts: what a miner keeps of each task so a validator can re-check it, the digests a
-//! receipt signs to bind them, the sled store (recent blocks only), and the `/brainmesh/audit/1`
-//! wire messages.
+//! receipt signs to bind them, the sled store (recent blocks only).
+//! The `/brainmesh/audit/1` wire messages live in `crate::protocols::audit`.
 //!
 //! A receipt carries two digests: `io_digest` over the task's nonce, prompt (as the gateway
 //! sealed it), resumed tokens and this attempt's output tokens — the gateway recomputes it from
@@ -15,8 +15,6 @@ use crate::identity::Identity;
 use crate::receipt::{verify_sig, Receipt};
 use crate::task::{Prompt, Sampling};
 
-/// Largest audit request or reply (a transcript of a full 8k context is ~100 KB of JSON).
-pub const MAX_AUDIT_BYTES: usize = 4 << 20;
 
 /// Sampling as the miner actually ran it (seed filled in), so the sampler can be replayed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,51 +210,10 @@ impl TranscriptStore {
     }
 }
 
-/// `/brainmesh/audit/1` requests.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum AuditRequest {
-    Transcript { task_id: String },
-    /// Evidence a validator holds, by digest (to verify a ban notice on one's own).
-    Evidence { digest: String },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum AuditReply {
-    Transcript { transcript: SignedTranscript },
-    Evidence { evidence: Box<crate::recheck::Evidence> },
-    NotFound,
-    Error { message: String },
-}
-
-impl AuditReply {
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-}
-
-/// Answers an audit request from the miner's transcripts or the validator's evidence.
-pub fn serve(store: Option<&TranscriptStore>, evidence: Option<&crate::recheck::EvidenceStore>, data: &[u8]) -> AuditReply {
-    if data.len() > crate::protocol::MAX_MESSAGE_BYTES {
-        return AuditReply::Error { message: "request too large".into() };
-    }
-    match serde_json::from_slice::<AuditRequest>(data) {
-        Ok(AuditRequest::Transcript { task_id }) => match store.and_then(|s| s.get(&task_id)) {
-            Some(t) => AuditReply::Transcript { transcript: t },
-            None => AuditReply::NotFound,
-        },
-        Ok(AuditRequest::Evidence { digest }) => match evidence.and_then(|s| s.get(&digest)) {
-            Some(e) => AuditReply::Evidence { evidence: Box::new(e) },
-            None => AuditReply::NotFound,
-        },
-        Err(_) => AuditReply::Error { message: "malformed audit request".into() },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocols::audit::{serve, AuditReply, AuditRequest};
     use crate::receipt::Receipt;
 
     fn transcript(miner: &Identity) -> Transcript {

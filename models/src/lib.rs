@@ -1,6 +1,7 @@
 //! brainmesh models: loading and running LLMs with tch (LibTorch).
 //!
-//! - [`gguf`]: GGUF reader with dequantization (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
+//! - [`gguf`]: GGUF reader with dequantization (F32, F16, BF16, Q8_0, Q4_0, Q4_1); [`ggml`]: the
+//!   ggml tensor type table it shares with the quantized kernels ([`qmatmul`]).
 //! - [`hf`]: Hugging Face directories (config.json, memory-mapped safetensors, tokenizer.json).
 //! - [`llama`], [`gpt2`]: the architectures; [`cache`]: the preallocated KV cache.
 //! - [`generate`]: greedy and sampled generation with streaming, stop sequences and batches.
@@ -8,11 +9,13 @@
 //!
 //! This crate knows nothing of the network.
 
+pub mod act_squeeze;
 pub mod cache;
 pub mod device;
 pub mod error;
 pub mod fhe;
 pub mod generate;
+pub mod ggml;
 pub mod gguf;
 pub mod gpt2;
 pub mod hf;
@@ -22,6 +25,7 @@ pub mod prefix;
 pub mod proof;
 pub mod kernel_pool;
 pub mod qmatmul;
+pub mod quant;
 pub mod squeeze;
 pub mod tokenizer;
 

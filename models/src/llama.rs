@@ -56,7 +56,7 @@ pub struct Weight {
 impl Weight {
     /// A weight known only by its groups: rows and columns are fixed later against the shape
     /// the model expects ([`Llama::load`] reshapes it), so it is kept as one long row here.
-    pub fn grouped(name: &str, kind: crate::gguf::GgmlType, quants: Vec<u8>, scale: Vec<f32>, offset: Vec<f32>) -> Result<Self> {
+    pub fn grouped(name: &str, kind: crate::ggml::GgmlType, quants: Vec<u8>, scale: Vec<f32>, offset: Vec<f32>) -> Result<Self> {
         let cols = scale.len() * 32;
         let q = QMatrix::from_parts(kind, 1, cols, quants, scale, offset)
             .ok_or_else(|| ModelError::ShapeMismatch { name: name.into(), actual: vec![], expected: vec![] })?;
@@ -120,7 +120,7 @@ pub struct LlamaConfig {
     /// brainmesh extension: the whitepaper's §5.1 activation squeezing applied to the input
     /// of every linear layer (off when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub brainmesh_act_squeeze: Option<crate::squeeze::ActSqueeze>,
+    pub brainmesh_act_squeeze: Option<crate::act_squeeze::ActSqueeze>,
 }
 
 fn default_theta() -> f64 {

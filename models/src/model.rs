@@ -196,7 +196,7 @@ fn load_groups(files: &SafeTensorFiles, name: &str) -> Result<crate::llama::Weig
     let offset = files.tensor(&format!("{name}.bm_offset"), Device::Cpu, Kind::Float)?;
     let groups = scale.numel();
     // 32 bytes a group: signed 8-bit; 16: nibbles (the matrix's own size says which).
-    let (kind, per) = if q.numel() == groups * 32 { (crate::gguf::GgmlType::Q8_0, 32) } else { (crate::gguf::GgmlType::Q4_1, 16) };
+    let (kind, per) = if q.numel() == groups * 32 { (crate::ggml::GgmlType::Q8_0, 32) } else { (crate::ggml::GgmlType::Q4_1, 16) };
     // Rows × cols from the group count and the quant bytes: cols comes from the config shapes,
     // which Llama::load checks; here only the total matters, so store as [groups·32] and let the
     // caller's shape check catch a mismatch.
@@ -248,7 +248,7 @@ fn load_hf(
             let cfg = LlamaConfig::from_hf_json(&hf.config)?;
             let (bos, eos) = (cfg.bos_token_id, cfg.eos_token_id);
             // `brainmesh squeeze --quant int8|int4` stores 32-wide groups instead of f32.
-            let quant: Option<crate::squeeze::Quant> = hf
+            let quant: Option<crate::quant::Quant> = hf
                 .config
                 .get("brainmesh_quant")
                 .and_then(|q| q.get("kind"))

@@ -13,7 +13,7 @@
 //! kernel walks four rows at a time, sharing each load of the input among them, and
 //! `Σ m·x` is one separate dot product with the per-block sums of the input.
 
-use crate::gguf::GgmlType;
+use crate::ggml::GgmlType;
 pub use crate::kernel_pool::KernelPool;
 
 /// A pointer shared by the chunks of one product, each writing its own rows.

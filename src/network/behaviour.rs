@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use libp2p::{gossipsub, identify, identity::Keypair, kad, ping, request_response, StreamProtocol};
 
-use super::codec::{BytesCodec, AUDIT_PROTOCOL, FHE_PROTOCOL, SYNC_PROTOCOL, TASK_PROTOCOL};
+use brainmesh_actors::Proto;
+
+use super::codec::{protocol_id, BytesCodec};
 
 /// Gossipsub's transmit limit: above our application limit so oversized messages reach the
 /// application, are counted and rejected there (and never forwarded).
@@ -31,14 +33,7 @@ impl Behaviour {
             .validation_mode(gossipsub::ValidationMode::Strict)
             .validate_messages()
             .max_transmit_size(GOSSIP_MAX_TRANSMIT)
-            .message_id_fn(|m: &gossipsub::Message| {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                m.source.hash(&mut h);
-                m.sequence_number.hash(&mut h);
-                m.data.hash(&mut h);
-                gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
-            })
+            .message_id_fn(message_id)
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;
         let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_cfg)
@@ -53,13 +48,13 @@ impl Behaviour {
             identify::Behaviour::new(identify::Config::new("/brainmesh/id/1.0.0".into(), key.public()));
         let ping = ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5)));
         let sync = request_response::Behaviour::with_codec(
-            BytesCodec::sync(),
-            [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+            BytesCodec::for_proto(Proto::Sync),
+            [(protocol_id(Proto::Sync), request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
         );
         let task = request_response::Behaviour::with_codec(
-            BytesCodec::task(),
-            [(TASK_PROTOCOL, request_response::ProtocolSupport::Full)],
+            BytesCodec::for_proto(Proto::Task),
+            [(protocol_id(Proto::Task), request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(30))
                 .with_max_concurrent_streams(1024),
@@ -67,15 +62,59 @@ impl Behaviour {
         // Encrypted mode: a key chunk per request; a classification takes seconds of miner CPU,
         // longer when it waits behind a key being decompressed.
         let fhe = request_response::Behaviour::with_codec(
-            BytesCodec::fhe(),
-            [(FHE_PROTOCOL, request_response::ProtocolSupport::Full)],
+            BytesCodec::for_proto(Proto::Fhe),
+            [(protocol_id(Proto::Fhe), request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(300)),
         );
         let audit = request_response::Behaviour::with_codec(
-            BytesCodec::audit(),
-            [(AUDIT_PROTOCOL, request_response::ProtocolSupport::Full)],
+            BytesCodec::for_proto(Proto::Audit),
+            [(protocol_id(Proto::Audit), request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
         );
         Ok(Self { gossipsub, kad, identify, ping, sync, task, fhe, audit })
+    }
+}
+
+/// The gossipsub message id: SHA-256 over the author, the sequence number and the data, each
+/// length-prefixed. Stable across Rust releases and platforms (std's `DefaultHasher` is not), so
+/// peers built with different toolchains agree on which messages they have seen.
+pub fn message_id(m: &gossipsub::Message) -> gossipsub::MessageId {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"brainmesh/gossip-id/v1");
+    let src = m.source.map(|p| p.to_bytes()).unwrap_or_default();
+    h.update((src.len() as u64).to_be_bytes());
+    h.update(&src);
+    h.update(m.sequence_number.unwrap_or(0).to_be_bytes());
+    h.update((m.data.len() as u64).to_be_bytes());
+    h.update(&m.data);
+    gossipsub::MessageId::from(h.finalize().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: u64, data: &[u8]) -> gossipsub::Message {
+        gossipsub::Message {
+            source: Some(libp2p::identity::Keypair::generate_ed25519().public().to_peer_id()),
+            data: data.to_vec(),
+            sequence_number: Some(seq),
+            topic: gossipsub::TopicHash::from_raw("t"),
+        }
+    }
+
+    #[test]
+    fn message_ids_are_sha256_and_tell_messages_apart() {
+        let m = msg(1, b"hello");
+        let a = message_id(&m);
+        assert_eq!(a.0.len(), 32);
+        assert_eq!(a, message_id(&m.clone()), "same message, same id");
+        let mut other = m.clone();
+        other.sequence_number = Some(2);
+        assert_ne!(a, message_id(&other));
+        let mut other = m.clone();
+        other.data = b"hellp".to_vec();
+        assert_ne!(a, message_id(&other));
     }
 }

@@ -1,4 +1,4 @@
-//! Request-response codec for `/brainmesh/sync/1`: one length-prefixed (u32, big-endian) blob
+//! Request-response codec shared by every `/brainmesh/*` protocol: one length-prefixed (u32, big-endian) blob
 //! each way, with hard size limits so a peer cannot make us allocate or read without bound.
 //! Decoding the blob (JSON) is the actors' job, so malformed content is counted there.
 
@@ -7,16 +7,9 @@ use std::io;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
-use brainmesh_actors::protocol::{MAX_MESSAGE_BYTES, MAX_SYNC_RESPONSE_BYTES};
-use brainmesh_actors::fhe_wire::{MAX_FHE_REQUEST_BYTES, MAX_FHE_RESPONSE_BYTES};
-use brainmesh_actors::task_wire::MAX_TASK_BYTES;
+use brainmesh_actors::Proto;
 
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/sync/1");
-pub const TASK_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/task/1");
-pub const FHE_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/fhe/1");
-pub const AUDIT_PROTOCOL: StreamProtocol = StreamProtocol::new("/brainmesh/audit/1");
-
-/// Length-prefixed blobs with per-direction limits.
+/// Length-prefixed blobs with per-direction limits (from [`Proto::limits`]).
 #[derive(Debug, Clone, Copy)]
 pub struct BytesCodec {
     pub max_request: usize,
@@ -24,18 +17,16 @@ pub struct BytesCodec {
 }
 
 impl BytesCodec {
-    pub fn sync() -> Self {
-        Self { max_request: MAX_MESSAGE_BYTES, max_response: MAX_SYNC_RESPONSE_BYTES }
+    /// The codec of one protocol, with that protocol's limits.
+    pub fn for_proto(p: Proto) -> Self {
+        let (max_request, max_response) = p.limits();
+        Self { max_request, max_response }
     }
-    pub fn task() -> Self {
-        Self { max_request: MAX_TASK_BYTES, max_response: MAX_MESSAGE_BYTES }
-    }
-    pub fn fhe() -> Self {
-        Self { max_request: MAX_FHE_REQUEST_BYTES, max_response: MAX_FHE_RESPONSE_BYTES }
-    }
-    pub fn audit() -> Self {
-        Self { max_request: MAX_MESSAGE_BYTES, max_response: brainmesh_actors::transcript::MAX_AUDIT_BYTES }
-    }
+}
+
+/// The libp2p protocol id of one of our request-response protocols.
+pub fn protocol_id(p: Proto) -> StreamProtocol {
+    StreamProtocol::new(p.id())
 }
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io::Result<Vec<u8>> {

@@ -11,8 +11,10 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, identity::Keypair, kad, noise, ping, request_response, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
-use brainmesh_actors::protocol::{Reject, MAX_MESSAGE_BYTES};
-use brainmesh_actors::{Inbox, Metrics, NetworkError, NetworkInfo, NetworkMessage, NetworkSender, Proto};
+use brainmesh_actors::protocols::{Reject, MAX_MESSAGE_BYTES};
+use std::sync::Arc;
+
+use brainmesh_actors::{Metrics, NetworkError, NetworkEvents, NetworkInfo, NetworkMessage, NetworkSender, Proto};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 
@@ -42,7 +44,7 @@ enum Internal {
 pub struct NetworkService {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<NetworkMessage>,
-    inbox: Inbox,
+    events: Arc<dyn NetworkEvents>,
     metrics: Metrics,
     internal_tx: mpsc::Sender<Internal>,
     internal_rx: mpsc::Receiver<Internal>,
@@ -64,7 +66,7 @@ impl NetworkService {
         key: Keypair,
         settings: NetworkSettings,
         commands: mpsc::Receiver<NetworkMessage>,
-        inbox: Inbox,
+        events: Arc<dyn NetworkEvents>,
         metrics: Metrics,
     ) -> Result<(Self, Vec<Multiaddr>), NetError> {
         let heartbeat = settings.gossip_heartbeat;
@@ -110,7 +112,7 @@ impl NetworkService {
             Self {
                 swarm,
                 commands,
-                inbox,
+                events,
                 metrics,
                 internal_tx,
                 internal_rx,
@@ -256,13 +258,15 @@ impl NetworkService {
                     );
                     return;
                 }
-                let inbox = self.inbox.clone();
+                let fut = self.events.gossip(
+                    topic,
+                    message.source.map(|p| p.to_string()),
+                    propagation_source.to_string(),
+                    message.data,
+                );
                 let tx = self.internal_tx.clone();
                 tokio::spawn(async move {
-                    let accept = inbox
-                        .gossip(topic, message.source.map(|p| p.to_string()), propagation_source.to_string(), message.data)
-                        .await
-                        .is_ok();
+                    let accept = fut.await.is_ok();
                     let _ = tx.send(Internal::Validation { id: message_id, source: propagation_source, accept }).await;
                 });
             }
@@ -285,7 +289,7 @@ impl NetworkService {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
-                self.inbox.ping(peer.to_string(), rtt.as_micros() as u64);
+                self.events.ping(peer.to_string(), rtt.as_micros() as u64);
             }
             SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, connection_id, .. } => {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
@@ -297,7 +301,7 @@ impl NetworkService {
                 }
                 if num_established.get() == 1 {
                     self.metrics.connected_peers.set(self.swarm.connected_peers().count() as i64);
-                    self.inbox.peer_connected(peer_id.to_string());
+                    self.events.peer_connected(peer_id.to_string());
                     tracing::debug!(peer = %peer_id, "connected");
                     // The first connection (usually a bootstrap peer): look the mesh up now
                     // rather than at the next 30 s tick, so peers named in the roster can be
@@ -310,7 +314,7 @@ impl NetworkService {
             SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
                 if num_established == 0 {
                     self.metrics.connected_peers.set(self.swarm.connected_peers().count() as i64);
-                    self.inbox.peer_disconnected(peer_id.to_string());
+                    self.events.peer_disconnected(peer_id.to_string());
                     tracing::debug!(peer = %peer_id, "disconnected");
                 }
             }
@@ -334,15 +338,10 @@ impl NetworkService {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    let inbox = self.inbox.clone();
+                    let fut = self.events.request(proto, peer.to_string(), request);
                     let tx = self.internal_tx.clone();
                     tokio::spawn(async move {
-                        let data = match proto {
-                            Proto::Sync => inbox.request(peer.to_string(), request).await,
-                            Proto::Task => inbox.task_request(peer.to_string(), request).await,
-                            Proto::Fhe => inbox.fhe_request(peer.to_string(), request).await,
-                            Proto::Audit => inbox.audit_request(peer.to_string(), request).await,
-                        };
+                        let data = fut.await;
                         let _ = tx.send(Internal::Respond { proto, channel, data }).await;
                     });
                 }

@@ -183,7 +183,7 @@ pub fn write_ledger_config(dir: &Path, genesis_ms: u64, block_ms: u64, ledger: &
 /// miners, the shared chain timing and `[ledger]` section.
 pub fn ledger_node_config(
     dir: &Path,
-    role: brainmesh_actors::protocol::Role,
+    role: brainmesh_actors::protocols::gossip::Role,
     bootstrap: Vec<String>,
     genesis_ms: u64,
     block_ms: u64,

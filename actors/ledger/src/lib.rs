@@ -32,6 +32,7 @@ pub mod clock;
 pub mod economics;
 pub mod ids;
 pub mod merkle;
+pub mod period;
 pub mod settlement;
 pub mod state;
 pub mod store;

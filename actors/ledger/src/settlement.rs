@@ -32,10 +32,11 @@ use serde::{Deserialize, Serialize};
 use super::merkle::{self, InclusionProof};
 use super::state::{LedgerState, TxError};
 use super::weights::Bonds;
+pub use crate::period::BrainPeriod;
 use super::{Enc, Hash};
 use crate::economics::{
     brain_reward_shares, checked_credit, issuance_between, split_brain_emission, split_by_weights,
-    Amount, BrainId, BrainStanding, EconomicsError, EconomicsParams, EpochOutput, Height, Ppb,
+    Amount, BrainId, BrainStanding, EconomicsError, EconomicsParams, Height,
     PriceList, ONE,
 };
 
@@ -73,47 +74,6 @@ impl ReceiptLine {
             .u64(self.completion_units)
             .str(&self.model);
         e.into_bytes()
-    }
-}
-
-/// One Brain's consensus result for the period (from `economics::consensus::epoch`), with the
-/// peer ids behind the vector positions.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct BrainPeriod {
-    /// The Brain.
-    pub brain: BrainId,
-    /// Its stake and performance, for sharing the block reward among Brains.
-    pub standing: BrainStanding,
-    /// Miner peer ids, one per `incentive` entry (the epoch's columns).
-    pub miners: Vec<String>,
-    /// Each miner's incentive, ppb.
-    pub incentive: Vec<Ppb>,
-    /// Validator peer ids, one per `dividends` and `validator_stake` entry (the epoch's rows).
-    pub validators: Vec<String>,
-    /// Each validator's dividends, ppb.
-    pub dividends: Vec<Ppb>,
-    /// Each validator's active stake, in base units.
-    pub validator_stake: Vec<Amount>,
-}
-
-impl BrainPeriod {
-    /// From an epoch's output; `miners` and `validators` name its columns and rows.
-    pub fn from_epoch(
-        brain: BrainId,
-        standing: BrainStanding,
-        miners: Vec<String>,
-        validators: Vec<String>,
-        out: &EpochOutput,
-    ) -> Self {
-        Self {
-            brain,
-            standing,
-            miners,
-            incentive: out.incentive.clone(),
-            validators,
-            dividends: out.dividends.clone(),
-            validator_stake: out.active_stake.clone(),
-        }
     }
 }
 

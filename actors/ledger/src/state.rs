@@ -20,8 +20,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::tx::{CreateMethod, Tx, TxKind};
-use super::weights::WeightsState;
+use super::tx::{CreateMethod, Tx, TxKind, MAX_ID_BYTES};
+use super::weights::{epoch_of, RevealedWeights, WeightCommit, WeightsState};
+use crate::audit::weights::WeightVector;
 use super::{Enc, Hash};
 use crate::economics::{
     active_validators, checked_credit, checked_debit, Amount, BrainId, BrainKind, BrainRegistry,
@@ -70,7 +71,7 @@ pub enum TxError {
     /// The transaction names a Brain that does not exist.
     #[error("Brain {0} does not exist")]
     UnknownBrain(BrainId),
-    /// The peer is not a validator of the Brain (not registered as one, or without validator stake).
+    /// The peer is not a validator of the Brain (not registered as one, or has no validator stake).
     #[error("{validator} is not a validator of Brain {brain}")]
     NotAValidator {
         /// The Brain.
@@ -78,7 +79,7 @@ pub enum TxError {
         /// The peer that is not its validator.
         validator: String,
     },
-    /// The current price (Brain creation or registration fee) exceeds the maximum the sender signed.
+    /// The current price (Brain creation or registration fee) is above the signed maximum.
     #[error("price {price} is above the signed maximum {max}")]
     PriceAbove {
         /// The current price, in base units.
@@ -612,6 +613,78 @@ impl LedgerState {
     /// ledgers are equal.
     pub fn digest(&self) -> Hash {
         super::sha256(&self.canonical_bytes())
+    }
+}
+
+// ---- weights on the ledger (commit-reveal transactions; see `crate::weights`) ----
+
+fn check_sender(state: &LedgerState, brain: BrainId, from: &str) -> Result<(), TxError> {
+    state.brains.get(brain)?;
+    if state.validator_stake(brain, from) == 0 {
+        return Err(TxError::NotAValidator { brain, validator: from.to_string() });
+    }
+    Ok(())
+}
+
+/// Checks a weight vector's shape: sorted unique miners, bounded ids and count, sums to 10⁹.
+pub fn check_vector(weights: &[(String, u64)], p: &EconomicsParams) -> Result<(), TxError> {
+    if weights.len() > p.max_miners_per_brain as usize || weights.iter().any(|(m, _)| m.is_empty() || m.len() > MAX_ID_BYTES) {
+        return Err(TxError::Malformed);
+    }
+    let v = WeightVector { brain: 0, epoch: 0, validator: String::new(), weights: weights.to_vec() };
+    v.validate().map_err(|e| TxError::BadWeights(e.to_string()))
+}
+
+impl LedgerState {
+    /// `CommitWeights` at block `height` (see the module doc). Changes nothing on error.
+    pub(crate) fn commit_weights(&mut self, from: &str, brain: BrainId, ep: u64, commitment: Hash, height: Height, p: &EconomicsParams) -> Result<(), TxError> {
+        check_sender(self, brain, from)?;
+        let now = epoch_of(height, p);
+        if ep != now {
+            return Err(TxError::WrongEpoch { epoch: ep, current: now });
+        }
+        let open = self.weights.commits.entry(brain).or_default().entry(from.to_string()).or_default();
+        if open.iter().any(|c| c.epoch == ep) {
+            return Err(TxError::AlreadyCommitted { epoch: ep });
+        }
+        // A commit older than the previous epoch can no longer be revealed: drop it.
+        open.retain(|c| c.epoch.saturating_add(1) >= ep);
+        open.push(WeightCommit { epoch: ep, commitment });
+        Ok(())
+    }
+
+    /// `RevealWeights` at block `height` (see the module doc). Changes nothing on error.
+    pub(crate) fn reveal_weights(&mut self, from: &str, brain: BrainId, ep: u64, salt: &Hash, weights: &[(String, u64)], height: Height, p: &EconomicsParams) -> Result<(), TxError> {
+        check_sender(self, brain, from)?;
+        check_vector(weights, p)?;
+        let now = epoch_of(height, p);
+        if ep.checked_add(1) != Some(now) {
+            return Err(TxError::WrongEpoch { epoch: ep, current: now });
+        }
+        let commit = self
+            .weights
+            .commits
+            .get(&brain)
+            .and_then(|m| m.get(from))
+            .and_then(|cs| cs.iter().find(|c| c.epoch == ep))
+            .ok_or(TxError::NoCommit { epoch: ep })?;
+        let v = WeightVector { brain, epoch: ep, validator: from.to_string(), weights: weights.to_vec() };
+        if v.commitment(salt) != commit.commitment {
+            return Err(TxError::CommitmentMismatch);
+        }
+        if let Some(m) = self.weights.commits.get_mut(&brain) {
+            if let Some(cs) = m.get_mut(from) {
+                cs.retain(|c| c.epoch != ep);
+                if cs.is_empty() {
+                    m.remove(from);
+                }
+            }
+            if m.is_empty() {
+                self.weights.commits.remove(&brain);
+            }
+        }
+        self.weights.revealed.entry(brain).or_default().insert(from.to_string(), RevealedWeights { epoch: ep, weights: weights.to_vec() });
+        Ok(())
     }
 }
 

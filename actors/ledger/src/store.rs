@@ -487,7 +487,7 @@ impl LedgerStore {
 
     /// Settles `[last_settled or 0, to_height)` from the stored receipt lines and applies it;
     /// emission is split by the consensus of the weights on the ledger
-    /// ([`super::weights::brain_periods`]). Every block of the period must be applied
+    /// ([`crate::period::brain_periods`]). Every block of the period must be applied
     /// (`to_height ≤ last_height + 1`).
     pub fn settle(
         &mut self,
@@ -506,7 +506,7 @@ impl LedgerStore {
             ));
         }
         let receipts = self.receipts_between(from, to_height)?;
-        let consensus = super::weights::brain_periods(&self.state, from, to_height, p).map_err(SettleError::from)?;
+        let consensus = crate::period::brain_periods(&self.state, from, to_height, p).map_err(SettleError::from)?;
         let brains: Vec<BrainPeriod> = consensus.iter().map(|c| c.period.clone()).collect();
         let input = SettlementInput {
             from_height: from,

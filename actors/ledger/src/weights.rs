@@ -11,11 +11,14 @@
 //!   `salt` hashes to the commitment. A copier who reads a reveal can no longer commit for that
 //!   epoch (its blocks are over), so copied weights are always one epoch stale.
 //!
-//! At settlement, [`brain_periods`] runs `economics::consensus::epoch` once per Brain over the
+//! At settlement, [`crate::period::brain_periods`] runs `economics::consensus::epoch` once per Brain over the
 //! vectors revealed for epochs that ended in the period or the epoch before it (older vectors no
 //! longer count), with each validator's stake in the Brain (`LedgerState::validator_stake`) and
-//! the bonds the previous settlement left. The result ([`BrainPeriod`]s) is what
+//! the bonds the previous settlement left. The result ([`crate::period::BrainPeriod`]s) is what
 //! `settlement::settle` mints emission by; the new bonds travel in the settlement record.
+//!
+//! This module holds the weight part of the state; the commit and reveal transitions are in
+//! [`crate::state`], the period's consensus in [`crate::period`].
 //!
 //! Pure: no network, no storage; every map is a `BTreeMap` (same bytes on every peer).
 
@@ -23,13 +26,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::settlement::BrainPeriod;
-use super::state::{LedgerState, TxError};
-use super::tx::MAX_ID_BYTES;
 use super::{Enc, Hash};
-use crate::audit::weights::WeightVector;
-use crate::economics::emission::{tft_beta, NoTft};
-use crate::economics::{epoch, BrainId, BrainStanding, EconomicsParams, EpochInput, Height, Ppb, ONE};
+use crate::economics::{BrainId, EconomicsParams, Height, Ppb};
 
 /// Bonds of one Brain: validator → miner → ppb (column-normalised, as the epoch returns them).
 pub type Bonds = BTreeMap<String, BTreeMap<String, Ppb>>;
@@ -111,154 +109,14 @@ pub fn epoch_of(height: Height, p: &EconomicsParams) -> u64 {
     height / p.weights_epoch_blocks.max(1)
 }
 
-fn check_sender(state: &LedgerState, brain: BrainId, from: &str) -> Result<(), TxError> {
-    state.brains.get(brain)?;
-    if state.validator_stake(brain, from) == 0 {
-        return Err(TxError::NotAValidator { brain, validator: from.to_string() });
-    }
-    Ok(())
-}
-
-/// Checks a weight vector's shape: sorted unique miners, bounded ids and count, sums to 10⁹.
-pub fn check_vector(weights: &[(String, u64)], p: &EconomicsParams) -> Result<(), TxError> {
-    if weights.len() > p.max_miners_per_brain as usize || weights.iter().any(|(m, _)| m.is_empty() || m.len() > MAX_ID_BYTES) {
-        return Err(TxError::Malformed);
-    }
-    let v = WeightVector { brain: 0, epoch: 0, validator: String::new(), weights: weights.to_vec() };
-    v.validate().map_err(|e| TxError::BadWeights(e.to_string()))
-}
-
-impl LedgerState {
-    /// `CommitWeights` at block `height` (see the module doc). Changes nothing on error.
-    pub(crate) fn commit_weights(&mut self, from: &str, brain: BrainId, ep: u64, commitment: Hash, height: Height, p: &EconomicsParams) -> Result<(), TxError> {
-        check_sender(self, brain, from)?;
-        let now = epoch_of(height, p);
-        if ep != now {
-            return Err(TxError::WrongEpoch { epoch: ep, current: now });
-        }
-        let open = self.weights.commits.entry(brain).or_default().entry(from.to_string()).or_default();
-        if open.iter().any(|c| c.epoch == ep) {
-            return Err(TxError::AlreadyCommitted { epoch: ep });
-        }
-        // A commit older than the previous epoch can no longer be revealed: drop it.
-        open.retain(|c| c.epoch.saturating_add(1) >= ep);
-        open.push(WeightCommit { epoch: ep, commitment });
-        Ok(())
-    }
-
-    /// `RevealWeights` at block `height` (see the module doc). Changes nothing on error.
-    pub(crate) fn reveal_weights(&mut self, from: &str, brain: BrainId, ep: u64, salt: &Hash, weights: &[(String, u64)], height: Height, p: &EconomicsParams) -> Result<(), TxError> {
-        check_sender(self, brain, from)?;
-        check_vector(weights, p)?;
-        let now = epoch_of(height, p);
-        if ep.checked_add(1) != Some(now) {
-            return Err(TxError::WrongEpoch { epoch: ep, current: now });
-        }
-        let commit = self
-            .weights
-            .commits
-            .get(&brain)
-            .and_then(|m| m.get(from))
-            .and_then(|cs| cs.iter().find(|c| c.epoch == ep))
-            .ok_or(TxError::NoCommit { epoch: ep })?;
-        let v = WeightVector { brain, epoch: ep, validator: from.to_string(), weights: weights.to_vec() };
-        if v.commitment(salt) != commit.commitment {
-            return Err(TxError::CommitmentMismatch);
-        }
-        if let Some(m) = self.weights.commits.get_mut(&brain) {
-            if let Some(cs) = m.get_mut(from) {
-                cs.retain(|c| c.epoch != ep);
-                if cs.is_empty() {
-                    m.remove(from);
-                }
-            }
-            if m.is_empty() {
-                self.weights.commits.remove(&brain);
-            }
-        }
-        self.weights.revealed.entry(brain).or_default().insert(from.to_string(), RevealedWeights { epoch: ep, weights: weights.to_vec() });
-        Ok(())
-    }
-}
-
-/// One Brain's consensus over the settlement period `[from, to)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeriodConsensus {
-    /// The Brain's consensus result and standing, as settlement consumes it.
-    pub period: BrainPeriod,
-    /// The Brain's bonds after this epoch, to replace the state's when the record is applied.
-    pub bonds: Bonds,
-}
-
-/// Runs the consensus epoch of every Brain that has weights counting for the period `[from,
-/// to)`: vectors revealed for an epoch `e` with `e + 1 ≥ epoch_of(from) - 1` by validators that
-/// still hold stake in the Brain. Brains without any such vector are left out (they earn no
-/// emission this period).
-///
-/// Each Brain's standing for the block-reward share is its total stake and, as performance, the
-/// share of its miners that are in consensus.
-pub fn brain_periods(state: &LedgerState, from: Height, to: Height, p: &EconomicsParams) -> Result<Vec<PeriodConsensus>, TxError> {
-    let oldest = epoch_of(from, p).saturating_sub(2);
-    let mut out = Vec::new();
-    for (brain, per) in &state.weights.revealed {
-        if state.brains.get(*brain).is_err() {
-            continue;
-        }
-        let rows: Vec<(&String, &RevealedWeights, u128)> = per
-            .iter()
-            .filter(|(_, r)| r.epoch >= oldest && !r.weights.is_empty())
-            .map(|(v, r)| (v, r, state.validator_stake(*brain, v)))
-            .filter(|(_, _, s)| *s > 0)
-            .collect();
-        if rows.is_empty() {
-            continue;
-        }
-        let mut miners: Vec<String> = rows.iter().flat_map(|(_, r, _)| r.weights.iter().map(|(m, _)| m.clone())).collect();
-        miners.sort();
-        miners.dedup();
-        let col: BTreeMap<&str, usize> = miners.iter().enumerate().map(|(i, m)| (m.as_str(), i)).collect();
-        let validators: Vec<String> = rows.iter().map(|(v, _, _)| (*v).clone()).collect();
-        let mut w = vec![vec![0u64; miners.len()]; rows.len()];
-        for (i, (_, r, _)) in rows.iter().enumerate() {
-            for (m, x) in &r.weights {
-                if let Some(j) = col.get(m.as_str()) {
-                    w[i][*j] = *x;
-                }
-            }
-        }
-        let prev = state.weights.bonds.get(brain);
-        let prev_bonds: Vec<Vec<Ppb>> = match prev {
-            Some(b) if !b.is_empty() => validators
-                .iter()
-                .map(|v| miners.iter().map(|m| b.get(v).and_then(|row| row.get(m)).copied().unwrap_or(0)).collect())
-                .collect(),
-            _ => Vec::new(),
-        };
-        let input = EpochInput {
-            weights: w,
-            stake: rows.iter().map(|(_, _, s)| *s).collect(),
-            prev_bonds,
-            beta: tft_beta(to, p),
-        };
-        let o = epoch(&input, &NoTft, p)?;
-        let in_cons = o.in_consensus.iter().filter(|c| **c).count() as u64;
-        let performance = if miners.is_empty() { 0 } else { (in_cons * ONE / miners.len() as u64).min(ONE) };
-        let standing = BrainStanding { stake: state.brain_stake(*brain), performance };
-        let mut bonds = Bonds::new();
-        for (i, v) in validators.iter().enumerate() {
-            let row: BTreeMap<String, Ppb> = miners.iter().cloned().zip(o.bonds.get(i).cloned().unwrap_or_default()).filter(|(_, x)| *x > 0).collect();
-            if !row.is_empty() {
-                bonds.insert(v.clone(), row);
-            }
-        }
-        out.push(PeriodConsensus { period: BrainPeriod::from_epoch(*brain, standing, miners, validators, &o), bonds });
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::period::brain_periods;
+    use crate::audit::weights::WeightVector;
+    use crate::economics::emission::NoTft;
+    use crate::economics::{epoch, BrainStanding, EpochInput, ONE};
+    use crate::state::{LedgerState, TxError};
     use crate::economics::tokens;
     use crate::state::StakeKey;
 

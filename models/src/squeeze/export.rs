@@ -14,44 +14,15 @@ use std::path::Path;
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
-use super::activation::ActSqueeze;
 use super::select::LayerPlan;
+use crate::act_squeeze::ActSqueeze;
 use crate::error::{ModelError, Result};
-use crate::gguf::GgmlType;
+use crate::ggml::GgmlType;
 use crate::hf::HfDir;
 use crate::llama::Llama;
 use crate::model::{Model, Network};
 use crate::qmatmul::QMatrix;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Quant {
-    None,
-    Int8,
-    Int4,
-}
-
-impl std::str::FromStr for Quant {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "none" => Ok(Quant::None),
-            "int8" => Ok(Quant::Int8),
-            "int4" => Ok(Quant::Int4),
-            _ => Err(format!("unknown quantization {s:?} (none, int8, int4)")),
-        }
-    }
-}
-
-impl Quant {
-    pub fn ggml(self) -> Option<GgmlType> {
-        match self {
-            Quant::None => None,
-            Quant::Int8 => Some(GgmlType::Q8_0),
-            Quant::Int4 => Some(GgmlType::Q4_1),
-        }
-    }
-}
+pub use crate::quant::Quant;
 
 #[derive(Debug, Clone)]
 pub struct ExportOptions {

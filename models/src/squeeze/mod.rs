@@ -7,14 +7,17 @@
 //! - [`export`]: the pruned weights (q/k/v/o slices gone) as safetensors + `config.json` with
 //!   per-layer head maps, optionally with int8 or int4 weights (32-wide groups, dequantized in
 //!   the decode matmul), optionally with the §5.1 activation-squeezing stage switched on;
-//! - [`activation`]: that stage.
+//! - [`activation`]: that stage (it lives in [`crate::act_squeeze`], which the Llama forward
+//!   pass uses; the weight quantization tag is [`crate::quant::Quant`], which the loader reads).
 
-pub mod activation;
 pub mod export;
 pub mod importance;
 pub mod select;
 
-pub use activation::ActSqueeze;
+/// The activation-squeezing stage, under its former path.
+pub use crate::act_squeeze as activation;
+
+pub use crate::act_squeeze::ActSqueeze;
 pub use export::{export, ExportOptions, ExportReport, Quant};
 pub use importance::{head_importance, Importance};
 pub use select::{by_budget, by_threshold, plan, Keep, LayerPlan};

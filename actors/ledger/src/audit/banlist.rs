@@ -291,7 +291,7 @@ impl BanList {
             .unwrap_or_default()
     }
 
-    /// What the list holds about `miner` (current episode's entries, ban start, floor), if anything.
+    /// What the list holds about `miner` (current episode's entries, ban start, floor), if any.
     pub fn miner(&self, miner: &str) -> Option<&MinerBans> {
         self.miners.get(miner)
     }

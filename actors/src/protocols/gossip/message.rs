@@ -7,13 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{peer_id_of, Identity};
+use crate::protocols::{Reject, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 
-/// Version of the envelope format; anything else is rejected.
-pub const PROTOCOL_VERSION: u16 = 1;
-/// Largest envelope (bytes) a peer accepts on gossip or in a request.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// Largest roster-sync response (bytes): up to a full Brain of registrations.
-pub const MAX_SYNC_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Largest accepted clock skew for timestamps in the future (ms).
 pub const MAX_FUTURE_SKEW_MS: u64 = 60_000;
 
@@ -177,65 +172,6 @@ pub struct Envelope {
     pub sig: String,
 }
 
-/// Why a message was refused; each reason is a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum Reject {
-    #[error("message larger than the limit")]
-    Oversized,
-    #[error("message is not a well-formed envelope")]
-    Malformed,
-    #[error("unsupported protocol version")]
-    BadVersion,
-    #[error("message is not signed")]
-    Unsigned,
-    #[error("signature does not verify")]
-    BadSignature,
-    #[error("message claims another peer's identity")]
-    IdentityMismatch,
-    #[error("message is for another Brain or topic")]
-    WrongTopic,
-    #[error("timestamp too far in the future")]
-    FutureTimestamp,
-    #[error("replayed or stale message")]
-    Replay,
-    #[error("registration fee below the Brain's fee")]
-    FeeTooLow,
-    #[error("registration carries no role or a bad seal key")]
-    InvalidRecord,
-}
-
-impl Reject {
-    pub const ALL: [Reject; 11] = [
-        Reject::Oversized,
-        Reject::Malformed,
-        Reject::BadVersion,
-        Reject::Unsigned,
-        Reject::BadSignature,
-        Reject::IdentityMismatch,
-        Reject::WrongTopic,
-        Reject::FutureTimestamp,
-        Reject::Replay,
-        Reject::FeeTooLow,
-        Reject::InvalidRecord,
-    ];
-
-    pub fn label(&self) -> &'static str {
-        match self {
-            Reject::Oversized => "oversized",
-            Reject::Malformed => "malformed",
-            Reject::BadVersion => "bad_version",
-            Reject::Unsigned => "unsigned",
-            Reject::BadSignature => "bad_signature",
-            Reject::IdentityMismatch => "identity_mismatch",
-            Reject::WrongTopic => "wrong_topic",
-            Reject::FutureTimestamp => "future_timestamp",
-            Reject::Replay => "replay",
-            Reject::FeeTooLow => "fee_too_low",
-            Reject::InvalidRecord => "invalid_record",
-        }
-    }
-}
-
 impl Envelope {
     /// Signs `payload` with `id`.
     pub fn seal(id: &Identity, payload: &Payload) -> Self {
@@ -289,28 +225,6 @@ impl Envelope {
     }
 }
 
-/// Request-response messages between peers (`/brainmesh/sync/1`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SyncRequest {
-    /// Send me every registration you hold for this Brain.
-    Roster { brain: u16 },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SyncResponse {
-    Roster { brain: u16, records: Vec<Envelope> },
-    Error { message: String },
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,7 +237,7 @@ mod tests {
             seal_key: hex::encode(id.seal_public()),
             models: vec!["smollm2-135m".into()],
             fee: 100,
-            time_ms: now_ms(),
+            time_ms: 1_700_000_000_000,
         })
     }
 

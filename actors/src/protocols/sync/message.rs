@@ -1,0 +1,84 @@
+//! `/brainmesh/sync/1` messages: roster sync ([`SyncRequest`]) and ledger catch-up
+//! ([`LedgerRequest`]), matched by the router as one typed [`SyncWire`].
+
+use serde::{Deserialize, Serialize};
+
+use brainmesh_ledger::economics::Height;
+use brainmesh_ledger::store::BlockRecord;
+use brainmesh_ledger::tx::Tx;
+
+use crate::protocols::gossip::Envelope;
+use crate::receipt::SignedReceipt;
+
+/// Largest roster-sync response (bytes): up to a full Brain of registrations.
+pub const MAX_SYNC_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Request-response messages between peers (`/brainmesh/sync/1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SyncRequest {
+    /// Send me every registration you hold for this Brain.
+    Roster { brain: u16 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SyncResponse {
+    Roster { brain: u16, records: Vec<Envelope> },
+    Error { message: String },
+}
+
+
+/// Ledger catch-up requests (served by the rollup actor on validators).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LedgerRequest {
+    /// Receipts and transactions by id (ids this peer does not hold are left out).
+    LedgerItems { ids: Vec<String> },
+    /// Final blocks above `after`, with the bodies of their receipts and transactions.
+    LedgerBlocks { after: Option<Height>, max: u32 },
+}
+
+/// Externally tagged, like [`RollupMsg`] (blocks carry u128 stakes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerResponse {
+    LedgerItems { receipts: Vec<SignedReceipt>, txs: Vec<Tx> },
+    LedgerBlocks { blocks: Vec<BlockBundle> },
+    LedgerError { message: String },
+}
+
+/// A final block and the bodies needed to apply it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlockBundle {
+    pub record: BlockRecord,
+    pub receipts: Vec<SignedReceipt>,
+    pub txs: Vec<Tx>,
+}
+
+
+/// Any request on `/brainmesh/sync/1`, decoded once by the router. Both kinds are internally
+/// tagged by `type` (`roster`, `ledger_items`, `ledger_blocks`), so the wire format is the one
+/// each enum has on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SyncWire {
+    /// Ledger catch-up, for the rollup actor.
+    Ledger(LedgerRequest),
+    /// Roster sync, for the membership actor.
+    Roster(SyncRequest),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_router_tells_ledger_and_roster_requests_apart_by_their_tag() {
+        let led = serde_json::to_vec(&LedgerRequest::LedgerBlocks { after: Some(3), max: 8 }).unwrap();
+        assert!(matches!(serde_json::from_slice(&led), Ok(SyncWire::Ledger(LedgerRequest::LedgerBlocks { max: 8, .. }))));
+        let ros = serde_json::to_vec(&SyncRequest::Roster { brain: 2 }).unwrap();
+        assert_eq!(serde_json::from_slice::<SyncWire>(&ros).ok(), Some(SyncWire::Roster(SyncRequest::Roster { brain: 2 })));
+        assert!(serde_json::from_slice::<SyncWire>(br#"{"type":"ledger_nonsense"}"#).is_err());
+        assert!(serde_json::from_slice::<SyncWire>(b"\xff").is_err());
+    }
+}
