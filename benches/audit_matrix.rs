@@ -158,13 +158,15 @@ pub fn run(n: usize, max_tokens: usize, threads: usize) -> Report {
         let keep: squeeze::Keep = (0..layers).map(|_| (0..heads).map(|h| h != heads - 1).collect()).collect();
         let maps: Vec<Vec<usize>> = (0..layers).map(|i| l.cfg.kv_map(i)).collect();
         let plans = squeeze::plan(&keep, &maps);
-        squeeze::export(&model, &plans, &ExportOptions { quant: Quant::Int8, act_squeeze: None }, &squeezed_dir).expect("export");
+        squeeze::export(&model, &plans, &ExportOptions { quant: Quant::Int8, act_squeeze: None }, &squeezed_dir)
+            .expect("export");
     }
     let squeezed = Model::load(&squeezed_dir, &opts, &mut |_| {}).expect("load squeezed");
 
     // Prompts: Shakespeare lines (public domain, from `make setup`).
     let mut lines: Vec<String> = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(cache().join("shakespeare/texts")).expect("texts").flatten().map(|e| e.path()).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(cache().join("shakespeare/texts")).expect("texts").flatten().map(|e| e.path()).collect();
     files.sort();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
@@ -185,18 +187,29 @@ pub fn run(n: usize, max_tokens: usize, threads: usize) -> Report {
     let t_all = Instant::now();
     for task in 0..n {
         let line = &lines[(pick.next_u64() % lines.len() as u64) as usize];
-        let prompt = Prompt::Chat(vec![ChatMessage { role: "user".into(), content: format!("Continue this line of verse: {line}") }]);
+        let prompt = Prompt::Chat(vec![ChatMessage {
+            role: "user".into(),
+            content: format!("Continue this line of verse: {line}"),
+        }]);
         let sampling = if task % 2 == 0 {
             Sampling { max_tokens: max_tokens as u32, ..Default::default() }
         } else {
-            Sampling { max_tokens: max_tokens as u32, temperature: 0.8, top_p: Some(0.95), seed: Some(pick.next_u64()), ..Default::default() }
+            Sampling {
+                max_tokens: max_tokens as u32,
+                temperature: 0.8,
+                top_p: Some(0.95),
+                seed: Some(pick.next_u64()),
+                ..Default::default()
+            }
         };
         let rs = RunSampling::from_request(&sampling);
         let cfg = GenerateConfig { stop: vec![], ..rs.generate_config(max_tokens) };
         let ids = model.tokenizer.encode(&render_prompt(&model, &prompt)).expect("encode");
         let run = |m: &Model| {
             let t0 = Instant::now();
-            let (g, _, acts) = m.generate_with_activations(&ids, &cfg, &mut PrefixCache::new(0, 0, 16), &mut |_| true).expect("generate");
+            let (g, _, acts) = m
+                .generate_with_activations(&ids, &cfg, &mut PrefixCache::new(0, 0, 16), &mut |_| true)
+                .expect("generate");
             let proofs = proof::build_proofs(&acts, &pc).expect("proofs");
             (g.tokens, proofs, t0.elapsed().as_secs_f64())
         };
@@ -227,7 +240,8 @@ pub fn run(n: usize, max_tokens: usize, threads: usize) -> Report {
             let _ = &c.signed;
             row.tasks += 1;
             if let Some(rep) = &v.report {
-                row.worst_exp_mismatches = row.worst_exp_mismatches.max(rep.chunks.iter().map(|c| c.exp_mismatches).max().unwrap_or(0));
+                row.worst_exp_mismatches =
+                    row.worst_exp_mismatches.max(rep.chunks.iter().map(|c| c.exp_mismatches).max().unwrap_or(0));
                 row.implausible_tokens += rep.implausible_tokens as u64;
             }
             if !v.passed {
@@ -264,10 +278,17 @@ fn print_report(r: &Report, n: usize, max_tokens: usize, threads: usize) {
         let label = if *name == "honest" { "false alarms" } else { "detected" };
         println!(
             "| {name} | {} | {} | {:.1}% {label} | {:?} | {} | {} |",
-            r.tasks, r.failed, 100.0 * rate, r.reasons, r.worst_exp_mismatches, r.implausible_tokens
+            r.tasks,
+            r.failed,
+            100.0 * rate,
+            r.reasons,
+            r.worst_exp_mismatches,
+            r.implausible_tokens
         );
-        json_rows.push(serde_json::json!({"row": name, "tasks": r.tasks, "flagged": r.failed, "rate": rate, "reasons": r.reasons,
-            "worst_exp_mismatches": r.worst_exp_mismatches, "implausible_tokens": r.implausible_tokens}));
+        json_rows.push(
+            serde_json::json!({"row": name, "tasks": r.tasks, "flagged": r.failed, "rate": rate, "reasons": r.reasons,
+            "worst_exp_mismatches": r.worst_exp_mismatches, "implausible_tokens": r.implausible_tokens}),
+        );
     }
     let honest_check = rows[0].check_secs / rows[0].tasks.max(1) as f64;
     let gen_per_task = gen_secs / n.max(1) as f64;
@@ -278,7 +299,10 @@ fn print_report(r: &Report, n: usize, max_tokens: usize, threads: usize) {
         gen_per_task * 1e3,
         honest_check / gen_per_task
     );
-    println!("proof bytes: {proof_bytes} for {gen_tokens} generated tokens = {:.2} B/token (target ≤ 16)", proof_bytes as f64 / gen_tokens.max(1) as f64);
+    println!(
+        "proof bytes: {proof_bytes} for {gen_tokens} generated tokens = {:.2} B/token (target ≤ 16)",
+        proof_bytes as f64 / gen_tokens.max(1) as f64
+    );
     let out = serde_json::json!({
         "tasks_per_row": n, "max_tokens": max_tokens, "threads": threads,
         "rows": json_rows,

@@ -176,7 +176,8 @@ fn user(q: &str) -> Vec<(String, String)> {
 
 async fn part1(root: &Path, n: usize, max_tokens: u32) {
     let gw = Node::start(config(&root.join("p1-gw"), Role::Gateway, vec![], 0)).await.expect("gateway");
-    let miner = Node::start(config(&root.join("p1-m"), Role::Miner, vec![gw.listen_addrs[0].clone()], 0)).await.expect("miner");
+    let miner =
+        Node::start(config(&root.join("p1-m"), Role::Miner, vec![gw.listen_addrs[0].clone()], 0)).await.expect("miner");
     let tasks = gw.tasks.clone().expect("gateway tasks");
     wait_miners(&tasks, 1).await;
     let direct = Direct::start(1);
@@ -247,7 +248,11 @@ async fn part2(root: &Path, tag: &str, prefix_tokens: usize, max_tokens: u32) ->
     through_mesh(&tasks, &user("Hello"), 2).await;
     let count = |miners: &[Node]| {
         miners.iter().fold((0, 0, 0), |(h, m, r), n| {
-            (h + n.metrics.task_events("prefix_hit"), m + n.metrics.task_events("prefix_miss"), r + n.metrics.prefix_reused_tokens.get())
+            (
+                h + n.metrics.task_events("prefix_hit"),
+                m + n.metrics.task_events("prefix_miss"),
+                r + n.metrics.prefix_reused_tokens.get(),
+            )
         })
     };
     let before = count(&miners);

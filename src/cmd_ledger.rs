@@ -17,13 +17,13 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use brainmesh_actors::receipt::public_key_of;
+use brainmesh_actors::rollup::LedgerReport;
+use brainmesh_actors::Identity;
 use brainmesh_ledger::batch::{is_supermajority, Batch, BatchVote};
 use brainmesh_ledger::settlement;
 use brainmesh_ledger::store::LedgerStore;
 use brainmesh_ledger::tx::{Tx, TxKind};
-use brainmesh_actors::Identity;
-use brainmesh_actors::receipt::public_key_of;
-use brainmesh_actors::rollup::LedgerReport;
 
 #[derive(Subcommand)]
 pub enum LedgerCmd {
@@ -125,7 +125,10 @@ fn open(dir: &std::path::Path) -> Result<LedgerStore> {
         Ok(Some(s)) => Ok(s),
         Ok(None) => bail!("{} holds no ledger (only validators keep one)", db.display()),
         Err(e) => Err(anyhow::anyhow!(e)).with_context(|| {
-            format!("cannot open the ledger in {} (is the node still running? sled allows one process: stop it first)", db.display())
+            format!(
+                "cannot open the ledger in {} (is the node still running? sled allows one process: stop it first)",
+                db.display()
+            )
         }),
     }
 }
@@ -140,7 +143,9 @@ pub fn run(cmd: &LedgerCmd) -> Result<()> {
         LedgerCmd::Balance(a) => {
             let s = open(&a.data_dir)?;
             match &a.account {
-                Some(acc) => print(&json!({ "account": acc, "balance": s.state().balance(acc).to_string(), "nonce": s.state().nonce(acc) })),
+                Some(acc) => print(
+                    &json!({ "account": acc, "balance": s.state().balance(acc).to_string(), "nonce": s.state().nonce(acc) }),
+                ),
                 None => {
                     let b: serde_json::Map<String, serde_json::Value> =
                         s.state().balances.iter().map(|(k, v)| (k.clone(), json!(v.to_string()))).collect();
@@ -172,8 +177,12 @@ pub fn run(cmd: &LedgerCmd) -> Result<()> {
         }
         LedgerCmd::Verify(a) => verify(a),
         LedgerCmd::Transfer(a) => submit(&a.submit, TxKind::Transfer { to: a.to.clone(), amount: a.amount }),
-        LedgerCmd::Stake(a) => submit(&a.submit, TxKind::Stake { brain: a.brain, validator: a.validator.clone(), amount: a.amount }),
-        LedgerCmd::Unstake(a) => submit(&a.submit, TxKind::Unstake { brain: a.brain, validator: a.validator.clone(), amount: a.amount }),
+        LedgerCmd::Stake(a) => {
+            submit(&a.submit, TxKind::Stake { brain: a.brain, validator: a.validator.clone(), amount: a.amount })
+        }
+        LedgerCmd::Unstake(a) => {
+            submit(&a.submit, TxKind::Unstake { brain: a.brain, validator: a.validator.clone(), amount: a.amount })
+        }
     }
 }
 
@@ -203,14 +212,18 @@ fn submit(a: &SubmitArgs, kind: TxKind) -> Result<()> {
             let url = format!("http://{node}/ledger/accounts/{me}");
             let (status, v) = http_json(agent.get(&url).call(), &url)?;
             if status != 200 {
-                bail!("cannot get the next nonce from {node} ({status}: {}); pass --nonce or --node of a validator", v["error"].as_str().unwrap_or("?"));
+                bail!(
+                    "cannot get the next nonce from {node} ({status}: {}); pass --nonce or --node of a validator",
+                    v["error"].as_str().unwrap_or("?")
+                );
             }
             v["next_nonce"].as_u64().context("the node's account answer has no next_nonce")?
         }
     };
     let tx = Tx::new_signed(&me, nonce, kind, &|m| id.sign(m));
     let url = format!("http://{node}/ledger/tx");
-    let (status, v) = http_json(agent.post(&url).header("content-type", "application/json").send(serde_json::to_vec(&tx)?), &url)?;
+    let (status, v) =
+        http_json(agent.post(&url).header("content-type", "application/json").send(serde_json::to_vec(&tx)?), &url)?;
     if status != 202 {
         bail!("the node refused the transaction ({status}): {}", v["error"].as_str().unwrap_or("?"));
     }
@@ -229,7 +242,9 @@ fn verify(a: &VerifyArgs) -> Result<()> {
     // Each signature against the signer's key (inlined in its peer id), and the stake claim.
     let cert = &block.certificate;
     let sigs_ok = cert.signatures.iter().all(|(v, sig)| {
-        let (Some(pk), Some(sig)) = (public_key_of(v), hex::decode(sig).ok().and_then(|b| <[u8; 64]>::try_from(b).ok())) else {
+        let (Some(pk), Some(sig)) =
+            (public_key_of(v), hex::decode(sig).ok().and_then(|b| <[u8; 64]>::try_from(b).ok()))
+        else {
             return false;
         };
         brainmesh_ledger::verify_sig(&pk, &BatchVote::signing_bytes_of(cert.height, &cert.root, v), &sig)
@@ -240,7 +255,8 @@ fn verify(a: &VerifyArgs) -> Result<()> {
     let settlement_json = match settled {
         Some(rec) => {
             let lines = s.receipts_between(rec.from_height, rec.to_height)?;
-            let (line, sproof) = settlement::receipt_proof(&lines, id).context("receipt missing from its settlement period")?;
+            let (line, sproof) =
+                settlement::receipt_proof(&lines, id).context("receipt missing from its settlement period")?;
             let ok = rec.verify_receipt(&line, &sproof);
             verified &= ok;
             json!({

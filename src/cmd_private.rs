@@ -96,7 +96,8 @@ fn classify(a: &ClassifyArgs) -> Result<()> {
         None => MiniLm::load_default(),
     }
     .context("loading the embedder (run `make setup`)")?;
-    let data_dir = std::env::temp_dir().join(format!("brainmesh-private-{}-{}", std::process::id(), rand::random::<u32>()));
+    let data_dir =
+        std::env::temp_dir().join(format!("brainmesh-private-{}-{}", std::process::id(), rand::random::<u32>()));
     std::fs::create_dir_all(&data_dir)?;
     let mut cfg = config::loopback(Role::Miner, &data_dir, bootstrap)?;
     cfg.roles = vec![];
@@ -151,7 +152,8 @@ async fn classify_on(node: &Node, a: &ClassifyArgs, embedder: MiniLm) -> Result<
     if a.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let out = fhe_client::classify(&node.net, &offer, &classifier, &a.text, &mut |sent, _| bar.set_position(sent)).await;
+    let out =
+        fhe_client::classify(&node.net, &offer, &classifier, &a.text, &mut |sent, _| bar.set_position(sent)).await;
     bar.finish_and_clear();
     let out = out?;
     let c = &out.classification;

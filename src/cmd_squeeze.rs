@@ -45,7 +45,9 @@ pub struct SqueezeArgs {
 
 fn bar(len: u64, template: &str) -> ProgressBar {
     let b = ProgressBar::new(len);
-    b.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+    b.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "),
+    );
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         b.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
@@ -71,7 +73,9 @@ pub fn run(a: &SqueezeArgs) -> anyhow::Result<()> {
     })
     .with_context(|| format!("loading {}", a.model.display()))?;
     lb.finish_and_clear();
-    let Network::Llama(llama) = &model.net else { bail!("squeeze supports Llama models; {} is {}", a.model.display(), model.net.arch()) };
+    let Network::Llama(llama) = &model.net else {
+        bail!("squeeze supports Llama models; {} is {}", a.model.display(), model.net.arch())
+    };
     let text = std::fs::read_to_string(&a.calib).with_context(|| format!("reading {}", a.calib.display()))?;
     let ids = model.tokenizer.encode(&text)?;
     let take = a.calib_tokens.min(ids.len());
@@ -114,7 +118,8 @@ pub fn run(a: &SqueezeArgs) -> anyhow::Result<()> {
         "seconds": t0.elapsed().as_secs_f64(),
     });
     let path = a.out.join("squeeze-report.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     println!(
         "{}: heads {} → {}, key/value heads {} → {}, parameters {} → {}, model.safetensors {:.1} MB ({:?}); report {}",
         a.out.display(),

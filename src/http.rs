@@ -106,8 +106,8 @@ async fn get_account(state: web::Data<HttpState>, path: web::Path<String>) -> Ht
 /// 409 if replayed (validators only know), else published; 202 with its id.
 async fn post_tx(state: web::Data<HttpState>, body: web::Bytes) -> HttpResponse {
     use actix_web::http::StatusCode;
-    use brainmesh_ledger::tx::Tx;
     use brainmesh_actors::rollup::{RollupMsg, SubmitError};
+    use brainmesh_ledger::tx::Tx;
     if body.len() > brainmesh_actors::protocols::MAX_MESSAGE_BYTES {
         state.metrics.reject(Reject::Oversized);
         return error(StatusCode::PAYLOAD_TOO_LARGE, Reject::Oversized);
@@ -131,7 +131,9 @@ async fn post_tx(state: web::Data<HttpState>, body: web::Bytes) -> HttpResponse 
     match &state.ledger {
         Some(l) => match l.submit_signed(tx).await {
             Ok(id) => HttpResponse::Accepted().json(serde_json::json!({ "id": id })),
-            Err(SubmitError::Refused(Reject::Replay)) => error(StatusCode::CONFLICT, "replayed: the nonce is already used"),
+            Err(SubmitError::Refused(Reject::Replay)) => {
+                error(StatusCode::CONFLICT, "replayed: the nonce is already used")
+            }
             Err(e @ SubmitError::Refused(_)) => error(StatusCode::BAD_REQUEST, e),
             Err(e @ SubmitError::Unavailable) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         },

@@ -116,11 +116,21 @@ fn init(a: InitArgs) -> Result<()> {
     let data_dir = std::fs::canonicalize(&a.data_dir).unwrap_or(a.data_dir.clone());
     let mut text = config::template_for(a.role, &data_dir);
     if let Some(b) = a.brain {
-        text = text.lines().map(|l| if l.starts_with("brain =") { format!("brain = {b}") } else { l.into() }).collect::<Vec<_>>().join("\n") + "\n";
+        text = text
+            .lines()
+            .map(|l| if l.starts_with("brain =") { format!("brain = {b}") } else { l.into() })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n";
     }
     if !a.bootstrap.is_empty() {
         let list = a.bootstrap.iter().map(|b| format!("{b:?}")).collect::<Vec<_>>().join(", ");
-        text = text.lines().map(|l| if l.starts_with("bootstrap =") { format!("bootstrap = [{list}]") } else { l.into() }).collect::<Vec<_>>().join("\n") + "\n";
+        text = text
+            .lines()
+            .map(|l| if l.starts_with("bootstrap =") { format!("bootstrap = [{list}]") } else { l.into() })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n";
     }
     // Check before writing: the file we write must load.
     let parsed: NodeConfig = toml::from_str(&text).context("generated config does not parse")?;
@@ -162,16 +172,17 @@ fn node(a: NodeArgs) -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let rt = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-    };
-    let system = actix_rt::System::with_tokio_rt(move || rt().unwrap_or_else(|e| panic!("cannot start the tokio runtime: {e}")));
+    let rt = || tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+    let system =
+        actix_rt::System::with_tokio_rt(move || rt().unwrap_or_else(|e| panic!("cannot start the tokio runtime: {e}")));
     system.block_on(async move {
         let node = Node::start(cfg).await?;
-        println!("peer id {} | http http://{}/status | listening on {}", node.peer_id, node.http_addr, node.listen_addrs.join(", "));
+        println!(
+            "peer id {} | http http://{}/status | listening on {}",
+            node.peer_id,
+            node.http_addr,
+            node.listen_addrs.join(", ")
+        );
         wait_for_signal().await;
         tracing::info!("shutting down");
         node.shutdown().await;
@@ -203,7 +214,8 @@ async fn wait_for_signal() {
 
 fn node_file(dir: &Path) -> Result<NodeFile> {
     let p = dir.join(NODE_FILE);
-    let text = std::fs::read_to_string(&p).with_context(|| format!("no running node found: cannot read {}", p.display()))?;
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("no running node found: cannot read {}", p.display()))?;
     Ok(serde_json::from_str(&text)?)
 }
 

@@ -12,7 +12,6 @@ use brainmesh_actors::distributor::DistributorConfig;
 use brainmesh_actors::miner::MinerConfig;
 use brainmesh_actors::models::{LoadOptions, Model};
 use brainmesh_actors::protocols::gossip::Role;
-use brainmesh_ledger::settlement::FeeSplit;
 use brainmesh_actors::receipt::ReceiptStore;
 use brainmesh_actors::rollup::{LedgerHandle, RollupConfig};
 use brainmesh_actors::roster::BrainPolicy;
@@ -20,6 +19,7 @@ use brainmesh_actors::store::SledStore;
 use brainmesh_actors::{
     ActorsConfig, DistributorHandle, Identity, MembershipConfig, MembershipHandle, Metrics, NetworkSender, NodeActors,
 };
+use brainmesh_ledger::settlement::FeeSplit;
 
 use crate::config::NodeConfig;
 use crate::gateway::{self, GatewayState};
@@ -84,7 +84,8 @@ pub fn rollup_config(cfg: &NodeConfig) -> RollupConfig {
 
 /// Loads the miner's model and its declared hash (the file's sha256 unless configured).
 fn load_miner_model(cfg: &NodeConfig) -> Result<(MinerConfig, Model), NodeError> {
-    let device = cfg.miner.device.parse().map_err(|message| NodeError::Model { path: cfg.miner.model.clone(), message })?;
+    let device =
+        cfg.miner.device.parse().map_err(|message| NodeError::Model { path: cfg.miner.model.clone(), message })?;
     let (model, file_hash) = load_model(&cfg.miner.model, &cfg.miner.model_id, device, cfg.miner.threads)?;
     let hash = if cfg.miner.model_hash.is_empty() { file_hash } else { cfg.miner.model_hash.clone() };
     let mcfg = MinerConfig {
@@ -112,7 +113,10 @@ fn load_auditor(cfg: &NodeConfig) -> Result<(AuditorConfig, Model), NodeError> {
     let acfg = AuditorConfig {
         brain: cfg.brain,
         model_hash: hash,
-        spot_check: brainmesh_ledger::audit::SpotCheckParams { override_rate: (a.rate > 0.0).then_some(a.rate), ..Default::default() },
+        spot_check: brainmesh_ledger::audit::SpotCheckParams {
+            override_rate: (a.rate > 0.0).then_some(a.rate),
+            ..Default::default()
+        },
         slash_units: a.slash_units,
         tolerance,
         weights: brainmesh_ledger::audit::WeightsParams {
@@ -257,8 +261,11 @@ impl Node {
         } else {
             None
         };
-        let auditor =
-            if is(Role::Validator) && !cfg.audit.model.as_os_str().is_empty() { Some(load_auditor(&cfg)?) } else { None };
+        let auditor = if is(Role::Validator) && !cfg.audit.model.as_os_str().is_empty() {
+            Some(load_auditor(&cfg)?)
+        } else {
+            None
+        };
         // Gateways route users' tasks; auditing validators send known-answer tasks the same way.
         let distributor = (is(Role::Gateway) || auditor.is_some()).then(|| DistributorConfig {
             brain: cfg.brain,
@@ -305,7 +312,8 @@ impl Node {
             gossip_heartbeat: Duration::from_millis(cfg.network.gossip_heartbeat_ms),
             max_peers: cfg.network.max_peers,
         };
-        let (service, addrs) = NetworkService::new(key, settings, commands, std::sync::Arc::new(inbox), metrics.clone()).await?;
+        let (service, addrs) =
+            NetworkService::new(key, settings, commands, std::sync::Arc::new(inbox), metrics.clone()).await?;
         let listen_addrs: Vec<String> = addrs.iter().map(|a| format!("{a}/p2p/{peer_id}")).collect();
         let swarm_task = tokio::spawn(service.run());
 

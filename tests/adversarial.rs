@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use brainmesh::config::{loopback, NodeConfig};
 use brainmesh::Node;
-use brainmesh_ledger::{TimeSource, WallClock};
 use brainmesh_actors::protocols::gossip::{Envelope, Heartbeat, Payload, Registration, Role, TopicKind};
 use brainmesh_actors::protocols::sync::SyncRequest;
 use brainmesh_actors::{Identity, Reject};
+use brainmesh_ledger::{TimeSource, WallClock};
 
 fn config(dir: &Path, role: Role, bootstrap: Vec<String>) -> NodeConfig {
     let mut cfg = loopback(role, dir, bootstrap).unwrap();
@@ -46,7 +46,9 @@ async fn one_hundred_bad_messages_are_all_rejected_and_counted_without_harm() {
     let boot = first.listen_addrs[0].clone();
     let mut victims = vec![first];
     for i in 1..3 {
-        victims.push(Node::start(config(&root.path().join(format!("v{i}")), Role::Validator, vec![boot.clone()])).await.unwrap());
+        victims.push(
+            Node::start(config(&root.path().join(format!("v{i}")), Role::Validator, vec![boot.clone()])).await.unwrap(),
+        );
     }
     let rogue_dir = root.path().join("rogue");
     let rogue = Node::start(config(&rogue_dir, Role::Miner, vec![boot.clone()])).await.unwrap();
@@ -88,7 +90,11 @@ async fn one_hundred_bad_messages_are_all_rejected_and_counted_without_harm() {
         e.body = e.body.replace("\"fee\":100", &format!("\"fee\":{}", 1000 + i));
         sent.push((membership.clone(), e.to_bytes(), Reject::BadSignature));
         // A registration for the victim, signed by the rogue.
-        sent.push((membership.clone(), Envelope::seal(&rogue_id, &registration(&rogue_id, format!("{victim_id}"))).to_bytes(), Reject::IdentityMismatch));
+        sent.push((
+            membership.clone(),
+            Envelope::seal(&rogue_id, &registration(&rogue_id, format!("{victim_id}"))).to_bytes(),
+            Reject::IdentityMismatch,
+        ));
         // A genuine registration of some other peer, published by the rogue as its own.
         let mut reg = registration(&stranger, stranger.peer_id().to_string());
         if let Payload::Registration(r) = &mut reg {
@@ -141,9 +147,11 @@ async fn one_hundred_bad_messages_are_all_rejected_and_counted_without_harm() {
         assert!(!members.iter().any(|m| m.peer_id == stranger.peer_id().to_string()));
     }
     let rid = rogue.peer_id.clone();
-    let seen_before = victims[1].status().await.roster[0].members.iter().find(|m| m.peer_id == rid).and_then(|m| m.last_seen_ms);
+    let seen_before =
+        victims[1].status().await.roster[0].members.iter().find(|m| m.peer_id == rid).and_then(|m| m.last_seen_ms);
     wait_until("honest heartbeats still accepted", || async {
-        victims[1].status().await.roster[0].members.iter().find(|m| m.peer_id == rid).and_then(|m| m.last_seen_ms) > seen_before
+        victims[1].status().await.roster[0].members.iter().find(|m| m.peer_id == rid).and_then(|m| m.last_seen_ms)
+            > seen_before
     })
     .await;
     // A well-formed roster request is still served.

@@ -18,9 +18,9 @@ use brainmesh::config::{loopback, NodeConfig};
 use brainmesh::Node;
 use brainmesh_actors::models::squeeze::{self, ExportOptions, Quant};
 use brainmesh_actors::models::{LoadOptions, Model, Network};
-use brainmesh_ledger::{TimeSource, WallClock};
 use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskService, TaskSpec};
+use brainmesh_ledger::{TimeSource, WallClock};
 
 const BLOCK_MS: u64 = 500;
 
@@ -58,7 +58,8 @@ fn squeezed_copy(out: &Path) {
     let (layers, heads) = (l.cfg.num_hidden_layers, l.cfg.num_attention_heads);
     let keep: squeeze::Keep = (0..layers).map(|_| (0..heads).map(|h| h != heads - 1).collect()).collect();
     let maps: Vec<Vec<usize>> = (0..layers).map(|i| l.cfg.kv_map(i)).collect();
-    squeeze::export(&m, &squeeze::plan(&keep, &maps), &ExportOptions { quant: Quant::Int8, act_squeeze: None }, out).unwrap();
+    squeeze::export(&m, &squeeze::plan(&keep, &maps), &ExportOptions { quant: Quant::Int8, act_squeeze: None }, out)
+        .unwrap();
 }
 
 /// Runs one task; returns the miner that served it (None if it failed).
@@ -66,7 +67,10 @@ async fn ask(tasks: &impl TaskService, i: usize) -> Option<String> {
     let spec = TaskSpec {
         model: "smollm2-135m-instruct".into(),
         account: "dev".into(),
-        prompt: Prompt::Chat(vec![ChatMessage { role: "user".into(), content: format!("Give me fact number {i} about the sea.") }]),
+        prompt: Prompt::Chat(vec![ChatMessage {
+            role: "user".into(),
+            content: format!("Give me fact number {i} about the sea."),
+        }]),
         sampling: if i % 2 == 0 {
             Sampling { max_tokens: 12, ..Default::default() }
         } else {
@@ -93,13 +97,16 @@ async fn a_validator_catches_a_substituted_model_bans_it_and_the_gateway_routes_
     cheat_cfg.miner.model_hash = sha256_file(&smollm());
     let cheat = Node::start(cheat_cfg).await.unwrap();
     let tasks = gw.tasks.clone().unwrap();
-    wait_until("both miners advertised", 60, || async { tasks.models().await.first().is_some_and(|m| m.miners == 2) }).await;
+    wait_until("both miners advertised", 60, || async { tasks.models().await.first().is_some_and(|m| m.miners == 2) })
+        .await;
 
     // Tasks until the cheat has served some and the validator has judged them.
     let mut served = std::collections::BTreeMap::<String, usize>::new();
     let mut i = 0;
     let end = tokio::time::Instant::now() + Duration::from_secs(240);
-    while !(served.get(&cheat.peer_id).copied().unwrap_or(0) >= 1 && served.get(&honest.peer_id).copied().unwrap_or(0) >= 2) {
+    while !(served.get(&cheat.peer_id).copied().unwrap_or(0) >= 1
+        && served.get(&honest.peer_id).copied().unwrap_or(0) >= 2)
+    {
         assert!(tokio::time::Instant::now() < end, "tasks did not reach both miners: {served:?}");
         if let Some(m) = ask(&tasks, i).await {
             *served.entry(m).or_default() += 1;
@@ -139,15 +146,25 @@ async fn a_validator_catches_a_substituted_model_bans_it_and_the_gateway_routes_
 
     // From now on every task goes to the honest miner.
     for j in 0..4 {
-        assert_eq!(ask(&tasks, 1000 + j).await.as_deref(), Some(honest.peer_id.as_str()), "task {j} routed to a banned miner");
+        assert_eq!(
+            ask(&tasks, 1000 + j).await.as_deref(),
+            Some(honest.peer_id.as_str()),
+            "task {j} routed to a banned miner"
+        );
     }
 
     // Commit-reveal: v1's revealed weights reach v2 over gossip; the cheat has no weight.
-    wait_until("a revealed weight vector from v1, committed after the ban, with the honest miner in it", 90, || async {
-        v2.audit.weights.lock().unwrap().iter().any(|w| {
-            w.validator == v1.peer_id && w.epoch > ban_epoch && w.weights.iter().any(|(m, x)| m == &honest.peer_id && *x > 0)
-        })
-    })
+    wait_until(
+        "a revealed weight vector from v1, committed after the ban, with the honest miner in it",
+        90,
+        || async {
+            v2.audit.weights.lock().unwrap().iter().any(|w| {
+                w.validator == v1.peer_id
+                    && w.epoch > ban_epoch
+                    && w.weights.iter().any(|(m, x)| m == &honest.peer_id && *x > 0)
+            })
+        },
+    )
     .await;
     for w in v2.audit.weights.lock().unwrap().iter().filter(|w| w.epoch > ban_epoch) {
         assert!(!w.weights.iter().any(|(m, x)| m == &cheat.peer_id && *x > 0), "a banned miner got weight: {w:?}");

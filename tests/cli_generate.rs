@@ -18,7 +18,17 @@ fn smollm_gguf() -> std::path::PathBuf {
 #[test]
 fn generate_answers_a_chat_question_and_prints_its_statistics() {
     let out = Command::new(BIN)
-        .args(["generate", "--chat", "--max-tokens", "12", "--threads", "2", "--prompt", "What is the capital of France?", "--model"])
+        .args([
+            "generate",
+            "--chat",
+            "--max-tokens",
+            "12",
+            "--threads",
+            "2",
+            "--prompt",
+            "What is the capital of France?",
+            "--model",
+        ])
         .arg(smollm_gguf())
         .output()
         .expect("run brainmesh generate");
@@ -31,7 +41,8 @@ fn generate_answers_a_chat_question_and_prints_its_statistics() {
 
 #[test]
 fn generate_refuses_a_missing_model_and_a_prompt_over_the_context_clearly() {
-    let out = Command::new(BIN).args(["generate", "--model", "/no/such/model.gguf", "--prompt", "hi"]).output().expect("run");
+    let out =
+        Command::new(BIN).args(["generate", "--model", "/no/such/model.gguf", "--prompt", "hi"]).output().expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/no/such/model.gguf"), "{err}");

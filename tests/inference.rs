@@ -69,13 +69,13 @@ async fn a_gateway_and_two_miners_answer_sealed_tasks_fail_over_and_issue_one_re
     let boot = gw.listen_addrs[0].clone();
     let mut miners = Vec::new();
     for i in 0..2 {
-        miners.push(Node::start(config(&root.path().join(format!("m{i}")), Role::Miner, vec![boot.clone()])).await.unwrap());
+        miners.push(
+            Node::start(config(&root.path().join(format!("m{i}")), Role::Miner, vec![boot.clone()])).await.unwrap(),
+        );
     }
     let tasks = gw.tasks.clone().unwrap();
-    wait_until("both miners advertised", 60, || async {
-        tasks.models().await.first().is_some_and(|m| m.miners == 2)
-    })
-    .await;
+    wait_until("both miners advertised", 60, || async { tasks.models().await.first().is_some_and(|m| m.miners == 2) })
+        .await;
     let models = tasks.models().await;
     assert_eq!(models[0].id, "smollm2-135m-instruct");
     assert_eq!(models[0].hash.len(), 64);
@@ -108,7 +108,11 @@ async fn a_gateway_and_two_miners_answer_sealed_tasks_fail_over_and_issue_one_re
     assert!(matches!(tasks.submit(bad).await, Err(TaskError::UnknownModel(_))));
     let long = chat(&"hello ".repeat(9000), 4);
     let a = collect(tasks.submit(long).await.unwrap(), |_, _| {}).await;
-    assert!(matches!(a.error, Some(TaskError::PromptTooLong { context: 8192, .. })), "{:?}", a.error.as_ref().map(|e| e.to_string()));
+    assert!(
+        matches!(a.error, Some(TaskError::PromptTooLong { context: 8192, .. })),
+        "{:?}",
+        a.error.as_ref().map(|e| e.to_string())
+    );
 
     // Kill the miner serving a long answer mid-stream: the answer still completes, once.
     let rx = tasks.submit(chat("Write a long story about a dragon who learns to bake bread.", 48)).await.unwrap();

@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use brainmesh::config::{LedgerSection, NodeConfig};
 use brainmesh::Node;
-use brainmesh_ledger::economics::{tokens, ModelPrice, PriceList};
-use brainmesh_ledger::tx::{Tx, TxKind};
-use brainmesh_actors::protocols::Reject;
 use brainmesh_actors::protocols::gossip::{Role, TopicKind};
+use brainmesh_actors::protocols::Reject;
 use brainmesh_actors::rollup::{LedgerReport, RollupMsg};
 use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskEvent, TaskService, TaskSpec};
 use brainmesh_actors::Identity;
+use brainmesh_ledger::economics::{tokens, ModelPrice, PriceList};
+use brainmesh_ledger::tx::{Tx, TxKind};
 
 const BLOCK_MS: u64 = 400;
 const SETTLE_BLOCKS: u64 = 25;
@@ -87,7 +87,10 @@ async fn validators_batch_finalise_survive_sigkill_settle_exactly_and_refuse_bad
     let v2_dir = root.path().join("v2");
     common::init(&v2_dir, "validator");
     common::write_ledger_config(&v2_dir, genesis_ms, BLOCK_MS, &ledger);
-    let env: Vec<(String, String)> = vec![("BRAINMESH_AUDIT_MODEL".into(), String::new()), ("RUST_LOG".into(), "warn,brainmesh_actors::rollup=info".into())];
+    let env: Vec<(String, String)> = vec![
+        ("BRAINMESH_AUDIT_MODEL".into(), String::new()),
+        ("RUST_LOG".into(), "warn,brainmesh_actors::rollup=info".into()),
+    ];
     let start_v2 = {
         let (dir, boot, env) = (v2_dir.clone(), boot.clone(), env.clone());
         move || {
@@ -98,16 +101,31 @@ async fn validators_batch_finalise_survive_sigkill_settle_exactly_and_refuse_bad
     let mut v2 = blocking(start_v2.clone()).await;
     let mut miners = Vec::new();
     for i in 0..3 {
-        miners.push(Node::start(config(&root.path().join(format!("m{i}")), Role::Miner, vec![boot.clone()], genesis_ms, &ledger)).await.unwrap());
+        miners.push(
+            Node::start(config(
+                &root.path().join(format!("m{i}")),
+                Role::Miner,
+                vec![boot.clone()],
+                genesis_ms,
+                &ledger,
+            ))
+            .await
+            .unwrap(),
+        );
     }
     let tasks = gw.tasks.clone().unwrap();
-    wait_until("three miners advertised", 120, || async { tasks.models().await.first().is_some_and(|m| m.miners == 3) }).await;
+    wait_until("three miners advertised", 120, || async {
+        tasks.models().await.first().is_some_and(|m| m.miners == 3)
+    })
+    .await;
     let l0 = vals[0].ledger.clone().expect("validators keep a ledger");
     let l1 = vals[1].ledger.clone().unwrap();
     assert!(gw.ledger.is_none() && miners[0].ledger.is_none(), "only validators keep the ledger");
     wait_until("blocks finalise with three validators", 60, || {
         let (a, b) = (l0.summary(), l1.summary());
-        async move { a.validators == 3 && b.validators == 3 && a.last_final_height.is_some() && b.last_final_height.is_some() }
+        async move {
+            a.validators == 3 && b.validators == 3 && a.last_final_height.is_some() && b.last_final_height.is_some()
+        }
     })
     .await;
 
@@ -132,7 +150,10 @@ async fn validators_batch_finalise_survive_sigkill_settle_exactly_and_refuse_bad
     let frozen = l0.summary().last_final_height;
     tokio::time::sleep(Duration::from_millis(BLOCK_MS * 4)).await;
     let later = l0.summary().last_final_height;
-    assert!(later <= frozen.map(|h| h + 1), "no block may finalise without the third validator: {frozen:?} -> {later:?}");
+    assert!(
+        later <= frozen.map(|h| h + 1),
+        "no block may finalise without the third validator: {frozen:?} -> {later:?}"
+    );
 
     v2 = blocking(start_v2.clone()).await;
     let receipt_set: std::collections::BTreeSet<String> = receipt_ids.iter().cloned().collect();
@@ -149,10 +170,12 @@ async fn validators_batch_finalise_survive_sigkill_settle_exactly_and_refuse_bad
 
     // Transactions: one valid transfer, a forged one, and replays of the valid one.
     let topic = TopicKind::Rollup.topic(gw_brain(&gw).await);
-    let transfer = Tx::new_signed(&payer_id, 1, TxKind::Transfer { to: "carol".into(), amount: tokens(1) }, &|m| payer.sign(m));
+    let transfer =
+        Tx::new_signed(&payer_id, 1, TxKind::Transfer { to: "carol".into(), amount: tokens(1) }, &|m| payer.sign(m));
     gw.net.publish(topic.clone(), RollupMsg::Tx { tx: transfer.clone(), sent_ms: 1 }.to_bytes());
     let forger = Identity::generate();
-    let forged = Tx::new_signed(&payer_id, 2, TxKind::Transfer { to: "mallory".into(), amount: tokens(4) }, &|m| forger.sign(m));
+    let forged =
+        Tx::new_signed(&payer_id, 2, TxKind::Transfer { to: "mallory".into(), amount: tokens(4) }, &|m| forger.sign(m));
     gw.net.publish(topic.clone(), RollupMsg::Tx { tx: forged, sent_ms: 2 }.to_bytes());
     wait_until("the transfer is applied", 60, || {
         let l0 = l0.clone();
@@ -160,7 +183,8 @@ async fn validators_batch_finalise_survive_sigkill_settle_exactly_and_refuse_bad
     })
     .await;
     gw.net.publish(topic.clone(), RollupMsg::Tx { tx: transfer.clone(), sent_ms: 3 }.to_bytes());
-    let double = Tx::new_signed(&payer_id, 1, TxKind::Transfer { to: "mallory".into(), amount: tokens(2) }, &|m| payer.sign(m));
+    let double =
+        Tx::new_signed(&payer_id, 1, TxKind::Transfer { to: "mallory".into(), amount: tokens(2) }, &|m| payer.sign(m));
     gw.net.publish(topic.clone(), RollupMsg::Tx { tx: double, sent_ms: 4 }.to_bytes());
     let m0 = vals[0].metrics.clone();
     wait_until("forged and replayed transactions counted", 30, || {
@@ -184,7 +208,8 @@ async fn validators_batch_finalise_survive_sigkill_settle_exactly_and_refuse_bad
     .await;
     let r0 = l0.report().await.unwrap();
     let prices = PriceList { models: vec![ModelPrice::new("smollm2-135m-instruct", 100_000, 200_000, 8_192)] };
-    let expected: u128 = r0.receipts.iter().map(|(_, l)| prices.cost(&l.model, l.prompt_units, l.completion_units).unwrap()).sum();
+    let expected: u128 =
+        r0.receipts.iter().map(|(_, l)| prices.cost(&l.model, l.prompt_units, l.completion_units).unwrap()).sum();
     let debits: u128 = r0.settlements.iter().map(|s| s.total_debits()).sum();
     let credits: u128 = r0.settlements.iter().map(|s| s.total_fee_credits()).sum();
     let counted: u64 = r0.settlements.iter().map(|s| s.receipt_count).sum();
@@ -248,7 +273,10 @@ async fn validators_batch_finalise_survive_sigkill_settle_exactly_and_refuse_bad
     assert_eq!(v["verified"], true, "{v}");
     assert_eq!(v["block"]["signatures_ok"], true);
     assert_eq!(v["settlement"]["ok"], true);
-    let bad = Command::new(common::BIN).args(["ledger", "verify", "--data-dir", &dir, "00112233445566778899aabbccddeeff"]).output().unwrap();
+    let bad = Command::new(common::BIN)
+        .args(["ledger", "verify", "--data-dir", &dir, "00112233445566778899aabbccddeeff"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
 
     for m in miners {

@@ -22,11 +22,11 @@ use std::time::Duration;
 
 use brainmesh::config::{LedgerSection, NodeConfig};
 use brainmesh::Node;
-use brainmesh_ledger::economics::tokens;
-use brainmesh_ledger::tx::{Tx, TxKind};
 use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskService, TaskSpec};
 use brainmesh_actors::Identity;
+use brainmesh_ledger::economics::tokens;
+use brainmesh_ledger::tx::{Tx, TxKind};
 use common::{blocking, cli, smollm, taken, wait_until};
 
 const BLOCK_MS: u64 = 400;
@@ -123,11 +123,20 @@ async fn revealed_weights_drive_emission_and_a_killed_validator_catches_up_on_th
     common::patch_config(
         &v2_dir,
         "audit",
-        &[("epoch_blocks", toml::Value::Integer(EPOCH_BLOCKS as i64)), ("reveal_delay_blocks", toml::Value::Integer(2))],
+        &[
+            ("epoch_blocks", toml::Value::Integer(EPOCH_BLOCKS as i64)),
+            ("reveal_delay_blocks", toml::Value::Integer(2)),
+        ],
     );
     let start_v2 = {
         let (dir, boot) = (v2_dir.clone(), boot.clone());
-        move || common::start(&dir, Some(&boot), &[("BRAINMESH_AUDIT_MODEL", ""), ("RUST_LOG", "warn,brainmesh_actors::rollup=info")])
+        move || {
+            common::start(
+                &dir,
+                Some(&boot),
+                &[("BRAINMESH_AUDIT_MODEL", ""), ("RUST_LOG", "warn,brainmesh_actors::rollup=info")],
+            )
+        }
     };
     let mut v2 = blocking(start_v2.clone()).await;
     assert_eq!(v2.peer_id, v2_id);
@@ -138,7 +147,8 @@ async fn revealed_weights_drive_emission_and_a_killed_validator_catches_up_on_th
     let miner_ids: Vec<String> = miners.iter().map(|m| m.peer_id.clone()).collect();
     let tasks = gw.tasks.clone().unwrap();
     step("all peers started");
-    wait_until("two miners advertised", 120, || async { tasks.models().await.first().is_some_and(|m| m.miners == 2) }).await;
+    wait_until("two miners advertised", 120, || async { tasks.models().await.first().is_some_and(|m| m.miners == 2) })
+        .await;
     let (l0, l1) = (vals[0].ledger.clone().unwrap(), vals[1].ledger.clone().unwrap());
     wait_until("blocks finalise with three validators", 60, || {
         let s = l0.summary();
@@ -189,7 +199,20 @@ async fn revealed_weights_drive_emission_and_a_killed_validator_catches_up_on_th
     // The CLI talks to this process's node: off the actix thread, or the node cannot answer.
     let sent = blocking({
         let (d, h) = (payer_s.clone(), v0_http.clone());
-        move || cli(&["ledger", "transfer", "--data-dir", &d, "--node", &h, "--to", "carol", "--amount", &tokens(1).to_string()])
+        move || {
+            cli(&[
+                "ledger",
+                "transfer",
+                "--data-dir",
+                &d,
+                "--node",
+                &h,
+                "--to",
+                "carol",
+                "--amount",
+                &tokens(1).to_string(),
+            ])
+        }
     })
     .await;
     assert_eq!(sent["nonce"], 1, "{sent}");
@@ -198,11 +221,13 @@ async fn revealed_weights_drive_emission_and_a_killed_validator_catches_up_on_th
         async move { l0.report().await.is_some_and(|r| r.balances.get("carol") == Some(&tokens(1))) }
     })
     .await;
-    let replay = Tx::new_signed(&payer_id, 1, TxKind::Transfer { to: "mallory".into(), amount: tokens(2) }, &|m| payer.sign(m));
+    let replay =
+        Tx::new_signed(&payer_id, 1, TxKind::Transfer { to: "mallory".into(), amount: tokens(2) }, &|m| payer.sign(m));
     let (code, body) = post_tx(&v0_http, serde_json::to_vec(&replay).unwrap()).await;
     assert_eq!(code, 409, "a used nonce is a replay: {body}");
     let forger = Identity::generate();
-    let forged = Tx::new_signed(&payer_id, 2, TxKind::Transfer { to: "mallory".into(), amount: tokens(2) }, &|m| forger.sign(m));
+    let forged =
+        Tx::new_signed(&payer_id, 2, TxKind::Transfer { to: "mallory".into(), amount: tokens(2) }, &|m| forger.sign(m));
     let (code, body) = post_tx(&v0_http, serde_json::to_vec(&forged).unwrap()).await;
     assert_eq!(code, 400, "a forged signature is refused: {body}");
     let (code, _) = post_tx(&v0_http, b"{\"from\": 3}".to_vec()).await;
@@ -213,7 +238,22 @@ async fn revealed_weights_drive_emission_and_a_killed_validator_catches_up_on_th
     let brain = vals[0].status().await.brain.to_string();
     let sent = blocking({
         let (d, h, v) = (payer_s.clone(), v0_http.clone(), v0_id.clone());
-        move || cli(&["ledger", "stake", "--data-dir", &d, "--node", &h, "--brain", &brain, "--validator", &v, "--amount", &tokens(1).to_string()])
+        move || {
+            cli(&[
+                "ledger",
+                "stake",
+                "--data-dir",
+                &d,
+                "--node",
+                &h,
+                "--brain",
+                &brain,
+                "--validator",
+                &v,
+                "--amount",
+                &tokens(1).to_string(),
+            ])
+        }
     })
     .await;
     assert_eq!(sent["nonce"], 2, "{sent}");
@@ -253,25 +293,36 @@ async fn revealed_weights_drive_emission_and_a_killed_validator_catches_up_on_th
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     assert!(catchup >= 1, "the restarted validator applied fetched blocks: {catchup}\n{metrics}");
-    println!("restarted validator caught up at height {caught_up} (missed up to {missed_to}; {catchup} blocks fetched)");
+    println!(
+        "restarted validator caught up at height {caught_up} (missed up to {missed_to}; {catchup} blocks fetched)"
+    );
 
     // Emission by the consensus of the revealed weights.
     step("caught up");
     wait_until("a settlement minted emission by consensus", 240, || {
         let l0 = l0.clone();
-        async move { l0.report().await.is_some_and(|r| r.settlements.iter().any(|s| s.minted > 0 && !s.consensus.is_empty())) }
+        async move {
+            l0.report().await.is_some_and(|r| r.settlements.iter().any(|s| s.minted > 0 && !s.consensus.is_empty()))
+        }
     })
     .await;
     stop.set(true);
     let r0 = l0.report().await.unwrap();
     assert!(r0.supply_conserved);
     let s = r0.settlements.iter().find(|s| s.minted > 0 && !s.consensus.is_empty()).unwrap();
-    println!("settlement {}..{}: minted {} of {}; consensus {:?}", s.from_height, s.to_height, s.minted, s.issuance, s.consensus);
+    println!(
+        "settlement {}..{}: minted {} of {}; consensus {:?}",
+        s.from_height, s.to_height, s.minted, s.issuance, s.consensus
+    );
     let credited: u128 = s.emission_credits.values().sum();
     assert_eq!(credited, s.minted, "minted equals what was credited");
     let period = &s.consensus[0];
-    let paid_miners: Vec<&String> = period.miners.iter().zip(&period.incentive).filter(|(_, i)| **i > 0).map(|(m, _)| m).collect();
-    assert!(!paid_miners.is_empty() && paid_miners.iter().all(|m| miner_ids.contains(m)), "incentive goes to the miners that served: {period:?}");
+    let paid_miners: Vec<&String> =
+        period.miners.iter().zip(&period.incentive).filter(|(_, i)| **i > 0).map(|(m, _)| m).collect();
+    assert!(
+        !paid_miners.is_empty() && paid_miners.iter().all(|m| miner_ids.contains(m)),
+        "incentive goes to the miners that served: {period:?}"
+    );
     for m in &paid_miners {
         assert!(s.emission_credits.get(*m).copied().unwrap_or(0) > 0, "miner {m} credited emission");
     }

@@ -44,7 +44,11 @@ fn five_peers_join_through_one_bootstrap_and_every_roster_holds_every_registrati
     let procs = start_mesh(root.path(), &["gateway", "miner", "miner", "validator", "miner"], &[]);
     let ids: Vec<String> = procs.iter().map(|p| p.peer_id.clone()).collect();
     let refs: Vec<&Proc> = procs.iter().collect();
-    assert!(wait_for_rosters(&refs, &ids, "online"), "rosters did not converge: {:#?}", procs.iter().map(|p| p.status()).collect::<Vec<_>>());
+    assert!(
+        wait_for_rosters(&refs, &ids, "online"),
+        "rosters did not converge: {:#?}",
+        procs.iter().map(|p| p.status()).collect::<Vec<_>>()
+    );
     for p in &procs {
         let s = p.status().unwrap();
         assert_eq!(s["registration"], "admitted");
@@ -120,7 +124,11 @@ fn brain_capacity_refuses_the_extra_miner_on_every_peer() {
             })
             .then_some(())
     });
-    assert!(agreed.is_some(), "peers disagree on who is admitted: {:#?}", procs.iter().map(|p| p.status()).collect::<Vec<_>>());
+    assert!(
+        agreed.is_some(),
+        "peers disagree on who is admitted: {:#?}",
+        procs.iter().map(|p| p.status()).collect::<Vec<_>>()
+    );
     let s = procs[3].status().unwrap();
     let reg = s["registration"].as_str().unwrap();
     assert!(reg.starts_with("refused: Brain 1 is full: 2 miners registered (capacity 2)"), "{reg}");
@@ -139,7 +147,8 @@ fn init_writes_a_private_key_and_a_config_that_dump_config_reads_back_with_overr
         assert_eq!(mode & 0o777, 0o600);
     }
     // A second init keeps the key and refuses to clobber the config.
-    let again = std::process::Command::new(BIN).args(["init", "--role", "validator", "--data-dir"]).arg(&dir).output().unwrap();
+    let again =
+        std::process::Command::new(BIN).args(["init", "--role", "validator", "--data-dir"]).arg(&dir).output().unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 

@@ -14,7 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use brainmesh::gateway::{self, GatewayConfig, GatewayState};
-use brainmesh_actors::task::{BoxFuture, Finish, ModelInfo, Prompt, TaskError, TaskEvent, TaskService, TaskSpec, Usage};
+use brainmesh_actors::task::{
+    BoxFuture, Finish, ModelInfo, Prompt, TaskError, TaskEvent, TaskService, TaskSpec, Usage,
+};
 use common::*;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -45,7 +47,10 @@ fn free_port() -> u16 {
 
 /// `GET /v1/models` with the test key; the model ids listed.
 fn listed_models(gateway: &str) -> Option<Vec<String>> {
-    let mut resp = ureq::get(&format!("http://{gateway}/v1/models")).header("authorization", &format!("Bearer {API_KEY}")).call().ok()?;
+    let mut resp = ureq::get(&format!("http://{gateway}/v1/models"))
+        .header("authorization", &format!("Bearer {API_KEY}"))
+        .call()
+        .ok()?;
     let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().ok()?).ok()?;
     Some(v["data"].as_array()?.iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect())
 }
@@ -87,7 +92,8 @@ fn official_openai_client_gets_plain_streamed_and_error_answers_from_a_gateway_a
         .unwrap_or(gw_listen);
 
     // Ready when the gateway lists the model (the miners loaded it and announced themselves).
-    let listed = wait_for(Duration::from_secs(180), || listed_models(&gw_addr).filter(|m| m.iter().any(|id| id == MODEL)));
+    let listed =
+        wait_for(Duration::from_secs(180), || listed_models(&gw_addr).filter(|m| m.iter().any(|id| id == MODEL)));
     assert!(
         listed.is_some(),
         "gateway at {gw_addr} never listed {MODEL}: {:?}\ngateway log:\n{}",
@@ -112,7 +118,8 @@ fn official_openai_client_gets_plain_streamed_and_error_answers_from_a_gateway_a
         "openai_client.py failed:\n{stderr}\n{stdout}\ngateway log:\n{}",
         std::fs::read_to_string(gw_dir.join("node.log")).unwrap_or_default()
     );
-    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the script's JSON summary");
+    let seen: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the script's JSON summary");
     assert_eq!(seen["unknown_model"]["status"], 404);
     assert_eq!(seen["over_context"]["code"], "context_length_exceeded");
     assert_eq!(seen["bad_key"]["status"], 401);
@@ -153,7 +160,8 @@ impl TaskService for ScriptedMesh {
                     return;
                 }
                 let id = format!("{:016x}", rand_id());
-                let _ = tx.send(TaskEvent::Started { task_id: id.clone(), miner: "scripted".into(), prompt_tokens }).await;
+                let _ =
+                    tx.send(TaskEvent::Started { task_id: id.clone(), miner: "scripted".into(), prompt_tokens }).await;
                 let n = spec.sampling.max_tokens;
                 for i in 0..n {
                     let text = if i == 0 { format!("w{i}") } else { format!(" w{i}") };
@@ -162,7 +170,14 @@ impl TaskService for ScriptedMesh {
                     }
                 }
                 let usage = Usage { prompt_tokens, completion_tokens: n };
-                let _ = tx.send(TaskEvent::Done { finish: Finish::Length, usage, receipt_id: format!("receipt-{id}"), attempts: 1 }).await;
+                let _ = tx
+                    .send(TaskEvent::Done {
+                        finish: Finish::Length,
+                        usage,
+                        receipt_id: format!("receipt-{id}"),
+                        attempts: 1,
+                    })
+                    .await;
             });
             Ok(rx)
         })
@@ -181,7 +196,11 @@ fn rand_id() -> u64 {
 
 #[actix_web::test]
 async fn official_openai_client_reads_the_gateways_json_sse_and_errors_over_a_scripted_mesh() {
-    let cfg = GatewayConfig { api_keys: vec![format!("{API_KEY}:acct")], listen: "127.0.0.1:0".into(), ..GatewayConfig::default() };
+    let cfg = GatewayConfig {
+        api_keys: vec![format!("{API_KEY}:acct")],
+        listen: "127.0.0.1:0".into(),
+        ..GatewayConfig::default()
+    };
     let state = GatewayState::new(std::sync::Arc::new(ScriptedMesh), &cfg).unwrap();
     let (addr, handle) = gateway::serve(state, &cfg.listen).unwrap();
     let out = tokio::process::Command::new(python())
@@ -196,9 +215,11 @@ async fn official_openai_client_reads_the_gateways_json_sse_and_errors_over_a_sc
     handle.stop(false).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "openai_client.py failed:\n{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the script's JSON summary");
+    let seen: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the script's JSON summary");
     assert_eq!(seen["chat"]["text"], "w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11");
     assert_eq!(seen["stream"]["text"], seen["chat"]["text"]);
-    let receipts: std::collections::HashSet<&str> = seen["concurrent"].as_array().unwrap().iter().filter_map(|a| a["receipt"].as_str()).collect();
+    let receipts: std::collections::HashSet<&str> =
+        seen["concurrent"].as_array().unwrap().iter().filter_map(|a| a["receipt"].as_str()).collect();
     assert_eq!(receipts.len(), 50, "each concurrent answer carries its own receipt id");
 }

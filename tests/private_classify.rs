@@ -27,8 +27,13 @@ fn smollm_gguf() -> PathBuf {
 }
 
 fn classify(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(["private", "classify"]).args(args).output().expect("run brainmesh private classify");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    let out =
+        Command::new(BIN).args(["private", "classify"]).args(args).output().expect("run brainmesh private classify");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 #[test]
@@ -57,9 +62,25 @@ fn private_classify_uploads_the_key_once_and_decrypts_logits_equal_to_the_plaint
     let keys_s = keys.to_string_lossy().to_string();
 
     let text = "Fellow, come from the throng; look upon Caesar.";
-    let args = ["--brain", &brain, "--text", text, "--bootstrap", &validator.addr, "--keys", &keys_s, "--json", "--timeout-s", "60"];
+    let args = [
+        "--brain",
+        &brain,
+        "--text",
+        text,
+        "--bootstrap",
+        &validator.addr,
+        "--keys",
+        &keys_s,
+        "--json",
+        "--timeout-s",
+        "60",
+    ];
     let (ok, stdout, stderr) = classify(&args);
-    assert!(ok, "private classify failed:\n{stderr}\nminer log:\n{}", std::fs::read_to_string(dir.join("node.log")).unwrap_or_default());
+    assert!(
+        ok,
+        "private classify failed:\n{stderr}\nminer log:\n{}",
+        std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()
+    );
     let first: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
     eprintln!("first query: {first}");
     assert_eq!(first["key_uploaded"], true);
@@ -110,7 +131,18 @@ fn private_classify_says_so_when_no_miner_of_the_brain_serves_a_head() {
     let brain = miner.status().and_then(|s| s["brain"].as_u64()).expect("brain").to_string();
     wait_for(Duration::from_secs(30), || miner.status().filter(|s| !roster(s, brain.parse().unwrap()).is_empty()));
     let keys = root.path().join("keys").to_string_lossy().to_string();
-    let (ok, _, stderr) = classify(&["--brain", &brain, "--text", "hello", "--bootstrap", &miner.addr, "--keys", &keys, "--timeout-s", "3"]);
+    let (ok, _, stderr) = classify(&[
+        "--brain",
+        &brain,
+        "--text",
+        "hello",
+        "--bootstrap",
+        &miner.addr,
+        "--keys",
+        &keys,
+        "--timeout-s",
+        "3",
+    ]);
     assert!(!ok);
     assert!(stderr.contains("serves an encrypted head"), "{stderr}");
     let (ok, _, stderr) = classify(&["--brain", &brain, "--text", "hello"]);

@@ -15,19 +15,22 @@ use brainmesh_models::Model;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use brainmesh_ledger::audit::{should_audit, spot_check_rate, BanEntry, BanList, Commit, CommitRevealBook, Reveal, Scoreboard, SpotCheckParams, WeightVector, WeightsParams};
 use crate::identity::Identity;
 use crate::messages::GossipIn;
 use crate::metrics::Metrics;
 use crate::network_message::{NetworkSender, Proto};
-use brainmesh_ledger::clock::ChainClock;
-use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
+use crate::protocols::audit::{AuditReply, AuditRequest};
 use crate::protocols::gossip::TopicKind;
+use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
 use crate::receipt::{public_key_of, NewReceipt, Receipt, SignedReceipt};
 use crate::recheck::{recheck, Evidence, EvidenceStore, Verdict};
 use crate::task::{ChatMessage, Prompt, Sampling, TaskEvent, TaskSpec};
-use crate::protocols::audit::{AuditReply, AuditRequest};
 use crate::transcript::SignedTranscript;
+use brainmesh_ledger::audit::{
+    should_audit, spot_check_rate, BanEntry, BanList, Commit, CommitRevealBook, Reveal, Scoreboard, SpotCheckParams,
+    WeightVector, WeightsParams,
+};
+use brainmesh_ledger::clock::ChainClock;
 
 /// Messages on a Brain's audit topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,8 +130,22 @@ const QUALITY_PROMPTS: [&str; 12] = [
     "Write a haiku about {}.",
 ];
 const QUALITY_TOPICS: [&str; 16] = [
-    "France", "Japan", "the ocean", "volcanoes", "Brazil", "the moon", "honeybees", "Canada",
-    "chess", "the Nile", "rainforests", "Norway", "coffee", "Mars", "Kenya", "bicycles",
+    "France",
+    "Japan",
+    "the ocean",
+    "volcanoes",
+    "Brazil",
+    "the moon",
+    "honeybees",
+    "Canada",
+    "chess",
+    "the Nile",
+    "rainforests",
+    "Norway",
+    "coffee",
+    "Mars",
+    "Kenya",
+    "bicycles",
 ];
 
 /// Counters a test or the status page can read.
@@ -301,7 +318,11 @@ impl Auditor {
                         TaskEvent::Started { miner: m, .. } => miner = Some(m),
                         TaskEvent::Token { text: t } => text.push_str(&t),
                         TaskEvent::Done { .. } => {
-                            return QualityDone { miner, passed: text == expected, latency_ms: t0.elapsed().as_millis() as u64 }
+                            return QualityDone {
+                                miner,
+                                passed: text == expected,
+                                latency_ms: t0.elapsed().as_millis() as u64,
+                            }
                         }
                         TaskEvent::Failed(_) => break,
                     }
@@ -365,7 +386,8 @@ impl Auditor {
                     if attempt > 0 {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
-                    let reply = tokio::time::timeout(timeout, net.request_on(Proto::Audit, miner.clone(), req.clone())).await;
+                    let reply =
+                        tokio::time::timeout(timeout, net.request_on(Proto::Audit, miner.clone(), req.clone())).await;
                     if let Ok(Ok(b)) = reply {
                         if let Ok(AuditReply::Transcript { transcript: t }) = serde_json::from_slice::<AuditReply>(&b) {
                             transcript = Some(t);
@@ -373,7 +395,12 @@ impl Auditor {
                         }
                     }
                 }
-                Fetched { signed: msg.signed, receipt: msg.receipt, transcript, latency_ms: t0.elapsed().as_millis() as u64 }
+                Fetched {
+                    signed: msg.signed,
+                    receipt: msg.receipt,
+                    transcript,
+                    latency_ms: t0.elapsed().as_millis() as u64,
+                }
             }
             .into_actor(self)
             .map(|f, act, _ctx| act.on_fetched(f)),
@@ -427,7 +454,12 @@ impl Auditor {
         tracing::warn!(%miner, task = %receipt.task_id, reason = %verdict.reason, "check failed");
         let me = self.id.peer_id().to_string();
         let height = self.height();
-        let already = self.shared.bans.lock().map(|b| b.is_banned(&miner, height) && b.entries(&miner).iter().any(|e| e.validator == me)).unwrap_or(false);
+        let already = self
+            .shared
+            .bans
+            .lock()
+            .map(|b| b.is_banned(&miner, height) && b.entries(&miner).iter().any(|e| e.validator == me))
+            .unwrap_or(false);
         evidence.verdict = verdict.clone();
         evidence.validator = self.id.peer_id().to_string();
         if let Err(e) = self.evidence.insert(&evidence) {
@@ -464,7 +496,8 @@ impl Auditor {
     fn on_notice(&mut self, entry: BanEntry, ctx: &mut Context<Self>) {
         let me = self.id.peer_id().to_string();
         // Judged already (this evidence is in our store, or we signed a ban of this miner).
-        let ours = self.shared.bans.lock().map(|b| b.entries(&entry.miner).iter().any(|e| e.validator == me)).unwrap_or(false);
+        let ours =
+            self.shared.bans.lock().map(|b| b.entries(&entry.miner).iter().any(|e| e.validator == me)).unwrap_or(false);
         if entry.validator == me || ours || self.evidence.get(&entry.evidence_digest).is_some() {
             return;
         }
@@ -472,16 +505,22 @@ impl Auditor {
             return;
         }
         let (net, timeout) = (self.net.clone(), self.cfg.fetch_timeout);
-        let req = serde_json::to_vec(&AuditRequest::Evidence { digest: entry.evidence_digest.clone() }).unwrap_or_default();
+        let req =
+            serde_json::to_vec(&AuditRequest::Evidence { digest: entry.evidence_digest.clone() }).unwrap_or_default();
         let jobs = self.jobs.clone();
         let digest = entry.evidence_digest.clone();
         ctx.spawn(
             async move {
-                let reply = tokio::time::timeout(timeout, net.request_on(Proto::Audit, entry.validator.clone(), req)).await;
+                let reply =
+                    tokio::time::timeout(timeout, net.request_on(Proto::Audit, entry.validator.clone(), req)).await;
                 match reply {
                     Ok(Ok(b)) => match serde_json::from_slice::<AuditReply>(&b) {
                         Ok(AuditReply::Evidence { evidence }) if evidence.digest() == digest => {
-                            let _ = jobs.send(Job::Check(CheckJob { origin: Origin::Notice, evidence: *evidence, latency_ms: 0 }));
+                            let _ = jobs.send(Job::Check(CheckJob {
+                                origin: Origin::Notice,
+                                evidence: *evidence,
+                                latency_ms: 0,
+                            }));
                             None
                         }
                         _ => Some(digest),
@@ -512,12 +551,17 @@ impl Auditor {
                 self.scores.remove(&m);
             }
             let weights = self.scores.weights();
-            let vector = WeightVector { brain: self.cfg.brain, epoch, validator: self.id.peer_id().to_string(), weights };
+            let vector =
+                WeightVector { brain: self.cfg.brain, epoch, validator: self.id.peer_id().to_string(), weights };
             let salt = brainmesh_ledger::audit::weights::fresh_salt();
             let Ok(commit) = Commit::new(&vector, &salt, &|m| self.id.sign(m)) else { return };
             let pk = self.id.public_key_bytes();
             if self.book.accept_commit(commit.clone(), &pk, height).is_ok() {
-                self.submit(brainmesh_ledger::tx::TxKind::CommitWeights { brain: self.cfg.brain, epoch, commitment: vector.commitment(&salt) });
+                self.submit(brainmesh_ledger::tx::TxKind::CommitWeights {
+                    brain: self.cfg.brain,
+                    epoch,
+                    commitment: vector.commitment(&salt),
+                });
                 self.pending_reveals.push((epoch, height, vector, salt));
                 self.stats(|s| s.commits += 1);
                 self.scores.reset_epoch();
@@ -527,7 +571,8 @@ impl Auditor {
         // A reveal opens `reveal_delay` blocks after its commit and not before the epoch ends.
         let (delay, eb) = (self.cfg.weights.reveal_delay_blocks, self.cfg.weights.epoch_blocks.max(1));
         let opens = |e: u64, at: u64| (at + delay).max((e + 1) * eb);
-        let due: Vec<_> = self.pending_reveals.iter().filter(|(e, at, _, _)| height >= opens(*e, *at)).cloned().collect();
+        let due: Vec<_> =
+            self.pending_reveals.iter().filter(|(e, at, _, _)| height >= opens(*e, *at)).cloned().collect();
         self.pending_reveals.retain(|(e, at, _, _)| height < opens(*e, *at));
         for (_, _, vector, salt) in due {
             let Ok(reveal) = Reveal::new(&vector, &salt, &|m| self.id.sign(m)) else { continue };
@@ -615,10 +660,16 @@ impl Actor for Auditor {
                     match job {
                         Job::Check(job) => {
                             let verdict = match job.evidence.receipt.verify() {
-                                Ok(r) => recheck(&model, &hash, &r, &job.evidence.transcript, &tol).map_err(|e| e.to_string()),
+                                Ok(r) => recheck(&model, &hash, &r, &job.evidence.transcript, &tol)
+                                    .map_err(|e| e.to_string()),
                                 Err(e) => Err(e.to_string()),
                             };
-                            me.do_send(Checked { origin: job.origin, evidence: job.evidence, verdict, latency_ms: job.latency_ms });
+                            me.do_send(Checked {
+                                origin: job.origin,
+                                evidence: job.evidence,
+                                verdict,
+                                latency_ms: job.latency_ms,
+                            });
                         }
                         Job::Expect(spec) => {
                             let cfg = brainmesh_models::GenerateConfig::greedy(spec.sampling.max_tokens as usize);

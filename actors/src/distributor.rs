@@ -16,11 +16,11 @@ use crate::messages::PeerEvent;
 use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
 use crate::protocols::gossip::TopicKind;
+use crate::protocols::task::{Ack, AssignBody, ChunkBody, SealedAssign, SealedChunk, TaskWire};
 use crate::receipt::{ReceiptStore, SignedReceipt};
 use crate::routing::{choose, Candidate, Choice};
 use crate::seal::TaskKeys;
 use crate::task::{Prompt, TaskError, TaskEvent, TaskSpec, Usage};
-use crate::protocols::task::{Ack, AssignBody, ChunkBody, SealedAssign, SealedChunk, TaskWire};
 
 #[derive(Debug, Clone)]
 pub struct DistributorConfig {
@@ -249,7 +249,11 @@ impl Distributor {
             if !t.started {
                 t.started = true;
                 t.prompt_tokens = Some(n);
-                let _ = t.events.try_send(TaskEvent::Started { task_id: c.task_id.clone(), miner: miner.clone(), prompt_tokens: n });
+                let _ = t.events.try_send(TaskEvent::Started {
+                    task_id: c.task_id.clone(),
+                    miner: miner.clone(),
+                    prompt_tokens: n,
+                });
             }
         }
         t.tokens.extend_from_slice(&body.tokens);
@@ -273,9 +277,14 @@ impl Distributor {
                 let receipt_id = signed.id();
                 match self.receipts.insert(&r.task_id, &signed) {
                     Ok(true) => {
-                        self.net.publish(TopicKind::Receipts.topic(self.cfg.brain), serde_json::to_vec(&signed).unwrap_or_default());
+                        self.net.publish(
+                            TopicKind::Receipts.topic(self.cfg.brain),
+                            serde_json::to_vec(&signed).unwrap_or_default(),
+                        );
                     }
-                    Ok(false) => tracing::warn!(task = %r.task_id, "a receipt for this task already exists; not counted twice"),
+                    Ok(false) => {
+                        tracing::warn!(task = %r.task_id, "a receipt for this task already exists; not counted twice")
+                    }
                     Err(e) => tracing::error!("cannot store receipt: {e}"),
                 }
                 let Some(t) = self.tasks.remove(&c.task_id) else { return Ack::ok() };
@@ -284,7 +293,8 @@ impl Distributor {
                     prompt_tokens: t.prompt_tokens.unwrap_or(r.prompt_tokens),
                     completion_tokens: t.tokens.len() as u32,
                 };
-                let _ = t.events.try_send(TaskEvent::Done { finish: done.finish, usage, receipt_id, attempts: t.attempt });
+                let _ =
+                    t.events.try_send(TaskEvent::Done { finish: done.finish, usage, receipt_id, attempts: t.attempt });
                 Ack::ok()
             }
             _ => {

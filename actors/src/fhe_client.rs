@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use brainmesh_models::fhe::{Classification, FheError, HeadSpec, PrivateClassifier, WireResponse};
 
-use crate::protocols::fhe::{FheFail, FheMsg, FheReply, FrameError, KEY_CHUNK_BYTES};
 use crate::messages::RosterSnapshot;
+use crate::protocols::fhe::{FheFail, FheMsg, FheReply, FrameError, KEY_CHUNK_BYTES};
 use crate::roster::Liveness;
 use crate::{NetworkError, NetworkSender};
 
@@ -103,7 +103,9 @@ pub async fn upload_key(
                 offset = have;
                 progress(offset, total);
             }
-            FheReply::Error { kind: FheFail::Upload, have, message } if resumes < 3 && have <= total && message.contains("expected") => {
+            FheReply::Error { kind: FheFail::Upload, have, message }
+                if resumes < 3 && have <= total && message.contains("expected") =>
+            {
                 resumes += 1;
                 offset = have;
             }
@@ -168,14 +170,19 @@ pub async fn classify(
                 });
             }
             FheReply::Error { kind: FheFail::UnknownKey, .. } if attempt == 0 => {
-                upload += upload_key(net, &offer.peer, classifier.keys.key_id, &classifier.keys.server_key_bytes, progress).await?;
+                upload +=
+                    upload_key(net, &offer.peer, classifier.keys.key_id, &classifier.keys.server_key_bytes, progress)
+                        .await?;
                 key_uploaded = true;
             }
             FheReply::Error { kind, message, .. } => return Err(PrivateError::Refused { kind, message }),
             other => return Err(PrivateError::Unexpected(format!("{other:?}"))),
         }
     }
-    Err(PrivateError::Refused { kind: FheFail::UnknownKey, message: "the miner lost the key right after its upload".into() })
+    Err(PrivateError::Refused {
+        kind: FheFail::UnknownKey,
+        message: "the miner lost the key right after its upload".into(),
+    })
 }
 
 #[cfg(test)]
@@ -227,7 +234,10 @@ mod tests {
         let got = heads_in(&snap, 1);
         assert_eq!(
             got,
-            vec![HeadOffer { peer: "d".into(), head_id: "h1".into() }, HeadOffer { peer: "a".into(), head_id: "h1".into() }]
+            vec![
+                HeadOffer { peer: "d".into(), head_id: "h1".into() },
+                HeadOffer { peer: "a".into(), head_id: "h1".into() }
+            ]
         );
         assert!(heads_in(&snap, 3).is_empty());
         assert_eq!(head_model_entry("h1"), "fhe:h1");

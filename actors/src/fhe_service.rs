@@ -9,9 +9,9 @@ use actix::prelude::*;
 use brainmesh_models::fhe::{self, FheError, QuantizedHead, WireRequest};
 use tokio::sync::oneshot;
 
-use crate::protocols::fhe::{Chunk, FheFail, FheMsg, FheReply, KeyUploads};
 use crate::messages::FheIn;
 use crate::metrics::Metrics;
+use crate::protocols::fhe::{Chunk, FheFail, FheMsg, FheReply, KeyUploads};
 use crate::protocols::Reject;
 
 /// Jobs waiting for the head beyond this are refused with `Busy`.
@@ -36,7 +36,13 @@ impl FheService {
         std::thread::Builder::new()
             .name("brainmesh-fhe".into())
             .spawn(move || {
-                let mut w = Worker { miner, uploads: KeyUploads::new(2, Duration::from_secs(300)), head_id, spec_json, metrics: m };
+                let mut w = Worker {
+                    miner,
+                    uploads: KeyUploads::new(2, Duration::from_secs(300)),
+                    head_id,
+                    spec_json,
+                    metrics: m,
+                };
                 while let Ok((peer, data, reply)) = rx.recv() {
                     let _ = reply.send(w.handle(&peer, &data).to_bytes());
                 }
@@ -58,7 +64,10 @@ impl Handler<FheIn> for FheService {
         if let Err(e) = self.jobs.try_send((msg.peer, msg.data, tx)) {
             let busy = matches!(e, std_mpsc::TrySendError::Full(_));
             self.metrics.task_event(if busy { "fhe_busy" } else { "fhe_stopped" });
-            let r = FheReply::error(FheFail::Busy, if busy { "encrypted-mode queue full" } else { "encrypted-mode thread stopped" });
+            let r = FheReply::error(
+                FheFail::Busy,
+                if busy { "encrypted-mode queue full" } else { "encrypted-mode thread stopped" },
+            );
             return Box::pin(async move { r.to_bytes() });
         }
         Box::pin(async move {
@@ -124,7 +133,9 @@ impl Worker {
                             miner_wall_s: t.elapsed().as_secs_f64(),
                         }
                     }
-                    Err(FheError::UnknownKey(k)) => FheReply::error(FheFail::UnknownKey, format!("no server key {k}: upload it first")),
+                    Err(FheError::UnknownKey(k)) => {
+                        FheReply::error(FheFail::UnknownKey, format!("no server key {k}: upload it first"))
+                    }
                     Err(e) => {
                         self.metrics.task_event("fhe_refused");
                         FheReply::error(FheFail::BadRequest, e.to_string())

@@ -18,9 +18,8 @@ use actix::Recipient;
 use crate::distributor::ChunkIn;
 use crate::membership::SyncIn;
 use crate::messages;
-use crate::miner::AssignIn;
-use crate::rollup::LedgerSyncIn;
 use crate::metrics::Metrics;
+use crate::miner::AssignIn;
 use crate::network_message::{NetworkEvents, Proto};
 use crate::protocols::fhe::{FheFail, FheReply};
 use crate::protocols::gossip::TopicKind;
@@ -28,6 +27,7 @@ use crate::protocols::sync::{LedgerResponse, SyncResponse, SyncWire};
 use crate::protocols::task::{Ack, TaskWire};
 use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
 use crate::recheck::EvidenceStore;
+use crate::rollup::LedgerSyncIn;
 use crate::rollup::ReceiptSeen;
 use crate::task::BoxFuture;
 use crate::transcript::TranscriptStore;
@@ -70,7 +70,11 @@ impl Inbox {
         let to = match TopicKind::parse(&topic) {
             Some((TopicKind::Receipts, _)) => {
                 let data2 = self.rollup.as_ref().map(|_| data.clone());
-                let res = self.receipts.send(messages::GossipIn { topic, source, propagation_source, data }).await.unwrap_or(Err(Reject::Malformed));
+                let res = self
+                    .receipts
+                    .send(messages::GossipIn { topic, source, propagation_source, data })
+                    .await
+                    .unwrap_or(Err(Reject::Malformed));
                 if let (Ok(()), Some(r), Some(data)) = (&res, &self.rollup, data2) {
                     if r.receipts.try_send(ReceiptSeen { data }).is_err() {
                         tracing::warn!("rollup mailbox full: receipt dropped (picked up again on restart)");
@@ -104,9 +108,11 @@ impl Inbox {
             },
             Ok(SyncWire::Ledger(req)) => {
                 let resp = match &self.rollup {
-                    Some(r) => r.sync.send(LedgerSyncIn { peer, req }).await.unwrap_or_else(|_| {
-                        LedgerResponse::LedgerError { message: "ledger actor stopped".into() }
-                    }),
+                    Some(r) => r
+                        .sync
+                        .send(LedgerSyncIn { peer, req })
+                        .await
+                        .unwrap_or_else(|_| LedgerResponse::LedgerError { message: "ledger actor stopped".into() }),
                     None => LedgerResponse::LedgerError { message: "this peer keeps no ledger".into() },
                 };
                 to_json(&resp)
@@ -224,4 +230,3 @@ impl NetworkEvents for Inbox {
         Inbox::ping(self, peer, rtt_us)
     }
 }
-

@@ -12,12 +12,12 @@ use crate::load::LoadReport;
 use crate::messages::{GetRoster, GossipIn, PeerEvent, RosterSnapshot, Stop, Tick};
 use crate::metrics::{Metrics, RosterLabel};
 use crate::network_message::NetworkSender;
-use brainmesh_ledger::clock::{ChainClock, ClockInstant};
 use crate::protocols::gossip::{Envelope, Heartbeat, Payload, Registration, Role, TopicKind};
-use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
 use crate::protocols::sync::{SyncRequest, SyncResponse, MAX_SYNC_RESPONSE_BYTES};
+use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
 use crate::roster::{Beat, BrainPolicy, Inserted, Liveness, Roster};
 use crate::store::RosterStore;
+use brainmesh_ledger::clock::{ChainClock, ClockInstant};
 
 /// What the membership actor needs to know about this peer and its Brain.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,8 +188,12 @@ impl Membership {
                     Inserted::New | Inserted::Updated => {
                         self.persist(&env);
                         match self.roster.get(self.cfg.brain, &pid) {
-                            Some(m) if m.admitted => tracing::info!(peer = %pid, roles = ?m.registration.roles, "peer registered"),
-                            Some(m) => tracing::warn!(peer = %pid, "registration refused: {}", m.refused.clone().unwrap_or_default()),
+                            Some(m) if m.admitted => {
+                                tracing::info!(peer = %pid, roles = ?m.registration.roles, "peer registered")
+                            }
+                            Some(m) => {
+                                tracing::warn!(peer = %pid, "registration refused: {}", m.refused.clone().unwrap_or_default())
+                            }
                             None => {}
                         }
                     }
@@ -262,11 +266,8 @@ impl Membership {
             return;
         }
         self.seq = (self.seq + 1).max(self.clock.now_ms());
-        let latency_us = if self.rtts.is_empty() {
-            0
-        } else {
-            self.rtts.values().sum::<u64>() / self.rtts.len() as u64
-        };
+        let latency_us =
+            if self.rtts.is_empty() { 0 } else { self.rtts.values().sum::<u64>() / self.rtts.len() as u64 };
         let hb = Heartbeat {
             peer_id: self.self_id.clone(),
             brain: self.cfg.brain,

@@ -27,4 +27,3 @@ impl MembershipHandle {
         self.addr.do_send(messages::Stop);
     }
 }
-

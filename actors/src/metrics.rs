@@ -58,11 +58,7 @@ impl Metrics {
         let sync_requests = Counter::default();
         let tasks = Family::<KindLabel, Counter>::default();
         let prefix_reused_tokens = Counter::default();
-        registry.register(
-            "messages_rejected",
-            "Messages from peers refused, by reason",
-            rejected.clone(),
-        );
+        registry.register("messages_rejected", "Messages from peers refused, by reason", rejected.clone());
         registry.register("messages_accepted", "Messages from peers accepted, by kind", accepted.clone());
         registry.register("connected_peers", "Peers with an open connection", connected_peers.clone());
         registry.register("roster_members", "Brain roster members by role and status", roster.clone());

@@ -13,13 +13,13 @@ use crate::identity::Identity;
 use crate::load::LoadReport;
 use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
-use brainmesh_ledger::clock::ChainClock;
 use crate::protocols::gossip::ModelAd;
+use crate::protocols::task::{Ack, AssignBody, ChunkBody, DoneBody, SealedAssign, SealedChunk, TaskWire};
 use crate::receipt::Receipt;
 use crate::seal::{key_from_hex, TaskKeys};
 use crate::task::{Finish, Prompt, TaskError};
-use crate::protocols::task::{Ack, AssignBody, ChunkBody, DoneBody, SealedAssign, SealedChunk, TaskWire};
 use crate::transcript::{io_digest, RunSampling, Transcript, TranscriptStore};
+use brainmesh_ledger::clock::ChainClock;
 use brainmesh_models::proof::{self, ProofConfig};
 
 #[derive(Debug, Clone)]
@@ -129,7 +129,8 @@ impl Miner {
             started_ms: self.cfg.clock.now_ms(),
         };
         self.queued.fetch_add(1, Ordering::Relaxed);
-        let job = Job { body, cancel, events: etx, miner: self.id.peer_id().to_string(), cfg: self.cfg.clone(), attempt };
+        let job =
+            Job { body, cancel, events: etx, miner: self.id.peer_id().to_string(), cfg: self.cfg.clone(), attempt };
         if self.jobs.send(job).is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             return Ack::stop("inference thread stopped");
@@ -231,7 +232,8 @@ impl Pump {
             }
             WorkerEvent::Done { finish, completion_tokens, proof_digest, transcript } => {
                 let block_height = self.cfg.clock.height();
-                let io_digest = io_digest(&transcript.nonce, &transcript.prompt, &transcript.resume_tokens, &transcript.output);
+                let io_digest =
+                    io_digest(&transcript.nonce, &transcript.prompt, &transcript.resume_tokens, &transcript.output);
                 let transcript = Transcript { block_height, ..*transcript };
                 // Stored off the async path (sled flushes to disk) while the last chunk travels.
                 let (store, task, signed) = (self.transcripts.clone(), self.task_id.clone(), transcript.sign(&self.id));
@@ -361,7 +363,8 @@ fn run_job(model: &Model, job: Job, load: &LoadReport, prefix: &mut PrefixCache,
             let proofs = match proof::build_proofs(&acts, &pc) {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = events.send(WorkerEvent::Error(TaskError::InvalidRequest(format!("proof of inference: {e}"))));
+                    let _ =
+                        events.send(WorkerEvent::Error(TaskError::InvalidRequest(format!("proof of inference: {e}"))));
                     return;
                 }
             };

@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use crate::identity::Identity;
 use crate::messages::GossipIn;
 use crate::metrics::Metrics;
-use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
 use crate::protocols::gossip::TopicKind;
+use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {

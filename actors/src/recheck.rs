@@ -73,7 +73,11 @@ pub fn recheck(
         return Ok(Verdict::fail("empty prompt"));
     }
     if ids.len() as u32 != receipt.prompt_tokens {
-        return Ok(Verdict::fail(format!("prompt is {} tokens, the receipt claims {}", ids.len(), receipt.prompt_tokens)));
+        return Ok(Verdict::fail(format!(
+            "prompt is {} tokens, the receipt claims {}",
+            ids.len(),
+            receipt.prompt_tokens
+        )));
     }
     if t.output.is_empty() {
         return Ok(Verdict { passed: true, reason: "nothing generated".into(), report: None });

@@ -37,23 +37,23 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use brainmesh_ledger::economics::{Amount, EconomicsParams, Height, PriceList};
 use crate::identity::Identity;
+use crate::messages::GossipIn;
+use crate::metrics::Metrics;
+use crate::network_message::NetworkSender;
+use crate::protocols::gossip::{Role, TopicKind};
+use crate::protocols::sync::MAX_SYNC_RESPONSE_BYTES;
+use crate::protocols::sync::{BlockBundle, LedgerRequest, LedgerResponse};
+use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
+use crate::receipt::{public_key_of, SignedReceipt};
+use crate::MembershipHandle;
 use brainmesh_ledger::batch::{Batch, BatchVote, FinalBatch, Finality, PendingPool, VoteError};
+use brainmesh_ledger::clock::ChainClock;
+use brainmesh_ledger::economics::{Amount, EconomicsParams, Height, PriceList};
 use brainmesh_ledger::settlement::{FeeSplit, ReceiptLine, SettlementRecord};
 use brainmesh_ledger::state::LedgerState;
 use brainmesh_ledger::store::{Applied, LedgerStore, StoreError};
 use brainmesh_ledger::tx::Tx;
-use crate::messages::GossipIn;
-use crate::protocols::sync::{BlockBundle, LedgerRequest, LedgerResponse};
-use crate::metrics::Metrics;
-use crate::network_message::NetworkSender;
-use brainmesh_ledger::clock::ChainClock;
-use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
-use crate::protocols::gossip::{Role, TopicKind};
-use crate::protocols::sync::MAX_SYNC_RESPONSE_BYTES;
-use crate::receipt::{public_key_of, SignedReceipt};
-use crate::MembershipHandle;
 
 /// Blocks a catch-up response carries at most.
 const MAX_BLOCKS_PER_RESPONSE: usize = 64;
@@ -87,7 +87,14 @@ pub struct RollupConfig {
 impl RollupConfig {
     /// The ledger state a new ledger starts from.
     pub fn genesis(&self) -> LedgerState {
-        LedgerState::genesis_with_validators(self.balances.clone(), &self.based_labs, self.brain, &self.validator_stakes, &self.params).unwrap_or_else(|e| {
+        LedgerState::genesis_with_validators(
+            self.balances.clone(),
+            &self.based_labs,
+            self.brain,
+            &self.validator_stakes,
+            &self.params,
+        )
+        .unwrap_or_else(|e| {
             tracing::error!("ledger genesis refused ({e}); starting from an empty ledger");
             LedgerState::default()
         })
@@ -398,7 +405,8 @@ impl Rollup {
     }
 
     fn vote_delay(&self) -> Duration {
-        let ms = if self.cfg.vote_delay_ms > 0 { self.cfg.vote_delay_ms } else { self.cfg.clock.block_time_ms() * 2 / 5 };
+        let ms =
+            if self.cfg.vote_delay_ms > 0 { self.cfg.vote_delay_ms } else { self.cfg.clock.block_time_ms() * 2 / 5 };
         Duration::from_millis(ms.max(1))
     }
 
@@ -423,7 +431,8 @@ impl Rollup {
     }
 
     fn has_body(&self, id: &str) -> bool {
-        self.bodies.contains_key(tagged(b"r/", id)).unwrap_or(false) || self.bodies.contains_key(tagged(b"t/", id)).unwrap_or(false)
+        self.bodies.contains_key(tagged(b"r/", id)).unwrap_or(false)
+            || self.bodies.contains_key(tagged(b"t/", id)).unwrap_or(false)
     }
 
     /// Verifies and keeps a receipt; pending unless already in a final block. True if it is valid.
@@ -505,7 +514,12 @@ impl Rollup {
             .map(|m| m.peer_id.clone())
             .collect();
         let stakes: BTreeMap<String, Amount> = if !self.cfg.validator_stakes.is_empty() {
-            self.cfg.validator_stakes.iter().filter(|(v, s)| roster.contains(*v) && **s > 0).map(|(v, s)| (v.clone(), *s)).collect()
+            self.cfg
+                .validator_stakes
+                .iter()
+                .filter(|(v, s)| roster.contains(*v) && **s > 0)
+                .map(|(v, s)| (v.clone(), *s))
+                .collect()
         } else {
             let from_ledger: BTreeMap<String, Amount> = self
                 .store
@@ -566,7 +580,8 @@ impl Rollup {
             return;
         }
         let store = &self.store;
-        let batch = self.pending.batch_for(h + 1, self.cfg.max_batch_items, &|id| store.is_included(id).unwrap_or(false));
+        let batch =
+            self.pending.batch_for(h + 1, self.cfg.max_batch_items, &|id| store.is_included(id).unwrap_or(false));
         let parent = self.store.last_height();
         let msg = RollupMsg::Proposal {
             validator: self.me.clone(),
@@ -590,7 +605,9 @@ impl Rollup {
         let props: Vec<(String, Seen)> = self
             .proposals
             .get(&h)
-            .map(|m| m.iter().filter(|(v, _)| self.stakes.contains_key(*v)).map(|(v, s)| (v.clone(), s.clone())).collect())
+            .map(|m| {
+                m.iter().filter(|(v, _)| self.stakes.contains_key(*v)).map(|(v, s)| (v.clone(), s.clone())).collect()
+            })
             .unwrap_or_default();
         let last = self.store.last_height();
         let ahead = props
@@ -653,7 +670,8 @@ impl Rollup {
         let id = self.id.clone();
         let vote = BatchVote::new_signed(h, batch.root, &self.me, &|m| id.sign(m));
         let parent = self.store.last_height();
-        let msg = RollupMsg::Vote { vote: vote.clone(), parent, receipts: batch.receipts.clone(), txs: batch.txs.clone() };
+        let msg =
+            RollupMsg::Vote { vote: vote.clone(), parent, receipts: batch.receipts.clone(), txs: batch.txs.clone() };
         self.net.publish(self.topic(), msg.to_bytes());
         self.metrics.task_event("ledger_vote");
         if let Err(e) = self.count_vote(&vote, Seen { parent, receipts: batch.receipts, txs: batch.txs }) {
@@ -672,12 +690,14 @@ impl Rollup {
         voters.insert(vote.validator.clone(), seen.clone());
         if let Some(cert) = res {
             let batch = Batch { height: vote.height, receipts: seen.receipts, txs: seen.txs, root: vote.root };
-            let voters = cert
-                .signatures
-                .iter()
-                .map(|(v, _)| (v.clone(), voters.get(v).and_then(|s| s.parent)))
-                .collect();
-            tracing::debug!(height = vote.height, receipts = batch.receipts.len(), txs = batch.txs.len(), "batch final");
+            let voters =
+                cert.signatures.iter().map(|(v, _)| (v.clone(), voters.get(v).and_then(|s| s.parent))).collect();
+            tracing::debug!(
+                height = vote.height,
+                receipts = batch.receipts.len(),
+                txs = batch.txs.len(),
+                "batch final"
+            );
             self.finals.insert(vote.height, FinalInfo { cert, batch, voters, attempts: 0 });
         }
         Ok(())
@@ -998,7 +1018,8 @@ impl Rollup {
                 let mut blocks = Vec::new();
                 let mut size = 0usize;
                 for record in records {
-                    let receipts: Vec<SignedReceipt> = record.batch.receipts.iter().filter_map(|id| self.receipt_body(id)).collect();
+                    let receipts: Vec<SignedReceipt> =
+                        record.batch.receipts.iter().filter_map(|id| self.receipt_body(id)).collect();
                     let txs: Vec<Tx> = record.batch.txs.iter().filter_map(|id| self.tx_body(id)).collect();
                     size += receipts.iter().map(|r| r.body.len() + 300).sum::<usize>() + txs.len() * 600 + 2000;
                     if size > MAX_SYNC_RESPONSE_BYTES / 2 && !blocks.is_empty() {
@@ -1027,8 +1048,10 @@ async fn fetch_items(net: &NetworkSender, peer: &str, ids: Vec<String>) -> (Vec<
 async fn fetch_blocks(net: &NetworkSender, peer: &str, mut after: Option<Height>) -> Vec<BlockBundle> {
     let mut out = Vec::new();
     for _ in 0..64 {
-        let req = serde_json::to_vec(&LedgerRequest::LedgerBlocks { after, max: MAX_BLOCKS_PER_RESPONSE as u32 }).unwrap_or_default();
-        let page = match net.request(peer.to_string(), req).await.map(|b| serde_json::from_slice::<LedgerResponse>(&b)) {
+        let req = serde_json::to_vec(&LedgerRequest::LedgerBlocks { after, max: MAX_BLOCKS_PER_RESPONSE as u32 })
+            .unwrap_or_default();
+        let page = match net.request(peer.to_string(), req).await.map(|b| serde_json::from_slice::<LedgerResponse>(&b))
+        {
             Ok(Ok(LedgerResponse::LedgerBlocks { blocks })) => blocks,
             _ => break,
         };
@@ -1053,7 +1076,12 @@ impl Actor for Rollup {
         self.publish_summary();
         let net = self.net.clone();
         let topic = self.topic();
-        ctx.spawn(async move { let _ = net.subscribe(topic).await; }.into_actor(self));
+        ctx.spawn(
+            async move {
+                let _ = net.subscribe(topic).await;
+            }
+            .into_actor(self),
+        );
         self.schedule_tick(ctx);
         tracing::info!(
             last_final = ?self.store.last_height(),
@@ -1172,8 +1200,8 @@ impl Handler<Submit> for Rollup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use brainmesh_ledger::store::BlockRecord;
     use brainmesh_ledger::economics::tokens;
+    use brainmesh_ledger::store::BlockRecord;
     use brainmesh_ledger::tx::TxKind;
 
     fn signed_tx(id: &Identity, nonce: u64) -> Tx {
@@ -1198,7 +1226,9 @@ mod tests {
             total_stake: u128::MAX / 2,
         };
         let record = BlockRecord { certificate: cert, batch, outcomes: vec![], skipped_receipts: vec![] };
-        let resp = LedgerResponse::LedgerBlocks { blocks: vec![BlockBundle { record: record.clone(), receipts: vec![], txs: vec![tx] }] };
+        let resp = LedgerResponse::LedgerBlocks {
+            blocks: vec![BlockBundle { record: record.clone(), receipts: vec![], txs: vec![tx] }],
+        };
         let back: LedgerResponse = serde_json::from_slice(&serde_json::to_vec(&resp).unwrap()).unwrap();
         assert!(matches!(back, LedgerResponse::LedgerBlocks { blocks } if blocks[0].record == record));
         // Requests keep a `type` tag: Inbox routes `ledger_*` requests on the sync protocol.

@@ -147,7 +147,16 @@ impl Roster {
             None => Inserted::New,
         };
         let (last_seen_ms, last_seq, load, queue, lat, serving, tps, ttft) = match brain.get(&reg.peer_id) {
-            Some(m) => (m.last_seen_ms, m.last_seq, m.load_permille, m.queue_depth, m.latency_us, m.serving.clone(), m.tokens_per_s_milli, m.ttft_ms),
+            Some(m) => (
+                m.last_seen_ms,
+                m.last_seq,
+                m.load_permille,
+                m.queue_depth,
+                m.latency_us,
+                m.serving.clone(),
+                m.tokens_per_s_milli,
+                m.ttft_ms,
+            ),
             None => (None, 0, 0, 0, 0, vec![], 0, 0),
         };
         brain.insert(
@@ -183,9 +192,7 @@ impl Roster {
             let full = m.registration.roles.iter().find_map(|r| {
                 let cap = policy.capacity(*r)?;
                 let n = counts.get(r).copied().unwrap_or(0);
-                (n >= cap).then(|| {
-                    format!("Brain {brain} is full: {n} {}s registered (capacity {cap})", r.as_str())
-                })
+                (n >= cap).then(|| format!("Brain {brain} is full: {n} {}s registered (capacity {cap})", r.as_str()))
             });
             match full {
                 Some(reason) => {
@@ -321,7 +328,8 @@ mod tests {
     fn capacity_refuses_the_latest_registrations_whatever_the_arrival_order() {
         let policy = BrainPolicy { max_miners: 2, ..Default::default() };
         let ids: Vec<Identity> = (0..4).map(|_| Identity::generate()).collect();
-        let recs: Vec<_> = ids.iter().enumerate().map(|(i, id)| record(id, vec![Role::Miner], 100, 1000 + i as u64)).collect();
+        let recs: Vec<_> =
+            ids.iter().enumerate().map(|(i, id)| record(id, vec![Role::Miner], 100, 1000 + i as u64)).collect();
         let mut forward = Roster::new();
         let mut backward = Roster::new();
         for (e, r) in recs.iter().cloned() {
@@ -331,8 +339,7 @@ mod tests {
             backward.insert(e, r, &policy, 10_000).unwrap();
         }
         for roster in [&forward, &backward] {
-            let admitted: Vec<bool> =
-                recs.iter().map(|(_, r)| roster.get(1, &r.peer_id).unwrap().admitted).collect();
+            let admitted: Vec<bool> = recs.iter().map(|(_, r)| roster.get(1, &r.peer_id).unwrap().admitted).collect();
             assert_eq!(admitted, vec![true, true, false, false]);
             let reason = roster.get(1, &recs[3].1.peer_id).unwrap().refused.clone().unwrap();
             assert!(reason.contains("full") && reason.contains("capacity 2"), "{reason}");

@@ -80,7 +80,12 @@ pub fn choose<'a>(
 }
 
 /// Online, admitted, unbanned miners of this Brain serving `model`.
-pub fn candidates(snap: &RosterSnapshot, brain: u16, model: &str, banned: &std::collections::BTreeSet<String>) -> (Vec<Candidate>, bool) {
+pub fn candidates(
+    snap: &RosterSnapshot,
+    brain: u16,
+    model: &str,
+    banned: &std::collections::BTreeSet<String>,
+) -> (Vec<Candidate>, bool) {
     let mut known = false;
     let mut out = Vec::new();
     for b in snap.brains.iter().filter(|b| b.brain == brain) {
@@ -133,12 +138,15 @@ mod tests {
         let cs = vec![c("a", 0), c("b", 0)];
         let (pref, _) = choose(&cs, &[], &none, b"x", |_| 0).unwrap();
         let busy = pref.peer_id.clone();
-        let cs: Vec<_> = cs.into_iter().map(|mut m| {
-            if m.peer_id == busy {
-                m.queue_depth = 50;
-            }
-            m
-        }).collect();
+        let cs: Vec<_> = cs
+            .into_iter()
+            .map(|mut m| {
+                if m.peer_id == busy {
+                    m.queue_depth = 50;
+                }
+                m
+            })
+            .collect();
         let (got, how) = choose(&cs, &[], &none, b"x", |_| 0).unwrap();
         assert_ne!(got.peer_id, busy);
         assert_eq!(how, Choice::TwoChoices);

@@ -9,11 +9,14 @@ use brainmesh_ledger::clock::ChainClock;
 use crate::distributor_handle::DistributorHandle;
 use crate::identity::Identity;
 use crate::inbox::{Inbox, RollupRecipients};
-use crate::membership_handle::MembershipHandle;
 use crate::membership::MembershipConfig;
+use crate::membership_handle::MembershipHandle;
 use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
-use crate::{auditor, distributor, fhe_service, load, membership, messages, miner, models, receipt, recheck, rollup, store, transcript};
+use crate::{
+    auditor, distributor, fhe_service, load, membership, messages, miner, models, receipt, recheck, rollup, store,
+    transcript,
+};
 
 /// What to run on this node besides membership.
 pub struct ActorsConfig {
@@ -66,13 +69,22 @@ pub fn start_actors(
         Some(_) => Some(recheck::EvidenceStore::open(store.db())?),
         None => None,
     };
-    let membership_addr =
-        membership::Membership::new(id.clone(), cfg.membership, Box::new(store), net.clone(), metrics.clone(), load.clone(), cfg.clock.clone())
-            .start();
+    let membership_addr = membership::Membership::new(
+        id.clone(),
+        cfg.membership,
+        Box::new(store),
+        net.clone(),
+        metrics.clone(),
+        load.clone(),
+        cfg.clock.clone(),
+    )
+    .start();
     let mut peers: Vec<Recipient<messages::PeerEvent>> = vec![membership_addr.clone().recipient()];
     let assign = match (cfg.miner, load) {
         (Some((mcfg, model)), Some(load)) => {
-            let ts = transcripts.clone().ok_or_else(|| store::StoreError::Sled(sled::Error::Unsupported("no transcript store".into())))?;
+            let ts = transcripts
+                .clone()
+                .ok_or_else(|| store::StoreError::Sled(sled::Error::Unsupported("no transcript store".into())))?;
             Some(miner::Miner::new(id.clone(), mcfg, model, net.clone(), load, metrics.clone(), ts).start().recipient())
         }
         _ => None,
@@ -80,8 +92,16 @@ pub fn start_actors(
     let membership = MembershipHandle { addr: membership_addr.clone() };
     let (rollup, ledger) = match cfg.ledger {
         Some(lcfg) => {
-            let r = rollup::Rollup::new(id.clone(), lcfg, &db, receipts.clone(), net.clone(), membership.clone(), metrics.clone())
-                .map_err(|e| store::StoreError::Sled(sled::Error::Unsupported(format!("ledger: {e}"))))?;
+            let r = rollup::Rollup::new(
+                id.clone(),
+                lcfg,
+                &db,
+                receipts.clone(),
+                net.clone(),
+                membership.clone(),
+                metrics.clone(),
+            )
+            .map_err(|e| store::StoreError::Sled(sled::Error::Unsupported(format!("ledger: {e}"))))?;
             let handle = r.start_with_handle();
             let recipients = RollupRecipients {
                 gossip: handle.recipient_gossip(),
@@ -95,7 +115,15 @@ pub fn start_actors(
     // Gateways route tasks; validators that audit send their quality checks the same way.
     let (chunks, tasks) = match cfg.distributor {
         Some(dcfg) => {
-            let addr = distributor::Distributor::new(id.clone(), dcfg, net.clone(), receipts.clone(), metrics.clone(), cfg.clock.clone()).start();
+            let addr = distributor::Distributor::new(
+                id.clone(),
+                dcfg,
+                net.clone(),
+                receipts.clone(),
+                metrics.clone(),
+                cfg.clock.clone(),
+            )
+            .start();
             peers.push(addr.clone().recipient());
             let handle = DistributorHandle {
                 addr,
@@ -121,8 +149,8 @@ pub fn start_actors(
         Some(a) => a.clone().recipient(),
         None => auditor::BanBook::new(brain, shared.clone(), metrics.clone()).start().recipient(),
     };
-    let book =
-        receipt::ReceiptBook::new(brain, receipts.clone(), metrics.clone(), auditor_addr.map(|a| a.recipient())).start();
+    let book = receipt::ReceiptBook::new(brain, receipts.clone(), metrics.clone(), auditor_addr.map(|a| a.recipient()))
+        .start();
     let fhe = match cfg.fhe {
         Some(head) => match fhe_service::FheService::new(head, metrics.clone()) {
             Ok(s) => Some(s.start().recipient()),
@@ -149,4 +177,3 @@ pub fn start_actors(
     };
     Ok(NodeActors { inbox, membership, tasks, receipts, audit: shared, ledger })
 }
-

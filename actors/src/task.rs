@@ -39,7 +39,15 @@ pub struct Sampling {
 
 impl Default for Sampling {
     fn default() -> Self {
-        Self { max_tokens: 64, temperature: 0.0, top_p: None, top_k: None, seed: None, stop: vec![], repetition_penalty: None }
+        Self {
+            max_tokens: 64,
+            temperature: 0.0,
+            top_p: None,
+            top_k: None,
+            seed: None,
+            stop: vec![],
+            repetition_penalty: None,
+        }
     }
 }
 

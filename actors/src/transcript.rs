@@ -15,7 +15,6 @@ use crate::identity::Identity;
 use crate::receipt::{verify_sig, Receipt};
 use crate::task::{Prompt, Sampling};
 
-
 /// Sampling as the miner actually ran it (seed filled in), so the sampler can be replayed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSampling {
@@ -169,7 +168,11 @@ pub struct TranscriptStore {
 
 impl TranscriptStore {
     pub fn open(db: &sled::Db, keep_blocks: u64) -> Result<Self, sled::Error> {
-        Ok(Self { by_task: db.open_tree("transcripts")?, by_height: db.open_tree("transcripts_by_height")?, keep_blocks })
+        Ok(Self {
+            by_task: db.open_tree("transcripts")?,
+            by_height: db.open_tree("transcripts_by_height")?,
+            keep_blocks,
+        })
     }
 
     pub fn insert(&self, task_id: &str, height: u64, t: &SignedTranscript) -> Result<(), sled::Error> {

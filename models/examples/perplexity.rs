@@ -32,6 +32,9 @@ fn main() -> anyhow::Result<()> {
         n += (t - 1) as usize;
     }
     anyhow::ensure!(n > 0, "text too short for one window of {window}");
-    println!("{}", serde_json::json!({ "ppl": (nll / n as f64).exp(), "tokens": n, "window": window, "model": model_path }));
+    println!(
+        "{}",
+        serde_json::json!({ "ppl": (nll / n as f64).exp(), "tokens": n, "window": window, "model": model_path })
+    );
     Ok(())
 }

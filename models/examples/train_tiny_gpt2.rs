@@ -84,7 +84,13 @@ fn main() -> anyhow::Result<()> {
     }
     let split = ids.len() * 95 / 100;
     let (train, val) = ids.split_at(split);
-    println!("corpus: {} tokens ({} train, {} val) ({:.1}s)", ids.len(), train.len(), val.len(), t0.elapsed().as_secs_f64());
+    println!(
+        "corpus: {} tokens ({} train, {} val) ({:.1}s)",
+        ids.len(),
+        train.len(),
+        val.len(),
+        t0.elapsed().as_secs_f64()
+    );
 
     // 3. Parameters in a VarStore under the Hugging Face names.
     let cfg = Gpt2Config {

@@ -80,7 +80,8 @@ mod tests {
     #[test]
     fn the_tensor_version_equals_the_slice_version_row_by_row_and_stays_within_one_step() {
         let p = ActSqueeze::default();
-        let x = Tensor::randn([6, 576], (Kind::Float, tch::Device::Cpu)) * Tensor::from_slice(&[0.01f32, 0.05, 0.2, 1.0, 3.0, 0.0]).view([6, 1]);
+        let x = Tensor::randn([6, 576], (Kind::Float, tch::Device::Cpu))
+            * Tensor::from_slice(&[0.01f32, 0.05, 0.2, 1.0, 3.0, 0.0]).view([6, 1]);
         let got = p.apply(&x);
         for r in 0..6 {
             let row = Vec::<f32>::try_from(x.get(r)).unwrap();
@@ -90,8 +91,16 @@ mod tests {
             let min = row.iter().fold(f32::INFINITY, |a, &b| a.min(b));
             let step = (max - min) / 256.0;
             for j in 0..row.len() {
-                assert!((g[j] - want[j]).abs() <= 1e-5 * (1.0 + want[j].abs()), "row {r} col {j}: {} vs {}", g[j], want[j]);
-                assert!(row[j] - g[j] >= -1e-6 && row[j] - g[j] <= step * 1.0001 + 1e-7, "row {r}: within one level below");
+                assert!(
+                    (g[j] - want[j]).abs() <= 1e-5 * (1.0 + want[j].abs()),
+                    "row {r} col {j}: {} vs {}",
+                    g[j],
+                    want[j]
+                );
+                assert!(
+                    row[j] - g[j] >= -1e-6 && row[j] - g[j] <= step * 1.0001 + 1e-7,
+                    "row {r}: within one level below"
+                );
             }
         }
     }

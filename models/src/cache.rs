@@ -86,11 +86,8 @@ impl KvCache {
         let start = self.len as i64;
         let t64 = t as i64;
         let total = start + t64;
-        let rows: Vec<i64> = self
-            .pad
-            .iter()
-            .flat_map(|&p| (0..t64).map(move |i| (start + i - p as i64).max(0)))
-            .collect();
+        let rows: Vec<i64> =
+            self.pad.iter().flat_map(|&p| (0..t64).map(move |i| (start + i - p as i64).max(0))).collect();
         let positions = Tensor::f_from_slice(&rows)?.view([self.pad.len() as i64, t64]).to_device(self.device);
         let mask = match &self.key_valid {
             None if t == 1 => AttnMask::None,
@@ -186,9 +183,8 @@ fn sdpa(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, gqa: bool) -> Tenso
 impl Step {
     /// A cache-less causal pass over `t` positions starting at 0 (training, scoring).
     pub(crate) fn causal(batch: usize, t: usize, device: Device) -> Result<Step> {
-        let positions = Tensor::f_arange(t as i64, (Kind::Int64, device))?
-            .unsqueeze(0)
-            .expand([batch as i64, t as i64], false);
+        let positions =
+            Tensor::f_arange(t as i64, (Kind::Int64, device))?.unsqueeze(0).expand([batch as i64, t as i64], false);
         Ok(Step { start: 0, t, positions, mask: AttnMask::Causal })
     }
 }

@@ -29,11 +29,7 @@ pub enum ModelError {
     MissingTensor(String),
     /// A tensor has a shape the architecture does not expect.
     #[error("tensor {name} has shape {actual:?}, expected {expected:?}")]
-    ShapeMismatch {
-        name: String,
-        actual: Vec<i64>,
-        expected: Vec<i64>,
-    },
+    ShapeMismatch { name: String, actual: Vec<i64>, expected: Vec<i64> },
     /// The tokenizer could not be built or failed on the input.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -192,7 +192,10 @@ fn nucleus_choice(logits: &[f32], inv_t: f32, top_p: Option<f64>) -> Choice {
     let weight = |l: f32| (((l - max) * inv_t) as f64).exp();
     let sum: f64 = logits.iter().map(|&l| weight(l)).sum();
     let Some(p) = top_p else {
-        return Choice::Sample { idx: (0..logits.len() as u32).collect(), probs: logits.iter().map(|&l| weight(l) / sum).collect() };
+        return Choice::Sample {
+            idx: (0..logits.len() as u32).collect(),
+            probs: logits.iter().map(|&l| weight(l) / sum).collect(),
+        };
     };
     let n = logits.len();
     let mut m = 256.min(n);
@@ -239,7 +242,14 @@ pub fn pick_token(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig, rng
 /// logit must be within `slack` of the largest (logits, after the repetition penalty); for
 /// sampling, the draw must fall within `slack` (a probability) of the token's interval of the
 /// cumulative distribution. A token outside top-k/top-p, or far from the draw, is implausible.
-pub fn plausible_token(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig, rng: &mut Rng, token: u32, slack: f64) -> bool {
+pub fn plausible_token(
+    logits: &mut [f32],
+    history: &[u32],
+    cfg: &GenerateConfig,
+    rng: &mut Rng,
+    token: u32,
+    slack: f64,
+) -> bool {
     match choice(logits, history, cfg) {
         Choice::Greedy(best) => {
             let (Some(&b), Some(&t)) = (logits.get(best as usize), logits.get(token as usize)) else { return false };
@@ -461,7 +471,13 @@ impl Model {
                         row.text = decoded;
                         // Stop sequences: search only the region new text could complete.
                         let from = floor_char_boundary(&row.text, row.emitted.saturating_sub(max_stop));
-                        if let Some(pos) = cfg.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| row.text[from..].find(s.as_str()).map(|i| from + i)).min() {
+                        if let Some(pos) = cfg
+                            .stop
+                            .iter()
+                            .filter(|s| !s.is_empty())
+                            .filter_map(|s| row.text[from..].find(s.as_str()).map(|i| from + i))
+                            .min()
+                        {
                             row.text.truncate(pos);
                             row.finish = Some(FinishReason::StopSequence);
                             delta_end = pos;

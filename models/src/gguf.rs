@@ -132,10 +132,7 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn err(&self, what: &str) -> ModelError {
-        ModelError::corrupt(
-            self.path,
-            format!("truncated or invalid header at byte {} while reading {what}", self.pos),
-        )
+        ModelError::corrupt(self.path, format!("truncated or invalid header at byte {} while reading {what}", self.pos))
     }
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| self.err(what))?;
@@ -202,9 +199,7 @@ impl<'a> Cursor<'a> {
             10 => Value::U64(u64::from_le_bytes(self.array(w)?)),
             11 => Value::I64(i64::from_le_bytes(self.array(w)?)),
             12 => Value::F64(f64::from_le_bytes(self.array(w)?)),
-            other => {
-                return Err(ModelError::corrupt(self.path, format!("unknown metadata value type {other}")))
-            }
+            other => return Err(ModelError::corrupt(self.path, format!("unknown metadata value type {other}"))),
         })
     }
 }
@@ -321,10 +316,7 @@ impl GgufFile {
         let nbytes = (n / per_block as u64)
             .checked_mul(block_bytes as u64)
             .ok_or_else(|| corrupt("byte size overflows".into()))?;
-        let start = self
-            .data_start
-            .checked_add(t.offset)
-            .ok_or_else(|| corrupt("offset overflows".into()))?;
+        let start = self.data_start.checked_add(t.offset).ok_or_else(|| corrupt("offset overflows".into()))?;
         let end = start.checked_add(nbytes).ok_or_else(|| corrupt("offset overflows".into()))?;
         if end > self.mmap.len() as u64 {
             return Err(corrupt(format!(
@@ -341,10 +333,8 @@ impl GgufFile {
         let bytes = self.tensor_bytes(t)?;
         let n = t.n_elements() as usize;
         let mut out = vec![0f32; n];
-        dequantize_into(t.kind, bytes, &mut out).map_err(|kind| ModelError::UnsupportedTensorType {
-            name: name.into(),
-            kind: kind.to_string(),
-        })?;
+        dequantize_into(t.kind, bytes, &mut out)
+            .map_err(|kind| ModelError::UnsupportedTensorType { name: name.into(), kind: kind.to_string() })?;
         Ok(out)
     }
 

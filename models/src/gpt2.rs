@@ -181,12 +181,7 @@ impl Gpt2 {
     }
 
     /// Loads a GGUF `gpt2` model (llama.cpp layout: Linear `[out, in]` weights, transposed here).
-    pub fn from_gguf(
-        g: &GgufFile,
-        device: Device,
-        kind: Kind,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Self> {
+    pub fn from_gguf(g: &GgufFile, device: Device, kind: Kind, progress: &mut dyn FnMut(usize, usize)) -> Result<Self> {
         let cfg = Gpt2Config::from_gguf(g)?;
         let total = g.tensors().len();
         let mut done = 0;
@@ -227,12 +222,23 @@ impl Gpt2 {
     }
 
     /// [`Self::forward`] plus the last hidden state (after `ln_f`) of every position `[B, T, H]`.
-    pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut KvCache>, last_only: bool) -> Result<(Tensor, Tensor)> {
+    pub fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        last_only: bool,
+    ) -> Result<(Tensor, Tensor)> {
         let (logits, hidden) = self.forward_inner(ids, cache, last_only, true)?;
         Ok((logits, hidden.ok_or_else(|| ModelError::InvalidArgument("no hidden state".into()))?))
     }
 
-    fn forward_inner(&self, ids: &Tensor, mut cache: Option<&mut KvCache>, last_only: bool, want_hidden: bool) -> Result<(Tensor, Option<Tensor>)> {
+    fn forward_inner(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        last_only: bool,
+        want_hidden: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, t) = ids.size2()?;
         let step = match cache.as_deref() {
             Some(c) => c.step(t as usize)?,

@@ -84,9 +84,7 @@ impl SafeTensorFiles {
             Dtype::I64 => Kind::Int64,
             Dtype::I32 => Kind::Int,
             Dtype::U8 => Kind::Uint8,
-            other => {
-                return Err(ModelError::UnsupportedTensorType { name: name.into(), kind: format!("{other:?}") })
-            }
+            other => return Err(ModelError::UnsupportedTensorType { name: name.into(), kind: format!("{other:?}") }),
         };
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let t = Tensor::f_from_data_size(view.data(), &shape, src_kind)?;
@@ -108,9 +106,7 @@ impl HfDir {
             .get("model_type")
             .and_then(|v| v.as_str())
             .map(String::from)
-            .or_else(|| {
-                config.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str()).map(String::from)
-            })
+            .or_else(|| config.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str()).map(String::from))
             .ok_or_else(|| ModelError::Metadata(format!("{}: model_type", dir.join("config.json").display())))?;
         Ok(HfDir { dir: dir.to_path_buf(), config, model_type })
     }

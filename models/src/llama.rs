@@ -56,10 +56,19 @@ pub struct Weight {
 impl Weight {
     /// A weight known only by its groups: rows and columns are fixed later against the shape
     /// the model expects ([`Llama::load`] reshapes it), so it is kept as one long row here.
-    pub fn grouped(name: &str, kind: crate::ggml::GgmlType, quants: Vec<u8>, scale: Vec<f32>, offset: Vec<f32>) -> Result<Self> {
+    pub fn grouped(
+        name: &str,
+        kind: crate::ggml::GgmlType,
+        quants: Vec<u8>,
+        scale: Vec<f32>,
+        offset: Vec<f32>,
+    ) -> Result<Self> {
         let cols = scale.len() * 32;
-        let q = QMatrix::from_parts(kind, 1, cols, quants, scale, offset)
-            .ok_or_else(|| ModelError::ShapeMismatch { name: name.into(), actual: vec![], expected: vec![] })?;
+        let q = QMatrix::from_parts(kind, 1, cols, quants, scale, offset).ok_or_else(|| ModelError::ShapeMismatch {
+            name: name.into(),
+            actual: vec![],
+            expected: vec![],
+        })?;
         let dense = Tensor::f_from_slice(&q.dequantize())?;
         Ok(Weight { dense, quant: Some(q) })
     }
@@ -251,7 +260,10 @@ impl LlamaConfig {
             for (i, map) in h.iter().enumerate() {
                 let nkv = map.iter().max().map(|m| m + 1).unwrap_or(0);
                 if map.is_empty() || map.len() > self.num_attention_heads || nkv > self.kv_heads() {
-                    return bad(&format!("llama: layer {i} of brainmesh_heads has {} query heads reading {nkv} key/value heads", map.len()));
+                    return bad(&format!(
+                        "llama: layer {i} of brainmesh_heads has {} query heads reading {nkv} key/value heads",
+                        map.len()
+                    ));
                 }
                 if (0..nkv).any(|k| !map.contains(&k)) {
                     return bad(&format!("llama: layer {i} of brainmesh_heads leaves a key/value head unread"));
@@ -297,7 +309,11 @@ pub fn unpermute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
     let (rows, cols) = w.size2()?;
     let n = n_head as i64;
     if rows % (2 * n) != 0 {
-        return Err(ModelError::ShapeMismatch { name: "q/k projection".into(), actual: vec![rows, cols], expected: vec![] });
+        return Err(ModelError::ShapeMismatch {
+            name: "q/k projection".into(),
+            actual: vec![rows, cols],
+            expected: vec![],
+        });
     }
     Ok(w.f_reshape([n, rows / n / 2, 2, cols])?.f_transpose(1, 2)?.f_reshape([rows, cols])?)
 }
@@ -354,7 +370,11 @@ impl Llama {
                 None
             };
             let dense: Vec<Tensor> = parts.into_iter().map(|p| p.dense).collect();
-            let w = if dense.len() == 1 { dense.into_iter().next().ok_or_else(|| ModelError::MissingTensor("weight".into()))? } else { Tensor::f_cat(&dense, 0)? };
+            let w = if dense.len() == 1 {
+                dense.into_iter().next().ok_or_else(|| ModelError::MissingTensor("weight".into()))?
+            } else {
+                Tensor::f_cat(&dense, 0)?
+            };
             Ok(Linear { w: put(w)?, q })
         };
         let embed_w = fetch("model.embed_tokens.weight", &[v, d])?;
@@ -395,7 +415,8 @@ impl Llama {
         let any_q = lm_head.q.is_some() || layers.iter().any(|l| l.wqkv.q.is_some());
         let qpool = if any_q {
             let threads = tch::get_num_threads().max(1) as usize;
-            let pool = KernelPool::new(threads).map_err(|e| ModelError::InvalidArgument(format!("kernel threads: {e}")))?;
+            let pool =
+                KernelPool::new(threads).map_err(|e| ModelError::InvalidArgument(format!("kernel threads: {e}")))?;
             Some(Arc::new(pool))
         } else {
             None
@@ -413,12 +434,7 @@ impl Llama {
     }
 
     /// Loads the llama tensors of a GGUF file (dequantized, q/k rows un-permuted).
-    pub fn from_gguf(
-        g: &GgufFile,
-        device: Device,
-        kind: Kind,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Self> {
+    pub fn from_gguf(g: &GgufFile, device: Device, kind: Kind, progress: &mut dyn FnMut(usize, usize)) -> Result<Self> {
         let cfg = LlamaConfig::from_gguf(g)?;
         let total = g.tensors().len();
         let mut done = 0usize;
@@ -494,8 +510,14 @@ impl Llama {
 
     /// [`Self::forward`] that also returns the last hidden state (after the final norm) of
     /// every position `[B, T, H]`: what a proof of inference commits to.
-    pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut KvCache>, last_only: bool) -> Result<(Tensor, Tensor)> {
-        let (logits, hidden) = self.forward_inner(ids, cache, if last_only { Logits::Last } else { Logits::All }, None, true)?;
+    pub fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        last_only: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let (logits, hidden) =
+            self.forward_inner(ids, cache, if last_only { Logits::Last } else { Logits::All }, None, true)?;
         let hidden = hidden.ok_or_else(|| crate::error::ModelError::InvalidArgument("no hidden state".into()))?;
         Ok((logits, hidden))
     }
@@ -595,7 +617,8 @@ impl Llama {
     pub fn state_dict(&self) -> Result<Vec<(String, Tensor)>> {
         let hd = self.cfg.head_dim() as i64;
         let f = self.cfg.intermediate_size as i64;
-        let cpu = |t: &Tensor| -> Result<Tensor> { Ok(t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?) };
+        let cpu =
+            |t: &Tensor| -> Result<Tensor> { Ok(t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?) };
         let mut out = vec![("model.embed_tokens.weight".to_string(), cpu(&self.embed)?)];
         for (i, l) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
@@ -678,7 +701,10 @@ mod tests {
 
     #[test]
     fn gguf_names_map_to_hf_names() {
-        assert_eq!(gguf_name("model.layers.7.self_attn.k_proj.weight").map(|x| x.0), Some("blk.7.attn_k.weight".into()));
+        assert_eq!(
+            gguf_name("model.layers.7.self_attn.k_proj.weight").map(|x| x.0),
+            Some("blk.7.attn_k.weight".into())
+        );
         assert_eq!(gguf_name("model.embed_tokens.weight").map(|x| x.0), Some("token_embd.weight".into()));
         assert!(gguf_name("model.layers.0.bogus").is_none());
     }

@@ -105,7 +105,12 @@ impl Network {
     }
 
     /// Logits and the last hidden state of every position (see [`Llama::forward_hidden`]).
-    pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut KvCache>, last_only: bool) -> Result<(Tensor, Tensor)> {
+    pub fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        last_only: bool,
+    ) -> Result<(Tensor, Tensor)> {
         match self {
             Network::Llama(m) => m.forward_hidden(ids, cache, last_only),
             Network::Gpt2(m) => m.forward_hidden(ids, cache, last_only),
@@ -184,10 +189,12 @@ fn load_groups(files: &SafeTensorFiles, name: &str) -> Result<crate::llama::Weig
         let rows = scale.len();
         let cols = if rows > 0 { q.numel() / rows } else { 0 };
         let quants = Vec::<u8>::try_from(&q)?;
-        let m = crate::qmatmul::QMatrix::from_channel_parts(rows, cols, quants, &scale).ok_or_else(|| ModelError::ShapeMismatch {
-            name: name.into(),
-            actual: vec![q.numel() as i64],
-            expected: vec![rows as i64, cols as i64],
+        let m = crate::qmatmul::QMatrix::from_channel_parts(rows, cols, quants, &scale).ok_or_else(|| {
+            ModelError::ShapeMismatch {
+                name: name.into(),
+                actual: vec![q.numel() as i64],
+                expected: vec![rows as i64, cols as i64],
+            }
         })?;
         let dense = Tensor::f_from_slice(&m.dequantize())?.f_view([rows as i64, cols as i64])?;
         return Ok(crate::llama::Weight { dense, quant: Some(m) });
@@ -196,11 +203,16 @@ fn load_groups(files: &SafeTensorFiles, name: &str) -> Result<crate::llama::Weig
     let offset = files.tensor(&format!("{name}.bm_offset"), Device::Cpu, Kind::Float)?;
     let groups = scale.numel();
     // 32 bytes a group: signed 8-bit; 16: nibbles (the matrix's own size says which).
-    let (kind, per) = if q.numel() == groups * 32 { (crate::ggml::GgmlType::Q8_0, 32) } else { (crate::ggml::GgmlType::Q4_1, 16) };
+    let (kind, per) =
+        if q.numel() == groups * 32 { (crate::ggml::GgmlType::Q8_0, 32) } else { (crate::ggml::GgmlType::Q4_1, 16) };
     // Rows × cols from the group count and the quant bytes: cols comes from the config shapes,
     // which Llama::load checks; here only the total matters, so store as [groups·32] and let the
     // caller's shape check catch a mismatch.
-    let bad = || ModelError::ShapeMismatch { name: name.into(), actual: vec![q.numel() as i64], expected: vec![(groups * per) as i64] };
+    let bad = || ModelError::ShapeMismatch {
+        name: name.into(),
+        actual: vec![q.numel() as i64],
+        expected: vec![(groups * per) as i64],
+    };
     if q.numel() != groups * per || offset.numel() != groups {
         return Err(bad());
     }

@@ -53,7 +53,14 @@ impl PrefixCache {
     /// `max_entries` prompts and `max_tokens` cached positions at most; a match shorter than
     /// `min_match` tokens is not worth a copy and counts as a miss.
     pub fn new(max_entries: usize, max_tokens: usize, min_match: usize) -> Self {
-        Self { entries: Vec::new(), max_entries, max_tokens, min_match: min_match.max(1), tick: 0, stats: PrefixStats::default() }
+        Self {
+            entries: Vec::new(),
+            max_entries,
+            max_tokens,
+            min_match: min_match.max(1),
+            tick: 0,
+            stats: PrefixStats::default(),
+        }
     }
 
     pub fn stats(&self) -> PrefixStats {
@@ -87,7 +94,12 @@ impl PrefixCache {
     /// Fills the start of the fresh `cache` (batch 1) with the longest cached prefix of
     /// `prompt`; returns how many positions it filled (0 on a miss) and, with `need_hidden`,
     /// their hidden states (an entry stored without them is then a miss).
-    pub(crate) fn restore(&mut self, prompt: &[u32], cache: &mut KvCache, need_hidden: bool) -> Result<(usize, Option<Tensor>)> {
+    pub(crate) fn restore(
+        &mut self,
+        prompt: &[u32],
+        cache: &mut KvCache,
+        need_hidden: bool,
+    ) -> Result<(usize, Option<Tensor>)> {
         self.stats.lookups += 1;
         self.stats.prompt_tokens += prompt.len() as u64;
         if cache.batch() != 1 || !cache.is_empty() {
@@ -146,7 +158,9 @@ impl PrefixCache {
         }
         self.entries.push(Entry { tokens: prompt.to_vec(), k, v, hidden, last_used: self.tick });
         while self.entries.len() > self.max_entries || self.cached_tokens() > self.max_tokens {
-            let Some(oldest) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.last_used).map(|(i, _)| i) else { break };
+            let Some(oldest) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.last_used).map(|(i, _)| i) else {
+                break;
+            };
             self.entries.swap_remove(oldest);
         }
         Ok(())

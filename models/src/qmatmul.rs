@@ -161,7 +161,15 @@ impl QMatrix {
         }
         let nb = cols / 32;
         let scale = channel_scale.iter().flat_map(|&d| std::iter::repeat_n(d, nb)).collect();
-        Some(QMatrix { rows, cols, kind: GgmlType::Q8_0, quants, scale, offset: vec![0f32; rows * nb], int8_activations: true })
+        Some(QMatrix {
+            rows,
+            cols,
+            kind: GgmlType::Q8_0,
+            quants,
+            scale,
+            offset: vec![0f32; rows * nb],
+            int8_activations: true,
+        })
     }
 
     /// One scale per row, when the matrix is per-channel int8.
@@ -180,7 +188,14 @@ impl QMatrix {
     }
 
     /// Rebuilds a matrix from [`Self::parts`]; None when the sizes do not fit `rows × cols`.
-    pub fn from_parts(kind: GgmlType, rows: usize, cols: usize, quants: Vec<u8>, scale: Vec<f32>, offset: Vec<f32>) -> Option<Self> {
+    pub fn from_parts(
+        kind: GgmlType,
+        rows: usize,
+        cols: usize,
+        quants: Vec<u8>,
+        scale: Vec<f32>,
+        offset: Vec<f32>,
+    ) -> Option<Self> {
         block_bytes(kind)?;
         let nb = rows * cols / 32;
         let ok = cols % 32 == 0 && quants.len() == nb * quant_bytes(kind) && scale.len() == nb && offset.len() == nb;
@@ -251,7 +266,10 @@ impl QMatrix {
     /// Stacks matrices with the same column count and type (fused QKV, gate/up).
     pub fn concat_rows(parts: &[&QMatrix]) -> Option<Self> {
         let first = parts.first()?;
-        if parts.iter().any(|p| p.cols != first.cols || p.kind != first.kind || p.int8_activations != first.int8_activations) {
+        if parts
+            .iter()
+            .any(|p| p.cols != first.cols || p.kind != first.kind || p.int8_activations != first.int8_activations)
+        {
             return None;
         }
         let mut out = QMatrix {
@@ -306,7 +324,9 @@ impl QMatrix {
                 for r in 0..nr {
                     let g = r0 + r;
                     // SAFETY: the quants of Q8_0 rows are i8 stored as u8; same size and align.
-                    let w = unsafe { std::slice::from_raw_parts(self.quants[g * self.cols..].as_ptr() as *const i8, self.cols) };
+                    let w = unsafe {
+                        std::slice::from_raw_parts(self.quants[g * self.cols..].as_ptr() as *const i8, self.cols)
+                    };
                     for (i, (sx, xi)) in xq.iter().enumerate() {
                         o[r * n + i] = sx * self.scale[g * nb] * dot_i8(w, xi) as f32;
                     }
@@ -364,12 +384,7 @@ impl QMatrix {
         }
         for r in r..nr {
             let g = r0 + r;
-            let v = row_scalar(
-                self.kind,
-                &self.quants[g * qr..(g + 1) * qr],
-                &self.scale[g * nb..(g + 1) * nb],
-                x,
-            );
+            let v = row_scalar(self.kind, &self.quants[g * qr..(g + 1) * qr], &self.scale[g * nb..(g + 1) * nb], x);
             put(r, v + dot_f32(&self.offset[g * nb..(g + 1) * nb], xsum));
         }
     }
@@ -590,7 +605,11 @@ mod tests {
             for r in 0..rows {
                 let want: f64 = (0..cols).map(|c| dense[r * cols + c] as f64 * x[i * cols + c] as f64).sum();
                 let got = y[i * rows + r] as f64;
-                assert!((got - want).abs() < 1e-4 * (1.0 + want.abs()), "{}: row {r} input {i}: {got} vs {want}", q.kind);
+                assert!(
+                    (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                    "{}: row {r} input {i}: {got} vs {want}",
+                    q.kind
+                );
             }
         }
     }
@@ -677,20 +696,34 @@ mod tests {
                 let sw = wr.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
                 let exact: f64 = wr.iter().zip(xi).map(|(a, b)| *a as f64 * *b as f64).sum();
                 // |Δ| ≤ Σ (|w|·sx/2 + |x|·sw/2 + sw·sx/4)
-                let bound: f64 = wr.iter().zip(xi).map(|(a, b)| (a.abs() * sx / 2.0 + b.abs() * sw / 2.0 + sw * sx / 4.0) as f64).sum();
+                let bound: f64 = wr
+                    .iter()
+                    .zip(xi)
+                    .map(|(a, b)| (a.abs() * sx / 2.0 + b.abs() * sw / 2.0 + sw * sx / 4.0) as f64)
+                    .sum();
                 let got = y[i * rows + r] as f64;
-                assert!((got - exact).abs() <= bound * 1.001 + 1e-5, "row {r} input {i}: {got} vs {exact} (bound {bound})");
+                assert!(
+                    (got - exact).abs() <= bound * 1.001 + 1e-5,
+                    "row {r} input {i}: {got} vs {exact} (bound {bound})"
+                );
             }
         }
         assert_eq!(q.channel_scales().unwrap().len(), rows);
-        let again = QMatrix::from_channel_parts(rows, cols, q.parts().0.to_vec(), &q.channel_scales().unwrap()).unwrap();
+        let again =
+            QMatrix::from_channel_parts(rows, cols, q.parts().0.to_vec(), &q.channel_scales().unwrap()).unwrap();
         let mut y2 = vec![0f32; n * rows];
         again.matmul(&x, n, &mut y2, &pool);
         assert_eq!(y, y2);
         assert_eq!(dot_i8(&[1, -2, 3], &[4, 5, -6]), 4 - 10 - 18);
         // the SIMD path (70 = two 32-steps and a tail) against the plain sum, extremes included
-        let a: Vec<i8> = (0..70).map(|i| if i % 7 == 0 { -127 } else { ((i * 37) % 255) as i32 as i8 }).map(|v: i8| v.max(-127)).collect();
-        let b: Vec<i8> = (0..70).map(|i| if i % 5 == 0 { 127 } else { ((i * 91) % 255) as i32 as i8 }).map(|v: i8| v.max(-127)).collect();
+        let a: Vec<i8> = (0..70)
+            .map(|i| if i % 7 == 0 { -127 } else { ((i * 37) % 255) as i32 as i8 })
+            .map(|v: i8| v.max(-127))
+            .collect();
+        let b: Vec<i8> = (0..70)
+            .map(|i| if i % 5 == 0 { 127 } else { ((i * 91) % 255) as i32 as i8 })
+            .map(|v: i8| v.max(-127))
+            .collect();
         let want: i32 = a.iter().zip(&b).map(|(&x, &y)| x as i32 * y as i32).sum();
         assert_eq!(dot_i8(&a, &b), want);
     }

@@ -245,9 +245,7 @@ fn gguf_tokenizer_json(g: &GgufFile) -> Result<Json> {
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            m.as_str()
-                .map(|s| json!(s))
-                .ok_or_else(|| ModelError::Metadata(format!("tokenizer.ggml.merges[{i}]")))
+            m.as_str().map(|s| json!(s)).ok_or_else(|| ModelError::Metadata(format!("tokenizer.ggml.merges[{i}]")))
         })
         .collect::<Result<_>>()?;
 

@@ -89,7 +89,8 @@ fn a_batch_of_prompts_of_different_lengths_generates_what_each_prompt_generates_
 fn streamed_pieces_add_up_to_the_text_and_stop_sequences_cut_it() {
     let m = smollm();
     let prompt = m.tokenizer.encode("Count: 1, 2, 3, 4,").expect("encode");
-    let free = m.generate(std::slice::from_ref(&prompt), &GenerateConfig::greedy(12), &mut |_| true).expect("free").remove(0);
+    let free =
+        m.generate(std::slice::from_ref(&prompt), &GenerateConfig::greedy(12), &mut |_| true).expect("free").remove(0);
     // stop at a piece of text the unconstrained run produced
     let cut_at = free.text.find("6").expect("the model keeps counting");
     let mut streamed = String::new();
@@ -148,10 +149,7 @@ fn decode_steps_on_quantized_weights_agree_with_a_dense_full_forward_within_1e_3
 fn a_hugging_face_llama_directory_saved_by_transformers_loads_and_matches() {
     let ids = smollm().tokenizer.encode("Paris is the capital of").expect("encode");
     let dir = tempfile::tempdir().expect("tempdir");
-    let reference = run_reference(
-        "export_hf_llama.py",
-        &json!({"gguf": smollm_gguf(), "dir": dir.path(), "ids": ids}),
-    );
+    let reference = run_reference("export_hf_llama.py", &json!({"gguf": smollm_gguf(), "dir": dir.path(), "ids": ids}));
     let opts = brainmesh_models::LoadOptions { threads: Some(threads()), ..Default::default() };
     let hf = brainmesh_models::Model::load(dir.path(), &opts, &mut |_| {}).expect("load HF directory");
     assert_eq!(hf.net.arch(), "llama");
@@ -161,7 +159,9 @@ fn a_hugging_face_llama_directory_saved_by_transformers_loads_and_matches() {
     let diff = max_abs_diff(&ours, &reference["logits"]);
     println!("HF directory: max |logit diff| vs transformers = {diff:.2e}");
     assert!(diff < 1e-3, "{diff}");
-    let g = hf.generate_text("What is the capital of France?", true, &GenerateConfig::greedy(16), &mut |_| true).expect("chat");
+    let g = hf
+        .generate_text("What is the capital of France?", true, &GenerateConfig::greedy(16), &mut |_| true)
+        .expect("chat");
     assert!(g.text.contains("Paris"), "{:?}", g.text);
 }
 
@@ -170,10 +170,12 @@ fn a_prefix_cache_hit_skips_the_shared_prefill_and_yields_the_same_greedy_tokens
     use brainmesh_models::PrefixCache;
     let m = smollm();
     let system = "You are a helpful assistant who answers questions about geography briefly and precisely. ".repeat(3);
-    let chat = |q: &str| m.tokenizer.chat_template.render(&[
-        brainmesh_models::ChatMessage::new("system", system.clone()),
-        brainmesh_models::ChatMessage::new("user", q.to_string()),
-    ]);
+    let chat = |q: &str| {
+        m.tokenizer.chat_template.render(&[
+            brainmesh_models::ChatMessage::new("system", system.clone()),
+            brainmesh_models::ChatMessage::new("user", q.to_string()),
+        ])
+    };
     let first = m.tokenizer.encode(&chat("What is the capital of France?")).expect("encode");
     let second = m.tokenizer.encode(&chat("What is the capital of Italy?")).expect("encode");
     let shared = brainmesh_models::prefix::common_prefix(&first, &second);

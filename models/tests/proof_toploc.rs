@@ -31,12 +31,17 @@ fn proofs_are_byte_identical_to_toploc_and_its_verifier_accepts_them() {
     let proofs = proof::build_proofs(&acts, &pc).expect("proofs");
     assert_eq!(proofs.len(), 4, "prefill + ceil(69 / 32) decode chunks");
     let bytes: usize = proofs.iter().map(|p| p.to_bytes().len()).sum();
-    println!("proof bytes: {bytes} for {} generated tokens = {:.2} B/token", g.tokens.len(), bytes as f64 / g.tokens.len() as f64);
+    println!(
+        "proof bytes: {bytes} for {} generated tokens = {:.2} B/token",
+        g.tokens.len(),
+        bytes as f64 / g.tokens.len() as f64
+    );
     assert!(bytes as f64 / g.tokens.len() as f64 <= 16.0);
 
     let dir = tempfile::tempdir().expect("tmp");
     let acts_path = dir.path().join("acts.safetensors");
-    let named: Vec<(String, tch::Tensor)> = acts.iter().enumerate().map(|(i, t)| (format!("act_{i}"), t.shallow_clone())).collect();
+    let named: Vec<(String, tch::Tensor)> =
+        acts.iter().enumerate().map(|(i, t)| (format!("act_{i}"), t.shallow_clone())).collect();
     tch::Tensor::write_safetensors(&named, &acts_path).expect("write activations");
     let reference = run_reference(
         "ref_toploc.py",
@@ -85,7 +90,10 @@ fn tampered_transcripts_fail_the_recheck_and_prefix_cache_hits_still_prove() {
     let m = smollm();
     let pc = ProofConfig::default();
     let tol = Tolerance::default();
-    let ids = m.tokenizer.encode(&m.tokenizer.chat_prompt("Name three rivers in Europe and say one thing about each.")).expect("encode");
+    let ids = m
+        .tokenizer
+        .encode(&m.tokenizer.chat_prompt("Name three rivers in Europe and say one thing about each."))
+        .expect("encode");
     let greedy = GenerateConfig { ignore_eos: true, ..GenerateConfig::greedy(40) };
     let mut cache = PrefixCache::new(8, 4096, 16);
     let (g, reused, acts) = m.generate_with_activations(&ids, &greedy, &mut cache, &mut |_| true).expect("generate");
@@ -112,7 +120,10 @@ fn tampered_transcripts_fail_the_recheck_and_prefix_cache_hits_still_prove() {
     let r = proof::check(&m, &ids, &random, &proofs, &greedy, &pc, &tol).expect("check");
     assert!(!r.passed && r.implausible_tokens > 30, "{r:?}");
     // The right answer under another prompt (a replay): fingerprints of the prefill differ.
-    let other = m.tokenizer.encode(&m.tokenizer.chat_prompt("Name three mountains in Asia and say one thing about each.")).expect("encode");
+    let other = m
+        .tokenizer
+        .encode(&m.tokenizer.chat_prompt("Name three mountains in Asia and say one thing about each."))
+        .expect("encode");
     let r = proof::check(&m, &other, &g.tokens, &proofs, &greedy, &pc, &tol).expect("check");
     println!("replayed under another prompt: {r:?}");
     assert!(!r.passed && r.failed_chunks >= 1, "{r:?}");

@@ -18,7 +18,8 @@ fn llama(m: &Model) -> &brainmesh_models::llama::Llama {
 }
 
 fn load(dir: &std::path::Path) -> Model {
-    Model::load(dir, &LoadOptions { threads: Some(threads()), ..Default::default() }, &mut |_| {}).expect("load the squeezed model")
+    Model::load(dir, &LoadOptions { threads: Some(threads()), ..Default::default() }, &mut |_| {})
+        .expect("load the squeezed model")
 }
 
 /// Logits of the full pass, and of the same ids one at a time through the KV cache.
@@ -54,7 +55,13 @@ fn exporting_with_every_head_kept_leaves_logits_unchanged() {
     let keep = vec![vec![true; l.cfg.num_attention_heads]; l.cfg.num_hidden_layers];
     let maps: Vec<Vec<usize>> = (0..l.cfg.num_hidden_layers).map(|i| l.cfg.kv_map(i)).collect();
     let dir = tempfile::tempdir().unwrap();
-    let report = squeeze::export(&m, &squeeze::plan(&keep, &maps), &ExportOptions { quant: Quant::None, act_squeeze: None }, dir.path()).expect("export");
+    let report = squeeze::export(
+        &m,
+        &squeeze::plan(&keep, &maps),
+        &ExportOptions { quant: Quant::None, act_squeeze: None },
+        dir.path(),
+    )
+    .expect("export");
     assert_eq!(report.params_after, report.params_before);
     let back = load(dir.path());
     let diff = max_abs_diff(&m.logits(&ids).unwrap(), &back.logits(&ids).unwrap());
@@ -72,7 +79,8 @@ fn a_pruned_model_computes_what_the_original_computes_with_those_heads_masked() 
     let plans = squeeze::plan(&keep, &maps);
     assert_eq!(plans[1].kv, vec![0, 2], "layer 1 lost its middle key/value group");
     let dir = tempfile::tempdir().unwrap();
-    let report = squeeze::export(&m, &plans, &ExportOptions { quant: Quant::None, act_squeeze: None }, dir.path()).expect("export");
+    let report = squeeze::export(&m, &plans, &ExportOptions { quant: Quant::None, act_squeeze: None }, dir.path())
+        .expect("export");
     let hd = l.cfg.head_dim() as u64;
     let d = l.cfg.hidden_size as u64;
     // 6 query heads (q rows + o columns) and one key/value head (k + v rows) are gone.
@@ -89,7 +97,10 @@ fn a_pruned_model_computes_what_the_original_computes_with_those_heads_masked() 
     let pruned = load(dir.path());
     let (full, steps) = full_and_stepwise(&pruned, &ids);
     let diff = max_abs_diff(&full, &masked);
-    println!("pruned vs masked: {diff:.2e}; unmasked vs masked: {:.2e}", max_abs_diff(&m.logits(&ids).unwrap(), &masked));
+    println!(
+        "pruned vs masked: {diff:.2e}; unmasked vs masked: {:.2e}",
+        max_abs_diff(&m.logits(&ids).unwrap(), &masked)
+    );
     assert!(diff < 1e-3, "pruned model differs from the masked original by {diff}");
     // the per-layer KV cache (layer 1 holds 2 key/value heads) gives the same logits stepwise
     let sdiff = max_abs_diff(&steps, &full);
@@ -112,7 +123,10 @@ fn int4_and_int8_exports_are_smaller_and_decode_on_their_quantized_weights() {
         let dir = tempfile::tempdir().unwrap();
         let r = squeeze::export(&m, &plans, &ExportOptions { quant, act_squeeze: None }, dir.path()).expect("export");
         let ratio = r.file_bytes as f64 / f32_bytes;
-        println!("{quant:?}: file {} B ({ratio:.3} of f32), worst weight error {:.2e}", r.file_bytes, r.quant_max_abs_error);
+        println!(
+            "{quant:?}: file {} B ({ratio:.3} of f32), worst weight error {:.2e}",
+            r.file_bytes, r.quant_max_abs_error
+        );
         assert!(ratio < max_ratio, "{quant:?} file is {ratio} of f32");
         let q = load(dir.path());
         assert!(q.net.uses_quantized_kernels(), "{quant:?} decode runs on the groups");
@@ -121,7 +135,8 @@ fn int4_and_int8_exports_are_smaller_and_decode_on_their_quantized_weights() {
         let sdiff = max_abs_diff(&steps, &full);
         println!("{quant:?}: |logits − original| {diff:.3e}, |decode − full| {sdiff:.2e}");
         let top = |t: &Tensor| t.argmax(-1, false);
-        let same = |a: &Tensor, b: &Tensor| top(a).eq_tensor(&top(b)).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+        let same =
+            |a: &Tensor, b: &Tensor| top(a).eq_tensor(&top(b)).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
         if quant == Quant::Int4 {
             // f32 activations: decode on the groups is the dense pass up to summation order
             assert!(sdiff < 1e-3, "{quant:?}: decode on groups differs from the dense pass by {sdiff}");

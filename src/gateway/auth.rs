@@ -56,12 +56,20 @@ impl ApiKeys {
                 "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
             ));
         };
-        let value = value.to_str().map_err(|_| ApiError::unauthorized("The Authorization header is not valid text."))?;
+        let value =
+            value.to_str().map_err(|_| ApiError::unauthorized("The Authorization header is not valid text."))?;
         let key = match value.split_once(' ') {
             Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
-            _ => return Err(ApiError::unauthorized("The Authorization header must use Bearer auth (Authorization: Bearer YOUR_KEY).")),
+            _ => {
+                return Err(ApiError::unauthorized(
+                    "The Authorization header must use Bearer auth (Authorization: Bearer YOUR_KEY).",
+                ))
+            }
         };
-        self.accounts.get(key).cloned().ok_or_else(|| ApiError::unauthorized(format!("Incorrect API key provided: {}.", redact(key))))
+        self.accounts
+            .get(key)
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized(format!("Incorrect API key provided: {}.", redact(key))))
     }
 }
 
@@ -107,7 +115,8 @@ mod tests {
     #[test]
     fn a_wrong_key_is_redacted_in_the_error_message() {
         let k = ApiKeys::parse(&["sk-a:alice"]).unwrap();
-        let req = TestRequest::default().insert_header(("authorization", "Bearer sk-secret-12345678")).to_http_request();
+        let req =
+            TestRequest::default().insert_header(("authorization", "Bearer sk-secret-12345678")).to_http_request();
         let e = k.authenticate(&req).unwrap_err();
         assert!(!e.message.contains("secret"), "{}", e.message);
         assert!(e.message.contains("sk-") && e.message.contains("5678"), "{}", e.message);

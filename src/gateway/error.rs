@@ -53,7 +53,8 @@ impl ApiError {
 
     /// 400 for a field that is valid OpenAI but not served here (n > 1, logprobs, tools…).
     pub fn unsupported(param: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", Some("unsupported_parameter"), message).with_param(param)
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", Some("unsupported_parameter"), message)
+            .with_param(param)
     }
 
     /// 400 for a body that is not the JSON we expect.
@@ -121,7 +122,8 @@ impl From<TaskError> for ApiError {
         match e {
             TaskError::UnknownModel(_) => Self::not_found("model_not_found", message).with_param("model"),
             TaskError::PromptTooLong { .. } => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", Some("context_length_exceeded"), message).with_param("messages")
+                Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", Some("context_length_exceeded"), message)
+                    .with_param("messages")
             }
             TaskError::InvalidRequest(_) => Self::invalid(message),
             TaskError::NoMiner(_) => Self::unavailable("no_miner_available", message),

@@ -46,8 +46,8 @@ pub use error::{ApiError, ErrorBody};
 pub use ratelimit::RateLimiter;
 
 use openai::{
-    finish_reason, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, CompletionRequest, Delivery, ModelList,
-    ModelObject, TextChoice, TextCompletion,
+    finish_reason, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, CompletionRequest, Delivery,
+    ModelList, ModelObject, TextChoice, TextCompletion,
 };
 use sse::{Chunker, Endpoint};
 
@@ -133,9 +133,9 @@ impl GatewayState {
     /// Authentication then rate limiting; the account on success.
     fn admit(&self, req: &HttpRequest) -> Result<String, ApiError> {
         let account = self.keys.authenticate(req)?;
-        self.limiter
-            .check(&account)
-            .map_err(|wait| ApiError::rate_limited(&account, self.limiter.per_minute(), wait.as_secs_f64().ceil().max(1.0) as u64))?;
+        self.limiter.check(&account).map_err(|wait| {
+            ApiError::rate_limited(&account, self.limiter.per_minute(), wait.as_secs_f64().ceil().max(1.0) as u64)
+        })?;
         Ok(account)
     }
 }
@@ -146,10 +146,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: GatewayState) {
         web::scope("/v1")
             // A resource answers a wrong method itself (it does not inherit the scope's
             // default), so each gets the OpenAI-shaped 405.
-            .service(web::resource("/chat/completions").route(web::post().to(chat_completions)).default_service(web::to(unknown_route)))
-            .service(web::resource("/completions").route(web::post().to(completions)).default_service(web::to(unknown_route)))
+            .service(
+                web::resource("/chat/completions")
+                    .route(web::post().to(chat_completions))
+                    .default_service(web::to(unknown_route)),
+            )
+            .service(
+                web::resource("/completions")
+                    .route(web::post().to(completions))
+                    .default_service(web::to(unknown_route)),
+            )
             .service(web::resource("/models").route(web::get().to(list_models)).default_service(web::to(unknown_route)))
-            .service(web::resource("/models/{id:.*}").route(web::get().to(get_model)).default_service(web::to(unknown_route)))
+            .service(
+                web::resource("/models/{id:.*}")
+                    .route(web::get().to(get_model))
+                    .default_service(web::to(unknown_route)),
+            )
             .default_service(web::to(unknown_route)),
     );
 }
@@ -197,11 +209,8 @@ fn fallback_id() -> String {
 
 /// Reads a JSON body of at most `limit` bytes; OpenAI-shaped 413 / 400 otherwise.
 async fn read_json<T: DeserializeOwned>(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<T, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::body_too_large(limit));
     }
@@ -271,7 +280,12 @@ fn header_safe(s: &str) -> String {
 }
 
 /// Submits the task, waits for its start, and answers streamed or collected.
-async fn run_task(state: &GatewayState, endpoint: Endpoint, spec: TaskSpec, delivery: Delivery) -> Result<HttpResponse, ApiError> {
+async fn run_task(
+    state: &GatewayState,
+    endpoint: Endpoint,
+    spec: TaskSpec,
+    delivery: Delivery,
+) -> Result<HttpResponse, ApiError> {
     let model = spec.model.clone();
     let prompt_param = match endpoint {
         Endpoint::Chat => "messages",
@@ -333,14 +347,22 @@ async fn run_task(state: &GatewayState, endpoint: Endpoint, spec: TaskSpec, deli
     })
 }
 
-async fn chat_completions(req: HttpRequest, payload: web::Payload, state: web::Data<GatewayState>) -> Result<HttpResponse, ApiError> {
+async fn chat_completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, ApiError> {
     let account = state.admit(&req)?;
     let body: ChatCompletionRequest = read_json(&req, payload, state.max_body_bytes).await?;
     let (spec, delivery) = body.into_task(&account, state.default_max_tokens)?;
     run_task(&state, Endpoint::Chat, spec, delivery).await
 }
 
-async fn completions(req: HttpRequest, payload: web::Payload, state: web::Data<GatewayState>) -> Result<HttpResponse, ApiError> {
+async fn completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, ApiError> {
     let account = state.admit(&req)?;
     let body: CompletionRequest = read_json(&req, payload, state.max_body_bytes).await?;
     let (spec, delivery) = body.into_task(&account)?;
@@ -352,10 +374,15 @@ async fn list_models(req: HttpRequest, state: web::Data<GatewayState>) -> Result
     let mut ids: Vec<String> = state.service.models().await.into_iter().map(|m| m.id).collect();
     ids.sort();
     ids.dedup();
-    Ok(HttpResponse::Ok().json(ModelList { object: "list".into(), data: ids.into_iter().map(ModelObject::new).collect() }))
+    Ok(HttpResponse::Ok()
+        .json(ModelList { object: "list".into(), data: ids.into_iter().map(ModelObject::new).collect() }))
 }
 
-async fn get_model(req: HttpRequest, path: web::Path<String>, state: web::Data<GatewayState>) -> Result<HttpResponse, ApiError> {
+async fn get_model(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, ApiError> {
     state.admit(&req)?;
     let id = path.into_inner();
     if state.service.models().await.iter().any(|m| m.id == id) {
@@ -364,7 +391,6 @@ async fn get_model(req: HttpRequest, path: web::Path<String>, state: web::Data<G
         Err(ApiError::from(TaskError::UnknownModel(id)))
     }
 }
-
 
 #[cfg(test)]
 mod tests;

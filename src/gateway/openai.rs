@@ -164,7 +164,10 @@ const DEFAULT_TEMPERATURE: f32 = 1.0;
 fn sampling(c: CommonSampling<'_>, max_tokens_param: &str) -> Result<Sampling, ApiError> {
     if let Some(n) = c.n {
         if n != 1 {
-            return Err(ApiError::unsupported("n", format!("n={n} is not supported: brainmesh returns exactly one choice per request (n must be 1).")));
+            return Err(ApiError::unsupported(
+                "n",
+                format!("n={n} is not supported: brainmesh returns exactly one choice per request (n must be 1)."),
+            ));
         }
     }
     if c.max_tokens == 0 {
@@ -172,16 +175,25 @@ fn sampling(c: CommonSampling<'_>, max_tokens_param: &str) -> Result<Sampling, A
     }
     let temperature = c.temperature.unwrap_or(DEFAULT_TEMPERATURE);
     if !temperature.is_finite() || !(0.0..=2.0).contains(&temperature) {
-        return Err(ApiError::invalid(format!("{temperature} is not a valid temperature: it must be between 0 and 2.")).with_param("temperature"));
+        return Err(ApiError::invalid(format!(
+            "{temperature} is not a valid temperature: it must be between 0 and 2."
+        ))
+        .with_param("temperature"));
     }
     if let Some(p) = c.top_p {
         if !p.is_finite() || p <= 0.0 || p > 1.0 {
-            return Err(ApiError::invalid(format!("{p} is not a valid top_p: it must be greater than 0 and at most 1.")).with_param("top_p"));
+            return Err(ApiError::invalid(format!(
+                "{p} is not a valid top_p: it must be greater than 0 and at most 1."
+            ))
+            .with_param("top_p"));
         }
     }
     if let Some(r) = c.repetition_penalty {
         if !r.is_finite() || r <= 0.0 {
-            return Err(ApiError::invalid(format!("{r} is not a valid repetition_penalty: it must be greater than 0.")).with_param("repetition_penalty"));
+            return Err(ApiError::invalid(format!(
+                "{r} is not a valid repetition_penalty: it must be greater than 0."
+            ))
+            .with_param("repetition_penalty"));
         }
     }
     let stop: Vec<String> = match c.stop {
@@ -193,7 +205,11 @@ fn sampling(c: CommonSampling<'_>, max_tokens_param: &str) -> Result<Sampling, A
     .filter(|s| !s.is_empty())
     .collect();
     if stop.len() > MAX_STOP_SEQUENCES {
-        return Err(ApiError::invalid(format!("At most {MAX_STOP_SEQUENCES} stop sequences are accepted; got {}.", stop.len())).with_param("stop"));
+        return Err(ApiError::invalid(format!(
+            "At most {MAX_STOP_SEQUENCES} stop sequences are accepted; got {}.",
+            stop.len()
+        ))
+        .with_param("stop"));
     }
     Ok(Sampling {
         max_tokens: c.max_tokens,
@@ -274,7 +290,10 @@ impl ChatCompletionRequest {
         if let Some(rf) = &self.response_format {
             let kind = rf.get("type").and_then(Value::as_str).unwrap_or("");
             if kind != "text" {
-                return Err(ApiError::unsupported("response_format", format!("response_format `{kind}` is not supported: only `text` is.")));
+                return Err(ApiError::unsupported(
+                    "response_format",
+                    format!("response_format `{kind}` is not supported: only `text` is."),
+                ));
             }
         }
         let messages = self.messages.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?;
@@ -313,7 +332,10 @@ impl CompletionRequest {
                 [Value::String(s)] => s.clone(),
                 [] => return Err(ApiError::invalid("prompt must not be an empty array.").with_param("prompt")),
                 [_] => {
-                    return Err(ApiError::unsupported("prompt", "Token-id prompts are not supported: send the prompt as a string."))
+                    return Err(ApiError::unsupported(
+                        "prompt",
+                        "Token-id prompts are not supported: send the prompt as a string.",
+                    ))
                 }
                 many => {
                     return Err(ApiError::unsupported(
@@ -372,7 +394,11 @@ pub struct UsageJson {
 
 impl From<Usage> for UsageJson {
     fn from(u: Usage) -> Self {
-        Self { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens) }
+        Self {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
+        }
     }
 }
 
@@ -478,11 +504,15 @@ mod tests {
     use super::*;
 
     fn chat(v: Value) -> Result<(TaskSpec, Delivery), ApiError> {
-        serde_json::from_value::<ChatCompletionRequest>(v).map_err(|e| ApiError::malformed(e.to_string()))?.into_task("acct", 100)
+        serde_json::from_value::<ChatCompletionRequest>(v)
+            .map_err(|e| ApiError::malformed(e.to_string()))?
+            .into_task("acct", 100)
     }
 
     fn completion(v: Value) -> Result<(TaskSpec, Delivery), ApiError> {
-        serde_json::from_value::<CompletionRequest>(v).map_err(|e| ApiError::malformed(e.to_string()))?.into_task("acct")
+        serde_json::from_value::<CompletionRequest>(v)
+            .map_err(|e| ApiError::malformed(e.to_string()))?
+            .into_task("acct")
     }
 
     #[test]
@@ -509,14 +539,23 @@ mod tests {
         );
         assert_eq!(
             spec.sampling,
-            Sampling { max_tokens: 7, temperature: 0.0, top_p: Some(0.5), top_k: Some(4), seed: Some(u64::MAX), stop: vec!["\n".into()], repetition_penalty: Some(1.1) }
+            Sampling {
+                max_tokens: 7,
+                temperature: 0.0,
+                top_p: Some(0.5),
+                top_k: Some(4),
+                seed: Some(u64::MAX),
+                stop: vec!["\n".into()],
+                repetition_penalty: Some(1.1)
+            }
         );
         assert_eq!(d, Delivery { stream: true, include_usage: true });
     }
 
     #[test]
     fn chat_defaults_are_openais_temperature_and_the_configured_max_tokens() {
-        let (spec, d) = chat(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]})).unwrap();
+        let (spec, d) =
+            chat(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]})).unwrap();
         assert_eq!(spec.sampling.max_tokens, 100);
         assert_eq!(spec.sampling.temperature, 1.0);
         assert_eq!(d, Delivery { stream: false, include_usage: false });
@@ -525,7 +564,10 @@ mod tests {
     #[test]
     fn completion_prompt_may_be_a_string_or_an_array_of_one_string() {
         let (a, _) = completion(serde_json::json!({"model": "m", "prompt": "once"})).unwrap();
-        let (b, _) = completion(serde_json::json!({"model": "m", "prompt": ["once"], "stop": ["a", "b"], "echo": false, "best_of": 1})).unwrap();
+        let (b, _) = completion(
+            serde_json::json!({"model": "m", "prompt": ["once"], "stop": ["a", "b"], "echo": false, "best_of": 1}),
+        )
+        .unwrap();
         assert_eq!(a.prompt, Prompt::Text("once".into()));
         assert_eq!(b.prompt, a.prompt);
         assert_eq!(a.sampling.max_tokens, COMPLETIONS_DEFAULT_MAX_TOKENS);
@@ -536,16 +578,31 @@ mod tests {
     fn unservable_fields_are_refused_naming_the_parameter() {
         let cases = [
             (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}), "n"),
-            (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": true}), "logprobs"),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": true}),
+                "logprobs",
+            ),
             (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{}]}), "tools"),
-            (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3}), "temperature"),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3}),
+                "temperature",
+            ),
             (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "top_p": 0}), "top_p"),
-            (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), "max_tokens"),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}),
+                "max_tokens",
+            ),
             (serde_json::json!({"model": "m", "messages": []}), "messages"),
             (serde_json::json!({"model": "", "messages": [{"role": "user", "content": "x"}]}), "model"),
             (serde_json::json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}), "messages[0].role"),
-            (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}), "messages[0].content[0]"),
-            (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}), "response_format"),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+                "messages[0].content[0]",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}),
+                "response_format",
+            ),
         ];
         for (body, param) in cases {
             let e = chat(body.clone()).unwrap_err();

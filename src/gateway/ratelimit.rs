@@ -39,7 +39,7 @@ impl RateLimiter {
             return Ok(());
         }
         let rate = f64::from(self.per_minute) / 60.0; // tokens per second
-        // A poisoned lock only means another request panicked mid-update; the map is still sound.
+                                                      // A poisoned lock only means another request panicked mid-update; the map is still sound.
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let b = buckets.entry(account.to_string()).or_insert(Bucket { tokens: self.burst, last: now });
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();

@@ -14,16 +14,16 @@ use tokio::sync::mpsc;
 use brainmesh_actors::task::{Finish, TaskError, TaskEvent, Usage};
 
 use super::error::ApiError;
-use super::openai::{
-    finish_reason, ChatCompletionChunk, ChunkChoice, Delta, TextChoice, TextCompletion, UsageJson,
-};
+use super::openai::{finish_reason, ChatCompletionChunk, ChunkChoice, Delta, TextChoice, TextCompletion, UsageJson};
 
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
 /// One `data:` event.
 pub fn event(v: &impl Serialize) -> Bytes {
     // Serialising our own plain structs cannot fail; fall back to an error event if it ever did.
-    let json = serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":{{\"message\":\"{e}\",\"type\":\"server_error\",\"param\":null,\"code\":null}}}}"));
+    let json = serde_json::to_string(v).unwrap_or_else(|e| {
+        format!("{{\"error\":{{\"message\":\"{e}\",\"type\":\"server_error\",\"param\":null,\"code\":null}}}}")
+    });
     Bytes::from(format!("data: {json}\n\n"))
 }
 
@@ -55,7 +55,12 @@ impl Chunker {
             object: "chat.completion.chunk".into(),
             created: self.created,
             model: self.model.clone(),
-            choices: vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish.map(|f| finish_reason(f).to_string()) }],
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason: finish.map(|f| finish_reason(f).to_string()),
+            }],
             usage: self.usage_field(),
         })
     }
@@ -66,7 +71,12 @@ impl Chunker {
             object: "text_completion".into(),
             created: self.created,
             model: self.model.clone(),
-            choices: vec![TextChoice { text, index: 0, logprobs: None, finish_reason: finish.map(|f| finish_reason(f).to_string()) }],
+            choices: vec![TextChoice {
+                text,
+                index: 0,
+                logprobs: None,
+                finish_reason: finish.map(|f| finish_reason(f).to_string()),
+            }],
             usage: None,
         })
     }
@@ -74,7 +84,9 @@ impl Chunker {
     /// The chunks sent before any token: the assistant role for chat, nothing for completions.
     pub fn opening(&self) -> Option<Bytes> {
         match self.endpoint {
-            Endpoint::Chat => Some(self.chat(Delta { role: Some("assistant".into()), content: Some(String::new()) }, None)),
+            Endpoint::Chat => {
+                Some(self.chat(Delta { role: Some("assistant".into()), content: Some(String::new()) }, None))
+            }
             Endpoint::Completion => None,
         }
     }
@@ -130,7 +142,11 @@ struct SseState {
 
 /// The SSE body for a task that has started. `pending` are events already taken off `rx`
 /// (after `Started`) that must be sent first.
-pub fn body(chunker: Chunker, pending: Vec<TaskEvent>, rx: mpsc::Receiver<TaskEvent>) -> impl Stream<Item = Result<Bytes, Infallible>> {
+pub fn body(
+    chunker: Chunker,
+    pending: Vec<TaskEvent>,
+    rx: mpsc::Receiver<TaskEvent>,
+) -> impl Stream<Item = Result<Bytes, Infallible>> {
     let mut state = SseState { rx: Some(rx), queue: VecDeque::new(), chunker };
     state.queue.extend(state.chunker.opening());
     for ev in pending {
@@ -179,4 +195,3 @@ impl SseState {
         }
     }
 }
-

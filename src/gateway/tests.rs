@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use brainmesh_actors::task::{BoxFuture, Finish, ModelInfo, Prompt, TaskError, TaskEvent, TaskService, TaskSpec, Usage};
+use brainmesh_actors::task::{
+    BoxFuture, Finish, ModelInfo, Prompt, TaskError, TaskEvent, TaskService, TaskSpec, Usage,
+};
 
 use super::*;
 
@@ -96,7 +98,12 @@ fn tok(s: &str) -> TaskEvent {
 }
 
 fn done(finish: Finish) -> TaskEvent {
-    TaskEvent::Done { finish, usage: Usage { prompt_tokens: 5, completion_tokens: 2 }, receipt_id: "r1".into(), attempts: 1 }
+    TaskEvent::Done {
+        finish,
+        usage: Usage { prompt_tokens: 5, completion_tokens: 2 },
+        receipt_id: "r1".into(),
+        attempts: 1,
+    }
 }
 
 fn hello() -> Plan {
@@ -126,7 +133,8 @@ async fn call(state: &GatewayState, req: TestRequest) -> ServiceResponse {
 async fn json_of(resp: ServiceResponse) -> (StatusCode, Value) {
     let status = resp.status();
     let body = test::read_body(resp).await;
-    let v = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+    let v =
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)));
     (status, v)
 }
 
@@ -150,7 +158,11 @@ fn assert_openai_error(v: &Value, kind: &str, code: Option<&str>) {
 #[actix_web::test]
 async fn non_streamed_chat_completion_has_openais_exact_shape() {
     let h = harness(hello());
-    let resp = call(&h.state, post("/v1/chat/completions", &chat_body(json!({"temperature": 0, "user": "u", "store": false})))).await;
+    let resp = call(
+        &h.state,
+        post("/v1/chat/completions", &chat_body(json!({"temperature": 0, "user": "u", "store": false}))),
+    )
+    .await;
     assert_eq!(resp.headers().get("x-brainmesh-task-id").unwrap(), "t1");
     assert_eq!(resp.headers().get("x-brainmesh-miner").unwrap(), "12D3miner");
     assert_eq!(resp.headers().get("x-brainmesh-receipt-id").unwrap(), "r1");
@@ -178,7 +190,11 @@ async fn non_streamed_chat_completion_has_openais_exact_shape() {
 #[actix_web::test]
 async fn non_streamed_text_completion_has_openais_exact_shape() {
     let h = harness(Plan::Events(vec![started(), tok("to be"), done(Finish::Length)]));
-    let (status, mut v) = json_of(call(&h.state, post("/v1/completions", &json!({"model": "tiny", "prompt": ["To be or not"], "max_tokens": 2}))).await).await;
+    let (status, mut v) = json_of(
+        call(&h.state, post("/v1/completions", &json!({"model": "tiny", "prompt": ["To be or not"], "max_tokens": 2})))
+            .await,
+    )
+    .await;
     assert_eq!(status, 200);
     v["created"] = json!(0);
     assert_eq!(
@@ -210,7 +226,10 @@ async fn streamed_chat_sends_role_then_deltas_then_finish_then_done() {
         assert_eq!(c["created"], chunks[0]["created"]);
         assert!(c.get("usage").is_none(), "usage only with include_usage: {c}");
     }
-    assert_eq!(chunks[0]["choices"], json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]));
+    assert_eq!(
+        chunks[0]["choices"],
+        json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}])
+    );
     assert_eq!(chunks[1]["choices"][0]["delta"], json!({"content": "Hello"}));
     assert_eq!(chunks[2]["choices"][0]["delta"], json!({"content": " world"}));
     assert_eq!(chunks[3]["choices"], json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]));
@@ -250,19 +269,65 @@ async fn streamed_completion_sends_text_chunks_then_finish_then_done() {
 async fn task_errors_before_start_map_to_openai_statuses() {
     let too_long = TaskError::PromptTooLong { prompt_tokens: 3000, context: 2048 };
     let cases: Vec<(Plan, &str, u16, &str, Option<&str>, Option<&str>)> = vec![
-        (Plan::Reject(TaskError::UnknownModel("nope".into())), "/v1/chat/completions", 404, "invalid_request_error", Some("model_not_found"), Some("model")),
-        (Plan::Events(vec![TaskEvent::Failed(too_long.clone())]), "/v1/chat/completions", 400, "invalid_request_error", Some("context_length_exceeded"), Some("messages")),
-        (Plan::Reject(too_long), "/v1/completions", 400, "invalid_request_error", Some("context_length_exceeded"), Some("prompt")),
-        (Plan::Events(vec![TaskEvent::Failed(TaskError::InvalidRequest("bad stop".into()))]), "/v1/chat/completions", 400, "invalid_request_error", None, None),
-        (Plan::Reject(TaskError::NoMiner("tiny".into())), "/v1/chat/completions", 503, "server_error", Some("no_miner_available"), None),
-        (Plan::Events(vec![TaskEvent::Failed(TaskError::Exhausted("all dead".into()))]), "/v1/completions", 503, "server_error", Some("task_failed"), None),
+        (
+            Plan::Reject(TaskError::UnknownModel("nope".into())),
+            "/v1/chat/completions",
+            404,
+            "invalid_request_error",
+            Some("model_not_found"),
+            Some("model"),
+        ),
+        (
+            Plan::Events(vec![TaskEvent::Failed(too_long.clone())]),
+            "/v1/chat/completions",
+            400,
+            "invalid_request_error",
+            Some("context_length_exceeded"),
+            Some("messages"),
+        ),
+        (
+            Plan::Reject(too_long),
+            "/v1/completions",
+            400,
+            "invalid_request_error",
+            Some("context_length_exceeded"),
+            Some("prompt"),
+        ),
+        (
+            Plan::Events(vec![TaskEvent::Failed(TaskError::InvalidRequest("bad stop".into()))]),
+            "/v1/chat/completions",
+            400,
+            "invalid_request_error",
+            None,
+            None,
+        ),
+        (
+            Plan::Reject(TaskError::NoMiner("tiny".into())),
+            "/v1/chat/completions",
+            503,
+            "server_error",
+            Some("no_miner_available"),
+            None,
+        ),
+        (
+            Plan::Events(vec![TaskEvent::Failed(TaskError::Exhausted("all dead".into()))]),
+            "/v1/completions",
+            503,
+            "server_error",
+            Some("task_failed"),
+            None,
+        ),
         // The mesh dropped the task without a word.
         (Plan::Events(vec![]), "/v1/chat/completions", 503, "server_error", Some("task_failed"), None),
     ];
     for (plan, path, status, kind, code, param) in cases {
         for stream in [false, true] {
             let h = harness(plan.clone());
-            let body = if path.ends_with("chat/completions") { chat_body(json!({"stream": stream})) } else { json!({"model": "tiny", "prompt": "p", "stream": stream}) };
+            let body = if path.ends_with("chat/completions") {
+                chat_body(json!({"stream": stream}))
+            } else {
+                json!({"model": "tiny", "prompt": "p", "stream": stream})
+            };
             let (s, v) = json_of(call(&h.state, post(path, &body)).await).await;
             assert_eq!(s.as_u16(), status, "{path} stream={stream}: {v}");
             assert_openai_error(&v, kind, code);
@@ -275,7 +340,9 @@ async fn task_errors_before_start_map_to_openai_statuses() {
 async fn a_failure_after_start_is_an_error_event_when_streaming_and_503_otherwise() {
     let plan = Plan::Events(vec![started(), tok("Hel"), TaskEvent::Failed(TaskError::Exhausted("miner died".into()))]);
     let h = harness(plan.clone());
-    let events = sse_events(&test::read_body(call(&h.state, post("/v1/chat/completions", &chat_body(json!({"stream": true})))).await).await);
+    let events = sse_events(
+        &test::read_body(call(&h.state, post("/v1/chat/completions", &chat_body(json!({"stream": true})))).await).await,
+    );
     assert_ne!(events.last().unwrap(), "[DONE]", "a failed stream must not look complete");
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_openai_error(&last, "server_error", Some("task_failed"));
@@ -290,7 +357,9 @@ async fn a_failure_after_start_is_an_error_event_when_streaming_and_503_otherwis
 #[actix_web::test]
 async fn a_stream_whose_task_vanishes_ends_with_an_error_event_not_done() {
     let h = harness(Plan::Events(vec![started(), tok("x")]));
-    let events = sse_events(&test::read_body(call(&h.state, post("/v1/chat/completions", &chat_body(json!({"stream": true})))).await).await);
+    let events = sse_events(
+        &test::read_body(call(&h.state, post("/v1/chat/completions", &chat_body(json!({"stream": true})))).await).await,
+    );
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_openai_error(&last, "server_error", Some("task_failed"));
 }
@@ -301,8 +370,14 @@ async fn missing_or_wrong_api_key_is_401_on_every_endpoint() {
     let body = chat_body(json!({}));
     let reqs = [
         TestRequest::post().uri("/v1/chat/completions").set_json(&body),
-        TestRequest::post().uri("/v1/chat/completions").insert_header(("authorization", "Bearer sk-wrong")).set_json(&body),
-        TestRequest::post().uri("/v1/completions").insert_header(("authorization", "Basic sk-dev")).set_json(json!({"model": "tiny", "prompt": "x"})),
+        TestRequest::post()
+            .uri("/v1/chat/completions")
+            .insert_header(("authorization", "Bearer sk-wrong"))
+            .set_json(&body),
+        TestRequest::post()
+            .uri("/v1/completions")
+            .insert_header(("authorization", "Basic sk-dev"))
+            .set_json(json!({"model": "tiny", "prompt": "x"})),
         TestRequest::get().uri("/v1/models"),
         TestRequest::get().uri("/v1/models/tiny").insert_header(("authorization", "Bearer nope")),
     ];
@@ -337,7 +412,10 @@ async fn requests_over_the_per_account_rate_are_429_with_retry_after() {
     assert_eq!(s, 429);
     assert_openai_error(&v, "requests", Some("rate_limit_exceeded"));
     // The other account has its own bucket.
-    let other = TestRequest::post().uri("/v1/chat/completions").insert_header(("authorization", "Bearer sk-other")).set_json(chat_body(json!({})));
+    let other = TestRequest::post()
+        .uri("/v1/chat/completions")
+        .insert_header(("authorization", "Bearer sk-other"))
+        .set_json(chat_body(json!({})));
     assert_eq!(test::call_service(&app, other.to_request()).await.status(), 200);
     assert_eq!(h.fake.specs.lock().unwrap().len(), 3);
 }
@@ -350,7 +428,8 @@ async fn a_body_over_the_limit_is_413_in_openai_shape() {
     assert_eq!(s, 413);
     assert_openai_error(&v, "invalid_request_error", Some("request_too_large"));
     // Just under the limit passes.
-    let (s, _) = json_of(call(&h.state, post("/v1/chat/completions", &chat_body(json!({"user": "y".repeat(900)})))).await).await;
+    let (s, _) =
+        json_of(call(&h.state, post("/v1/chat/completions", &chat_body(json!({"user": "y".repeat(900)})))).await).await;
     assert_eq!(s, 200);
 }
 
@@ -364,7 +443,15 @@ async fn malformed_or_mistyped_json_is_an_openai_shaped_400() {
             .insert_header(("content-type", "application/json"))
             .set_payload(body)
     };
-    for body in ["{\"model\": \"tiny\", \"messages\": [", "", "not json", "[]", "{\"model\": 3, \"messages\": []}", "{\"messages\": []}", "{\"model\":\"tiny\",\"messages\":\"hi\"}"] {
+    for body in [
+        "{\"model\": \"tiny\", \"messages\": [",
+        "",
+        "not json",
+        "[]",
+        "{\"model\": 3, \"messages\": []}",
+        "{\"messages\": []}",
+        "{\"model\":\"tiny\",\"messages\":\"hi\"}",
+    ] {
         let (s, v) = json_of(call(&h.state, raw(body)).await).await;
         assert_eq!(s, 400, "{body:?}: {v}");
         assert_openai_error(&v, "invalid_request_error", Some("invalid_json"));
@@ -430,7 +517,9 @@ async fn dropping_the_streamed_body_drops_the_receiver_and_cancels_the_task() {
     assert!(std::str::from_utf8(&next_chunk(&mut body).await.unwrap()).unwrap().contains("one"));
     assert!(!tx.is_closed());
     drop(body);
-    tokio::time::timeout(Duration::from_secs(5), tx.closed()).await.expect("receiver still alive after the body was dropped");
+    tokio::time::timeout(Duration::from_secs(5), tx.closed())
+        .await
+        .expect("receiver still alive after the body was dropped");
 }
 
 /// Starts the gateway on a real socket.
@@ -489,7 +578,9 @@ async fn a_client_disconnecting_while_waiting_for_a_non_streamed_answer_cancels_
     sock.write_all(raw_request("/v1/chat/completions", &chat_body(json!({})).to_string()).as_bytes()).await.unwrap();
     let tx = h.held.recv().await.unwrap();
     drop(sock);
-    tokio::time::timeout(Duration::from_secs(10), tx.closed()).await.expect("the task's receiver outlived the client connection");
+    tokio::time::timeout(Duration::from_secs(10), tx.closed())
+        .await
+        .expect("the task's receiver outlived the client connection");
     handle.stop(false).await;
 }
 

@@ -44,8 +44,7 @@ impl Behaviour {
         let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
         kad.set_mode(Some(kad::Mode::Server));
 
-        let identify =
-            identify::Behaviour::new(identify::Config::new("/brainmesh/id/1.0.0".into(), key.public()));
+        let identify = identify::Behaviour::new(identify::Config::new("/brainmesh/id/1.0.0".into(), key.public()));
         let ping = ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5)));
         let sync = request_response::Behaviour::with_codec(
             BytesCodec::for_proto(Proto::Sync),

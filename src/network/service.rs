@@ -8,7 +8,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{gossipsub, identify, identity::Keypair, kad, noise, ping, request_response, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{
+    gossipsub, identify, identity::Keypair, kad, noise, ping, request_response, tcp, yamux, Multiaddr, PeerId, Swarm,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use brainmesh_actors::protocols::{Reject, MAX_MESSAGE_BYTES};
@@ -84,7 +86,9 @@ impl NetworkService {
 
         let mut n_listen = 0;
         for a in &settings.listen {
-            let addr: Multiaddr = a.parse().map_err(|e: libp2p::multiaddr::Error| NetError::BadAddr { addr: a.clone(), reason: e.to_string() })?;
+            let addr: Multiaddr = a
+                .parse()
+                .map_err(|e: libp2p::multiaddr::Error| NetError::BadAddr { addr: a.clone(), reason: e.to_string() })?;
             swarm.listen_on(addr).map_err(|e| NetError::Listen { addr: a.clone(), reason: e.to_string() })?;
             n_listen += 1;
         }
@@ -227,7 +231,8 @@ impl NetworkService {
     fn on_internal(&mut self, int: Internal) {
         match int {
             Internal::Validation { id, source, accept } => {
-                let acc = if accept { gossipsub::MessageAcceptance::Accept } else { gossipsub::MessageAcceptance::Reject };
+                let acc =
+                    if accept { gossipsub::MessageAcceptance::Accept } else { gossipsub::MessageAcceptance::Reject };
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acc);
             }
             Internal::Respond { proto, channel, data } => {
@@ -247,7 +252,11 @@ impl NetworkService {
 
     fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         match ev {
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
                 let topic = message.topic.as_str().to_string();
                 if message.data.len() > MAX_MESSAGE_BYTES {
                     self.metrics.reject(Reject::Oversized);
@@ -353,7 +362,8 @@ impl NetworkService {
             },
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 if let Some(reply) = self.pending.remove(&(proto, request_id)) {
-                    let _ = reply.send(Err(NetworkError::RequestFailed { peer: peer.to_string(), reason: error.to_string() }));
+                    let _ = reply
+                        .send(Err(NetworkError::RequestFailed { peer: peer.to_string(), reason: error.to_string() }));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -371,5 +381,7 @@ impl NetworkService {
 
 /// Addresses worth handing to Kademlia: not unspecified (0.0.0.0) ones.
 fn is_dialable(addr: &Multiaddr) -> bool {
-    !addr.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified()) || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified()))
+    !addr.iter().any(|p| {
+        matches!(p, Protocol::Ip4(ip) if ip.is_unspecified()) || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
+    })
 }

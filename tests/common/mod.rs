@@ -19,11 +19,8 @@ pub struct Proc {
 }
 
 pub fn init(dir: &Path, role: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["init", "--role", role, "--data-dir"])
-        .arg(dir)
-        .output()
-        .expect("run brainmesh init");
+    let out =
+        Command::new(BIN).args(["init", "--role", role, "--data-dir"]).arg(dir).output().expect("run brainmesh init");
     assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).to_string()
 }
@@ -51,8 +48,16 @@ pub fn start(dir: &Path, bootstrap: Option<&str>, env: &[(&str, &str)]) -> Proc 
     }
     let child = cmd.spawn().expect("spawn brainmesh node");
     let file = dir.join("node.json");
-    let v = wait_for(Duration::from_secs(30), || std::fs::read_to_string(&file).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()))
-        .unwrap_or_else(|| panic!("node in {} did not start: {}", dir.display(), std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()));
+    let v = wait_for(Duration::from_secs(30), || {
+        std::fs::read_to_string(&file).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "node in {} did not start: {}",
+            dir.display(),
+            std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()
+        )
+    });
     Proc {
         child: Some(child),
         dir: dir.to_path_buf(),
@@ -128,7 +133,9 @@ pub fn roster(status: &Value, brain: u64) -> Vec<(String, String, bool)> {
 
 /// The SmolLM2 GGUF `make setup` puts in the cache.
 pub fn smollm() -> PathBuf {
-    let cache = std::env::var("BRAINMESH_CACHE").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"));
+    let cache = std::env::var("BRAINMESH_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"));
     cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
@@ -149,7 +156,12 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
 /// Runs `brainmesh ARGS`, asserts success, parses its stdout as JSON.
 pub fn cli(args: &[&str]) -> Value {
     let out = Command::new(BIN).args(args).output().expect("run brainmesh");
-    assert!(out.status.success(), "brainmesh {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "brainmesh {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
@@ -173,10 +185,18 @@ pub fn patch_config(dir: &Path, section: &str, entries: &[(&str, toml::Value)]) 
 /// Writes a binary validator's `[ledger]` section and `[chain]` timing into its config.toml.
 pub fn write_ledger_config(dir: &Path, genesis_ms: u64, block_ms: u64, ledger: &brainmesh::config::LedgerSection) {
     let t = toml::Value::try_from(ledger).expect("ledger section as TOML");
-    let entries: Vec<(String, toml::Value)> = t.as_table().expect("table").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let entries: Vec<(String, toml::Value)> =
+        t.as_table().expect("table").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let entries: Vec<(&str, toml::Value)> = entries.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     patch_config(dir, "ledger", &entries);
-    patch_config(dir, "chain", &[("genesis_ms", toml::Value::Integer(genesis_ms as i64)), ("block_time_ms", toml::Value::Integer(block_ms as i64))]);
+    patch_config(
+        dir,
+        "chain",
+        &[
+            ("genesis_ms", toml::Value::Integer(genesis_ms as i64)),
+            ("block_time_ms", toml::Value::Integer(block_ms as i64)),
+        ],
+    );
 }
 
 /// An in-process peer's config for the ledger tests: fast heartbeats, SmolLM2 on one thread for
@@ -202,7 +222,10 @@ pub fn ledger_node_config(
 }
 
 /// Runs one task; the miner that served it, None if it failed.
-pub async fn serving_miner(tasks: &impl brainmesh_actors::task::TaskService, spec: brainmesh_actors::task::TaskSpec) -> Option<String> {
+pub async fn serving_miner(
+    tasks: &impl brainmesh_actors::task::TaskService,
+    spec: brainmesh_actors::task::TaskSpec,
+) -> Option<String> {
     use brainmesh_actors::task::TaskEvent;
     let mut rx = tasks.submit(spec).await.ok()?;
     let mut miner = None;

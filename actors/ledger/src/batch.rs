@@ -75,31 +75,14 @@ impl Batch {
         receipts: impl IntoIterator<Item = String>,
         txs: impl IntoIterator<Item = String>,
     ) -> Self {
-        let receipts: Vec<String> = receipts
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let txs: Vec<String> = txs
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let receipts: Vec<String> = receipts.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let txs: Vec<String> = txs.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
         let root = Self::root_of(&receipts, &txs);
-        Self {
-            height,
-            receipts,
-            txs,
-            root,
-        }
+        Self { height, receipts, txs, root }
     }
 
     fn leaves_of(receipts: &[String], txs: &[String]) -> Vec<Vec<u8>> {
-        receipts
-            .iter()
-            .map(|r| leaf(RECEIPT_LEAF, r))
-            .chain(txs.iter().map(|t| leaf(TX_LEAF, t)))
-            .collect()
+        receipts.iter().map(|r| leaf(RECEIPT_LEAF, r)).chain(txs.iter().map(|t| leaf(TX_LEAF, t))).collect()
     }
 
     /// The root over `receipts` then `txs` (given in canonical order).
@@ -125,20 +108,12 @@ impl Batch {
 
     /// Receipt and transaction ids in this batch that `have` says we lack (to fetch by id).
     pub fn missing(&self, have: &dyn Fn(&str) -> bool) -> Vec<String> {
-        self.receipts
-            .iter()
-            .chain(&self.txs)
-            .filter(|id| !have(id))
-            .cloned()
-            .collect()
+        self.receipts.iter().chain(&self.txs).filter(|id| !have(id)).cloned().collect()
     }
 
     /// Proof that receipt `id` is in this batch (leaf `'R' ‖ id`).
     pub fn receipt_proof(&self, id: &str) -> Option<InclusionProof> {
-        let i = self
-            .receipts
-            .binary_search_by(|r| r.as_str().cmp(id))
-            .ok()?;
+        let i = self.receipts.binary_search_by(|r| r.as_str().cmp(id)).ok()?;
         merkle::proof(&Self::leaves_of(&self.receipts, &self.txs), i)
     }
 
@@ -156,14 +131,8 @@ pub fn build_batch(
     pending_txs: &[String],
     already_included: &dyn Fn(&str) -> bool,
 ) -> Batch {
-    let r = pending_receipts
-        .iter()
-        .filter(|id| !already_included(id))
-        .cloned();
-    let t = pending_txs
-        .iter()
-        .filter(|id| !already_included(id))
-        .cloned();
+    let r = pending_receipts.iter().filter(|id| !already_included(id)).cloned();
+    let t = pending_txs.iter().filter(|id| !already_included(id)).cloned();
     Batch::new(height, r, t)
 }
 
@@ -190,12 +159,7 @@ impl PendingPool {
 
     /// The batch for block `height`: items stamped before `height`, not already included, at
     /// most `max_items` of each kind (the smallest ids first; the rest wait for later blocks).
-    pub fn batch_for(
-        &self,
-        height: Height,
-        max_items: usize,
-        already_included: &dyn Fn(&str) -> bool,
-    ) -> Batch {
+    pub fn batch_for(&self, height: Height, max_items: usize, already_included: &dyn Fn(&str) -> bool) -> Batch {
         let pick = |m: &BTreeMap<String, Height>| -> Vec<String> {
             m.iter()
                 .filter(|(id, h)| **h < height && !already_included(id))
@@ -203,12 +167,7 @@ impl PendingPool {
                 .take(max_items)
                 .collect()
         };
-        build_batch(
-            height,
-            &pick(&self.receipts),
-            &pick(&self.txs),
-            already_included,
-        )
+        build_batch(height, &pick(&self.receipts), &pick(&self.txs), already_included)
     }
 
     /// Drops what a final batch included; everything else stays pending.
@@ -261,19 +220,9 @@ impl BatchVote {
     }
 
     /// A vote on `(height, root)` by `validator`, signed with `sign` (its ed25519 key).
-    pub fn new_signed(
-        height: Height,
-        root: Hash,
-        validator: &str,
-        sign: &dyn Fn(&[u8]) -> Sig,
-    ) -> Self {
+    pub fn new_signed(height: Height, root: Hash, validator: &str, sign: &dyn Fn(&[u8]) -> Sig) -> Self {
         let sig = sign(&Self::signing_bytes_of(height, &root, validator));
-        Self {
-            height,
-            root,
-            validator: validator.to_string(),
-            sig,
-        }
+        Self { height, root, validator: validator.to_string(), sig }
     }
 
     /// Whether the signature verifies under `pubkey` (the validator's ed25519 key).
@@ -307,11 +256,7 @@ pub struct FinalBatch {
 impl FinalBatch {
     /// Re-checks the certificate against a validator set (`stakes`: active validators and their
     /// stake): distinct known validators, valid signatures, more than 2/3 of the set's stake.
-    pub fn verify(
-        &self,
-        stakes: &BTreeMap<String, Amount>,
-        pubkey_of: &dyn Fn(&str) -> Option<[u8; 32]>,
-    ) -> bool {
+    pub fn verify(&self, stakes: &BTreeMap<String, Amount>, pubkey_of: &dyn Fn(&str) -> Option<[u8; 32]>) -> bool {
         let total: Option<Amount> = stakes.values().try_fold(0u128, |a, s| a.checked_add(*s));
         let Some(total) = total else { return false };
         let mut seen = BTreeSet::new();
@@ -324,17 +269,10 @@ impl FinalBatch {
                 return false;
             };
             let Some(pk) = pubkey_of(v) else { return false };
-            let Some(sig) = hex::decode(sig_hex)
-                .ok()
-                .and_then(|b| <Sig>::try_from(b).ok())
-            else {
+            let Some(sig) = hex::decode(sig_hex).ok().and_then(|b| <Sig>::try_from(b).ok()) else {
                 return false;
             };
-            if !verify_sig(
-                &pk,
-                &BatchVote::signing_bytes_of(self.height, &self.root, v),
-                &sig,
-            ) {
+            if !verify_sig(&pk, &BatchVote::signing_bytes_of(self.height, &self.root, v), &sig) {
                 return false;
             }
             signed = signed.saturating_add(*stake);
@@ -381,11 +319,7 @@ impl Finality {
     pub fn new(stakes: BTreeMap<String, Amount>) -> Self {
         let stakes: BTreeMap<String, Amount> = stakes.into_iter().filter(|(_, s)| *s > 0).collect();
         let total = stakes.values().fold(0u128, |a, s| a.saturating_add(*s));
-        Self {
-            stakes,
-            total,
-            heights: BTreeMap::new(),
-        }
+        Self { stakes, total, heights: BTreeMap::new() }
     }
 
     /// Total stake of the active validators (those with non-zero stake).
@@ -403,8 +337,7 @@ impl Finality {
         if !self.stakes.contains_key(&vote.validator) {
             return Err(VoteError::UnknownValidator(vote.validator.clone()));
         }
-        let pk = pubkey_of(&vote.validator)
-            .ok_or_else(|| VoteError::UnknownValidator(vote.validator.clone()))?;
+        let pk = pubkey_of(&vote.validator).ok_or_else(|| VoteError::UnknownValidator(vote.validator.clone()))?;
         if !vote.verify_with(&pk) {
             return Err(VoteError::BadSignature);
         }
@@ -413,23 +346,15 @@ impl Finality {
             if first.root == vote.root {
                 return Ok(None);
             }
-            return Err(VoteError::Equivocation {
-                first: Box::new(first.clone()),
-                second: Box::new(vote.clone()),
-            });
+            return Err(VoteError::Equivocation { first: Box::new(first.clone()), second: Box::new(vote.clone()) });
         }
         hv.by_validator.insert(vote.validator.clone(), vote.clone());
         if hv.final_root.is_some() {
             return Ok(None);
         }
-        let for_root: Vec<&BatchVote> = hv
-            .by_validator
-            .values()
-            .filter(|v| v.root == vote.root)
-            .collect();
-        let signed = for_root.iter().fold(0u128, |a, v| {
-            a.saturating_add(self.stakes.get(&v.validator).copied().unwrap_or(0))
-        });
+        let for_root: Vec<&BatchVote> = hv.by_validator.values().filter(|v| v.root == vote.root).collect();
+        let signed =
+            for_root.iter().fold(0u128, |a, v| a.saturating_add(self.stakes.get(&v.validator).copied().unwrap_or(0)));
         if !is_supermajority(signed, self.total) {
             return Ok(None);
         }
@@ -437,10 +362,7 @@ impl Finality {
         Ok(Some(FinalBatch {
             height: vote.height,
             root: vote.root,
-            signatures: for_root
-                .iter()
-                .map(|v| (v.validator.clone(), hex::encode(v.sig)))
-                .collect(),
+            signatures: for_root.iter().map(|v| (v.validator.clone(), hex::encode(v.sig))).collect(),
             signed_stake: signed,
             total_stake: self.total,
         }))
@@ -482,15 +404,9 @@ mod tests {
         assert_eq!(b.txs, ids(&["x", "y"]));
         b.validate().unwrap();
         // the same ids in any order give the same root
-        assert_eq!(
-            Batch::new(3, ids(&["b", "c", "a"]), ids(&["x", "y"])).root,
-            b.root
-        );
+        assert_eq!(Batch::new(3, ids(&["b", "c", "a"]), ids(&["x", "y"])).root, b.root);
         // a receipt id is not a tx id
-        assert_ne!(
-            Batch::new(3, ids(&["x"]), vec![]).root,
-            Batch::new(3, vec![], ids(&["x"])).root
-        );
+        assert_ne!(Batch::new(3, ids(&["x"]), vec![]).root, Batch::new(3, vec![], ids(&["x"])).root);
         let mut bad = b.clone();
         bad.receipts.swap(0, 1);
         assert_eq!(bad.validate(), Err(BatchError::NotCanonical));
@@ -513,25 +429,16 @@ mod tests {
         pool.add_receipt("r2", 1);
         pool.add_tx("t1", 1);
         // block 1: nothing stamped before height 1
-        assert!(pool
-            .batch_for(1, 100, &|id| included.contains(id))
-            .is_empty());
+        assert!(pool.batch_for(1, 100, &|id| included.contains(id)).is_empty());
         let b2 = pool.batch_for(2, 100, &|id| included.contains(id));
-        assert_eq!(
-            (b2.receipts.clone(), b2.txs.clone()),
-            (ids(&["r1", "r2"]), ids(&["t1"]))
-        );
+        assert_eq!((b2.receipts.clone(), b2.txs.clone()), (ids(&["r1", "r2"]), ids(&["t1"])));
         included.extend(b2.receipts.iter().chain(&b2.txs).cloned());
         pool.on_final(&b2);
         // r1 gossiped again, and a late receipt stamped at height 1 arrives after block 2
         pool.add_receipt("r1", 1);
         pool.add_receipt("late", 1);
         let b3 = pool.batch_for(3, 100, &|id| included.contains(id));
-        assert_eq!(
-            b3.receipts,
-            ids(&["late"]),
-            "r1 is not counted twice, late lands in block 3"
-        );
+        assert_eq!(b3.receipts, ids(&["late"]), "r1 is not counted twice, late lands in block 3");
         // the cap leaves the rest pending
         for i in 0..5 {
             pool.add_receipt(&format!("x{i}"), 2);
@@ -564,23 +471,10 @@ mod tests {
         assert_eq!(f.add_vote(&vote(5, b, "v2"), &pubkey_of), Ok(None));
         // v1 + v3 = 60 on a: not enough; v4 makes 70 > 66.67
         assert_eq!(f.add_vote(&vote(5, a, "v3"), &pubkey_of), Ok(None));
-        assert_eq!(
-            f.add_vote(&vote(5, a, "v3"), &pubkey_of),
-            Ok(None),
-            "a repeated vote counts once"
-        );
+        assert_eq!(f.add_vote(&vote(5, a, "v3"), &pubkey_of), Ok(None), "a repeated vote counts once");
         let fin = f.add_vote(&vote(5, a, "v4"), &pubkey_of).unwrap().unwrap();
-        assert_eq!(
-            (fin.height, fin.root, fin.signed_stake, fin.total_stake),
-            (5, a, 70, 100)
-        );
-        assert_eq!(
-            fin.signatures
-                .iter()
-                .map(|(v, _)| v.as_str())
-                .collect::<Vec<_>>(),
-            ["v1", "v3", "v4"]
-        );
+        assert_eq!((fin.height, fin.root, fin.signed_stake, fin.total_stake), (5, a, 70, 100));
+        assert_eq!(fin.signatures.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>(), ["v1", "v3", "v4"]);
         assert!(fin.verify(&stakes, &pubkey_of));
         assert_eq!(f.final_root(5), Some(a));
         // after finality v3 switching roots is still equivocation
@@ -620,21 +514,12 @@ mod tests {
         let mut f = Finality::new(set(&[("v1", 50), ("v2", 50), ("zero", 0)]));
         let a = [1u8; 32];
         let forged = BatchVote::new_signed(1, a, "v1", &signer("v2"));
-        assert_eq!(
-            f.add_vote(&forged, &pubkey_of),
-            Err(VoteError::BadSignature)
-        );
+        assert_eq!(f.add_vote(&forged, &pubkey_of), Err(VoteError::BadSignature));
         let mut moved = vote(1, a, "v1");
         moved.height = 2;
         assert_eq!(f.add_vote(&moved, &pubkey_of), Err(VoteError::BadSignature));
-        assert_eq!(
-            f.add_vote(&vote(1, a, "x"), &pubkey_of),
-            Err(VoteError::UnknownValidator("x".into()))
-        );
-        assert_eq!(
-            f.add_vote(&vote(1, a, "zero"), &pubkey_of),
-            Err(VoteError::UnknownValidator("zero".into()))
-        );
+        assert_eq!(f.add_vote(&vote(1, a, "x"), &pubkey_of), Err(VoteError::UnknownValidator("x".into())));
+        assert_eq!(f.add_vote(&vote(1, a, "zero"), &pubkey_of), Err(VoteError::UnknownValidator("zero".into())));
         assert_eq!(f.total_stake(), 100);
         let v = vote(1, a, "v1");
         let back: BatchVote = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();

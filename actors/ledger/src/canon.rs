@@ -22,8 +22,7 @@ pub fn verify_sig(pubkey: &[u8; 32], msg: &[u8], sig: &Sig) -> bool {
     let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(pubkey) else {
         return false;
     };
-    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig))
-        .is_ok()
+    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig)).is_ok()
 }
 
 /// Canonical byte encoder for signed and hashed data: a length-prefixed domain tag, then
@@ -107,9 +106,7 @@ pub mod hex_array {
     }
 
     /// Deserializes a hex string of exactly `N` bytes.
-    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
-        d: D,
-    ) -> Result<[u8; N], D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
         let s = String::deserialize(d)?;
         let v = hex::decode(&s).map_err(de::Error::custom)?;
         <[u8; N]>::try_from(v).map_err(|_| de::Error::custom(format!("expected {N} bytes")))
@@ -137,7 +134,6 @@ pub mod hex_vec32 {
     }
 }
 
-
 /// Verifies a hex-encoded ed25519 signature (`verify_strict`); malformed hex is a failed check.
 pub fn verify_sig_hex(pubkey: &[u8; 32], msg: &[u8], sig_hex: &str) -> bool {
     decode_hex::<64>(sig_hex).is_some_and(|sig| verify_sig(pubkey, msg, &sig))
@@ -146,9 +142,7 @@ pub fn verify_sig_hex(pubkey: &[u8; 32], msg: &[u8], sig_hex: &str) -> bool {
 /// Verifies a hex-encoded ed25519 signature by the key a peer id inlines (see
 /// [`crate::ids::PeerId::ed25519_public_key`]); an id without an ed25519 key fails the check.
 pub fn verify_by_peer(peer: &str, msg: &[u8], sig_hex: &str) -> bool {
-    crate::ids::PeerId::new(peer)
-        .ed25519_public_key()
-        .is_some_and(|pk| verify_sig_hex(&pk, msg, sig_hex))
+    crate::ids::PeerId::new(peer).ed25519_public_key().is_some_and(|pk| verify_sig_hex(&pk, msg, sig_hex))
 }
 
 /// Decodes exactly `N` bytes of hex.

@@ -35,10 +35,7 @@ fn process_origin() -> Instant {
 
 impl TimeSource for WallClock {
     fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
     fn monotonic_us(&self) -> u64 {
         process_origin().elapsed().as_micros() as u64
@@ -67,10 +64,7 @@ struct VirtualInner {
 
 impl fmt::Debug for VirtualClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VirtualClock")
-            .field("now_ms", &self.now_ms())
-            .field("speedup", &self.inner.speedup)
-            .finish()
+        f.debug_struct("VirtualClock").field("now_ms", &self.now_ms()).field("speedup", &self.inner.speedup).finish()
     }
 }
 
@@ -95,9 +89,7 @@ impl VirtualClock {
 
     /// Moves the clock forward by `d` (every peer sharing it sees the jump at once).
     pub fn advance(&self, d: Duration) {
-        self.inner
-            .offset_us
-            .fetch_add(d.as_micros() as u64, Ordering::SeqCst);
+        self.inner.offset_us.fetch_add(d.as_micros() as u64, Ordering::SeqCst);
     }
 
     fn elapsed_us(&self) -> u64 {
@@ -106,10 +98,7 @@ impl VirtualClock {
         } else {
             (self.inner.started.elapsed().as_micros() as u64).saturating_mul(self.inner.speedup)
         };
-        self.inner
-            .offset_us
-            .load(Ordering::SeqCst)
-            .saturating_add(scaled)
+        self.inner.offset_us.load(Ordering::SeqCst).saturating_add(scaled)
     }
 }
 
@@ -144,11 +133,7 @@ impl fmt::Debug for ChainClock {
 impl ChainClock {
     /// A clock with the given genesis (Unix ms) and block time (ms; 0 is read as 1).
     pub fn new(genesis_ms: u64, block_time_ms: u64, source: Arc<dyn TimeSource>) -> Self {
-        Self {
-            genesis_ms,
-            block_time_ms: block_time_ms.max(1),
-            source,
-        }
+        Self { genesis_ms, block_time_ms: block_time_ms.max(1), source }
     }
 
     /// A clock on the machine's wall clock.
@@ -193,8 +178,7 @@ impl ChainClock {
 
     /// Unix ms at which block `h` starts.
     pub fn block_start_ms(&self, h: Height) -> u64 {
-        self.genesis_ms
-            .saturating_add(h.saturating_mul(self.block_time_ms))
+        self.genesis_ms.saturating_add(h.saturating_mul(self.block_time_ms))
     }
 
     /// How long until the next block starts (at least 1 ms).

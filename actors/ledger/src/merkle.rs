@@ -52,16 +52,7 @@ pub struct InclusionProof {
 }
 
 fn next_level(level: &[Hash]) -> Vec<Hash> {
-    level
-        .chunks(2)
-        .map(|c| {
-            if c.len() == 2 {
-                node_hash(&c[0], &c[1])
-            } else {
-                c[0]
-            }
-        })
-        .collect()
+    level.chunks(2).map(|c| if c.len() == 2 { node_hash(&c[0], &c[1]) } else { c[0] }).collect()
 }
 
 /// Root over already-hashed leaves ([`leaf_hash`] applied by the caller).
@@ -99,11 +90,7 @@ pub fn proof<T: AsRef<[u8]>>(leaves: &[T], index: usize) -> Option<InclusionProo
         level = next_level(&level);
         idx /= 2;
     }
-    Some(InclusionProof {
-        index: index as u64,
-        leaf_count: leaves.len() as u64,
-        siblings,
-    })
+    Some(InclusionProof { index: index as u64, leaf_count: leaves.len() as u64, siblings })
 }
 
 /// True if `leaf` (unhashed bytes) is at `proof.index` of a tree of `proof.leaf_count` leaves
@@ -209,11 +196,7 @@ mod tests {
         // wrong index, or an index outside the size. (The size itself is not authenticated:
         // sizes whose path has the same shape, here 10 and 12, verify alike.)
         for (index, leaf_count) in [(5, 11), (7, 11), (11, 11), (6, 6), (6, 7), (6, 3)] {
-            let q = InclusionProof {
-                index,
-                leaf_count,
-                ..p.clone()
-            };
+            let q = InclusionProof { index, leaf_count, ..p.clone() };
             assert!(!verify(&l[6], &q, &r), "index {index} size {leaf_count}");
         }
         // a flipped bit in each sibling
@@ -236,11 +219,7 @@ mod tests {
         // an inner node cannot be passed off as a leaf
         let inner = node_hash(&leaf_hash(&l[0]), &leaf_hash(&l[1]));
         let small = [l[0].clone(), l[1].clone(), l[2].clone()];
-        let ps = InclusionProof {
-            index: 0,
-            leaf_count: 2,
-            siblings: vec![leaf_hash(&l[2])],
-        };
+        let ps = InclusionProof { index: 0, leaf_count: 2, siblings: vec![leaf_hash(&l[2])] };
         assert!(!verify(&inner, &ps, &root(&small)));
     }
 

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::economics::emission::{tft_beta, NoTft};
-use crate::economics::{epoch, Amount, BrainId, BrainStanding, EconomicsParams, EpochInput, EpochOutput, Height, Ppb, ONE};
+use crate::economics::{
+    epoch, Amount, BrainId, BrainStanding, EconomicsParams, EpochInput, EpochOutput, Height, Ppb, ONE,
+};
 use crate::state::{LedgerState, TxError};
 use crate::weights::{epoch_of, Bonds, RevealedWeights};
 
@@ -71,7 +73,12 @@ pub struct PeriodConsensus {
 ///
 /// Each Brain's standing for the block-reward share is its total stake and, as performance, the
 /// share of its miners that are in consensus.
-pub fn brain_periods(state: &LedgerState, from: Height, to: Height, p: &EconomicsParams) -> Result<Vec<PeriodConsensus>, TxError> {
+pub fn brain_periods(
+    state: &LedgerState,
+    from: Height,
+    to: Height,
+    p: &EconomicsParams,
+) -> Result<Vec<PeriodConsensus>, TxError> {
     let oldest = epoch_of(from, p).saturating_sub(2);
     let mut out = Vec::new();
     for (brain, per) in &state.weights.revealed {
@@ -87,7 +94,8 @@ pub fn brain_periods(state: &LedgerState, from: Height, to: Height, p: &Economic
         if rows.is_empty() {
             continue;
         }
-        let mut miners: Vec<String> = rows.iter().flat_map(|(_, r, _)| r.weights.iter().map(|(m, _)| m.clone())).collect();
+        let mut miners: Vec<String> =
+            rows.iter().flat_map(|(_, r, _)| r.weights.iter().map(|(m, _)| m.clone())).collect();
         miners.sort();
         miners.dedup();
         let col: BTreeMap<&str, usize> = miners.iter().enumerate().map(|(i, m)| (m.as_str(), i)).collect();
@@ -120,7 +128,12 @@ pub fn brain_periods(state: &LedgerState, from: Height, to: Height, p: &Economic
         let standing = BrainStanding { stake: state.brain_stake(*brain), performance };
         let mut bonds = Bonds::new();
         for (i, v) in validators.iter().enumerate() {
-            let row: BTreeMap<String, Ppb> = miners.iter().cloned().zip(o.bonds.get(i).cloned().unwrap_or_default()).filter(|(_, x)| *x > 0).collect();
+            let row: BTreeMap<String, Ppb> = miners
+                .iter()
+                .cloned()
+                .zip(o.bonds.get(i).cloned().unwrap_or_default())
+                .filter(|(_, x)| *x > 0)
+                .collect();
             if !row.is_empty() {
                 bonds.insert(v.clone(), row);
             }
@@ -129,4 +142,3 @@ pub fn brain_periods(state: &LedgerState, from: Height, to: Height, p: &Economic
     }
     Ok(out)
 }
-

@@ -32,13 +32,12 @@ use serde::{Deserialize, Serialize};
 use super::merkle::{self, InclusionProof};
 use super::state::{LedgerState, TxError};
 use super::weights::Bonds;
-pub use crate::period::BrainPeriod;
 use super::{Enc, Hash};
 use crate::economics::{
-    brain_reward_shares, checked_credit, issuance_between, split_brain_emission, split_by_weights,
-    Amount, BrainId, BrainStanding, EconomicsError, EconomicsParams, Height,
-    PriceList, ONE,
+    brain_reward_shares, checked_credit, issuance_between, split_brain_emission, split_by_weights, Amount, BrainId,
+    BrainStanding, EconomicsError, EconomicsParams, Height, PriceList, ONE,
 };
+pub use crate::period::BrainPeriod;
 
 /// Domain tag of a receipt leaf.
 pub const RECEIPT_LINE_TAG: &str = "brainmesh/ledger/receipt-line/v1";
@@ -66,13 +65,8 @@ impl ReceiptLine {
     /// Canonical leaf bytes (every field, so a proof commits to the amounts too).
     pub fn leaf_bytes(&self) -> Vec<u8> {
         let mut e = Enc::new(RECEIPT_LINE_TAG);
-        e.str(&self.receipt_id)
-            .str(&self.account)
-            .str(&self.miner)
-            .u16(self.brain);
-        e.u64(self.prompt_units)
-            .u64(self.completion_units)
-            .str(&self.model);
+        e.str(&self.receipt_id).str(&self.account).str(&self.miner).u16(self.brain);
+        e.u64(self.prompt_units).u64(self.completion_units).str(&self.model);
         e.into_bytes()
     }
 }
@@ -201,19 +195,14 @@ fn sorted_lines(receipts: &[ReceiptLine]) -> Result<Vec<&ReceiptLine>, SettleErr
 
 /// Root over the receipts sorted by id (errors on a duplicate id).
 pub fn receipts_root(receipts: &[ReceiptLine]) -> Result<Hash, SettleError> {
-    let leaves: Vec<Vec<u8>> = sorted_lines(receipts)?
-        .iter()
-        .map(|l| l.leaf_bytes())
-        .collect();
+    let leaves: Vec<Vec<u8>> = sorted_lines(receipts)?.iter().map(|l| l.leaf_bytes()).collect();
     Ok(merkle::root(&leaves))
 }
 
 /// Inclusion proof for receipt `id` among the period's receipts (for `ledger verify RECEIPT`).
 pub fn receipt_proof(receipts: &[ReceiptLine], id: &str) -> Option<(ReceiptLine, InclusionProof)> {
     let sorted = sorted_lines(receipts).ok()?;
-    let i = sorted
-        .binary_search_by(|l| l.receipt_id.as_str().cmp(id))
-        .ok()?;
+    let i = sorted.binary_search_by(|l| l.receipt_id.as_str().cmp(id)).ok()?;
     let leaves: Vec<Vec<u8>> = sorted.iter().map(|l| l.leaf_bytes()).collect();
     Some((sorted[i].clone(), merkle::proof(&leaves, i)?))
 }
@@ -239,8 +228,7 @@ impl SettlementRecord {
     /// True if `line` is one of this period's receipts (proof against `receipts_root`, with the
     /// recorded receipt count).
     pub fn verify_receipt(&self, line: &ReceiptLine, proof: &InclusionProof) -> bool {
-        proof.leaf_count == self.receipt_count
-            && merkle::verify(&line.leaf_bytes(), proof, &self.receipts_root)
+        proof.leaf_count == self.receipt_count && merkle::verify(&line.leaf_bytes(), proof, &self.receipts_root)
     }
 }
 
@@ -258,21 +246,12 @@ pub fn settle(
             return Err(SettleError::DuplicateBrain(bp.brain));
         }
         if bp.miners.len() != bp.incentive.len() {
-            return Err(SettleError::Dimension(
-                "miners and incentive lengths differ",
-            ));
+            return Err(SettleError::Dimension("miners and incentive lengths differ"));
         }
-        if bp.validators.len() != bp.dividends.len()
-            || bp.validators.len() != bp.validator_stake.len()
-        {
-            return Err(SettleError::Dimension(
-                "validators, dividends and validator_stake lengths differ",
-            ));
+        if bp.validators.len() != bp.dividends.len() || bp.validators.len() != bp.validator_stake.len() {
+            return Err(SettleError::Dimension("validators, dividends and validator_stake lengths differ"));
         }
-        state
-            .brains
-            .get(bp.brain)
-            .map_err(|_| SettleError::UnknownBrain(bp.brain))?;
+        state.brains.get(bp.brain).map_err(|_| SettleError::UnknownBrain(bp.brain))?;
     }
 
     let mut rec = SettlementRecord {
@@ -302,18 +281,9 @@ pub fn settle(
             });
             continue;
         }
-        match input
-            .prices
-            .cost(&l.model, l.prompt_units, l.completion_units)
-        {
-            Ok(cost) => by_account
-                .entry(l.account.as_str())
-                .or_default()
-                .push((l, cost)),
-            Err(e) => rec.rejected.push(RejectedReceipt {
-                receipt_id: l.receipt_id.clone(),
-                reason: e.to_string(),
-            }),
+        match input.prices.cost(&l.model, l.prompt_units, l.completion_units) {
+            Ok(cost) => by_account.entry(l.account.as_str()).or_default().push((l, cost)),
+            Err(e) => rec.rejected.push(RejectedReceipt { receipt_id: l.receipt_id.clone(), reason: e.to_string() }),
         }
     }
     // collected per Brain, per miner
@@ -325,19 +295,12 @@ pub fn settle(
             left -= pay;
             add(&mut rec.debits, account, pay)?;
             add(&mut rec.shortfalls, account, cost - pay)?;
-            let e = collected
-                .entry(l.brain)
-                .or_default()
-                .entry(l.miner.as_str())
-                .or_insert(0);
+            let e = collected.entry(l.brain).or_default().entry(l.miner.as_str()).or_insert(0);
             *e = checked_credit(*e, pay)?;
         }
     }
     for (brain, per_miner) in &collected {
-        let fees = per_miner
-            .values()
-            .try_fold(0u128, |a, v| a.checked_add(*v))
-            .ok_or(EconomicsError::Overflow)?;
+        let fees = per_miner.values().try_fold(0u128, |a, v| a.checked_add(*v)).ok_or(EconomicsError::Overflow)?;
         if fees == 0 {
             continue;
         }
@@ -363,8 +326,7 @@ pub fn settle(
                     p,
                 )?;
                 // fees are never withheld: a locked owner's part goes to the miners
-                let pool =
-                    checked_credit(split.miners.first().copied().unwrap_or(0), split.withheld)?;
+                let pool = checked_credit(split.miners.first().copied().unwrap_or(0), split.withheld)?;
                 for (m, v) in miners.iter().zip(split_by_weights(pool, &weights)?) {
                     add(&mut rec.fee_credits, m, v)?;
                 }
@@ -405,15 +367,10 @@ pub fn settle(
         not_minted = checked_credit(not_minted, split.withheld)?;
     }
     rec.not_minted = not_minted;
-    rec.minted = rec
-        .issuance
-        .checked_sub(not_minted)
-        .ok_or(EconomicsError::Overflow)?;
+    rec.minted = rec.issuance.checked_sub(not_minted).ok_or(EconomicsError::Overflow)?;
     if rec.total_emission_credits() != rec.minted || rec.total_fee_credits() != rec.total_debits() {
         // split_brain_emission and split_by_weights are exact; this would be a bug upstream.
-        return Err(SettleError::Economics(EconomicsError::InvalidParam(
-            "settlement does not balance",
-        )));
+        return Err(SettleError::Economics(EconomicsError::InvalidParam("settlement does not balance")));
     }
     Ok(rec)
 }
@@ -429,10 +386,7 @@ impl LedgerState {
         let mut next: Vec<(&str, Amount)> = Vec::with_capacity(touched.len());
         for a in touched {
             let d = rec.debits.get(a).copied().unwrap_or(0);
-            let bal = self
-                .balance(a)
-                .checked_sub(d)
-                .ok_or(SettleError::Stale("a debit exceeds the balance"))?;
+            let bal = self.balance(a).checked_sub(d).ok_or(SettleError::Stale("a debit exceeds the balance"))?;
             let bal = checked_credit(bal, rec.fee_credits.get(a).copied().unwrap_or(0))?;
             let bal = checked_credit(bal, rec.emission_credits.get(a).copied().unwrap_or(0))?;
             next.push((a, bal));
@@ -456,31 +410,20 @@ mod tests {
     use proptest::prelude::*;
 
     fn params() -> EconomicsParams {
-        EconomicsParams {
-            brain_reward_stake_cap: None,
-            ..EconomicsParams::default()
-        }
+        EconomicsParams { brain_reward_stake_cap: None, ..EconomicsParams::default() }
     }
 
     fn prices() -> PriceList {
         // 1 base unit per prompt unit, 2 per completion unit
-        PriceList {
-            models: vec![ModelPrice::new("m", 1000, 2000, 10_000)],
-        }
+        PriceList { models: vec![ModelPrice::new("m", 1000, 2000, 10_000)] }
     }
 
     fn state(balances: &[(&str, Amount)]) -> LedgerState {
         let p = params();
-        let mut s = LedgerState::genesis(
-            balances.iter().map(|(a, v)| (a.to_string(), *v)).collect(),
-            "labs",
-            &p,
-        )
-        .unwrap();
+        let mut s =
+            LedgerState::genesis(balances.iter().map(|(a, v)| (a.to_string(), *v)).collect(), "labs", &p).unwrap();
         // Brain 7 owned by "owner", burned
-        s.brains
-            .create_by_burn("owner", Some(7), u128::MAX, 0, &p)
-            .unwrap();
+        s.brains.create_by_burn("owner", Some(7), u128::MAX, 0, &p).unwrap();
         s
     }
 
@@ -502,30 +445,17 @@ mod tests {
         brains: &'a [BrainPeriod],
         fee_split: FeeSplit,
     ) -> SettlementInput<'a> {
-        SettlementInput {
-            from_height: 0,
-            to_height: 10,
-            receipts,
-            prices,
-            brains,
-            fee_split,
-        }
+        SettlementInput { from_height: 0, to_height: 10, receipts, prices, brains, fee_split }
     }
 
     #[test]
     fn miner_only_fees_equal_the_receipts_exactly() {
         let s = state(&[("acct", 10_000)]);
-        let r = vec![
-            line("r2", "acct", "m1", 100, 50),
-            line("r1", "acct", "m2", 10, 0),
-        ];
+        let r = vec![line("r2", "acct", "m1", 100, 50), line("r1", "acct", "m2", 10, 0)];
         let pl = prices();
         let rec = settle(&input(&r, &pl, &[], FeeSplit::MinerOnly), &s, &params()).unwrap();
         assert_eq!(rec.debits, [("acct".to_string(), 210)].into());
-        assert_eq!(
-            rec.fee_credits,
-            [("m1".to_string(), 200), ("m2".to_string(), 10)].into()
-        );
+        assert_eq!(rec.fee_credits, [("m1".to_string(), 200), ("m2".to_string(), 10)].into());
         assert!(rec.shortfalls.is_empty());
         // no Brain in the consensus input: nothing minted, all of the issuance is not minted
         assert_eq!(rec.issuance, 10 * tokens(10));
@@ -538,11 +468,7 @@ mod tests {
     fn account_that_cannot_pay_is_debited_what_it_has_and_the_shortfall_recorded() {
         let s = state(&[("poor", 150)]);
         // r1 costs 100 (paid), r2 costs 100 (50 paid, 50 short), r3 costs 100 (unpaid)
-        let r = vec![
-            line("r3", "poor", "m", 100, 0),
-            line("r1", "poor", "m", 100, 0),
-            line("r2", "poor", "m", 100, 0),
-        ];
+        let r = vec![line("r3", "poor", "m", 100, 0), line("r1", "poor", "m", 100, 0), line("r2", "poor", "m", 100, 0)];
         let pl = prices();
         let rec = settle(&input(&r, &pl, &[], FeeSplit::MinerOnly), &s, &params()).unwrap();
         assert_eq!(rec.debits["poor"], 150);
@@ -554,25 +480,16 @@ mod tests {
         assert_eq!(s2.balance("m"), 150);
         assert!(s2.supply_is_conserved());
         // applying the same record again is refused (the debit is no longer covered)
-        assert_eq!(
-            s2.clone().apply_settlement(&rec),
-            Err(SettleError::Stale("a debit exceeds the balance"))
-        );
+        assert_eq!(s2.clone().apply_settlement(&rec), Err(SettleError::Stale("a debit exceeds the balance")));
     }
 
     #[test]
     fn fees_split_like_emission_between_owner_miners_and_validators() {
         let s = state(&[("acct", 1_000_000)]);
-        let r = vec![
-            line("r1", "acct", "m1", 300, 0),
-            line("r2", "acct", "m2", 100, 0),
-        ]; // 400
+        let r = vec![line("r1", "acct", "m1", 300, 0), line("r2", "acct", "m2", 100, 0)]; // 400
         let bp = BrainPeriod {
             brain: 7,
-            standing: BrainStanding {
-                stake: 0,
-                performance: 0,
-            },
+            standing: BrainStanding { stake: 0, performance: 0 },
             miners: vec![],
             incentive: vec![],
             validators: vec!["v1".into(), "v2".into()],
@@ -580,12 +497,7 @@ mod tests {
             validator_stake: vec![1, 1],
         };
         let pl = prices();
-        let rec = settle(
-            &input(&r, &pl, &[bp], FeeSplit::LikeEmission),
-            &s,
-            &params(),
-        )
-        .unwrap();
+        let rec = settle(&input(&r, &pl, &[bp], FeeSplit::LikeEmission), &s, &params()).unwrap();
         // 400: owner 100; nodes 300, miner_share 50% → miners 150 (m1 112/113 by 3:1), validators 150 (1:3)
         let fc = &rec.fee_credits;
         assert_eq!(fc["owner"], 100);
@@ -599,9 +511,7 @@ mod tests {
     fn locked_owner_share_of_fees_goes_to_the_miners() {
         let p = params();
         let mut s = state(&[("acct", 1_000)]);
-        s.brains
-            .create_by_stake("staker", Some(8), u128::MAX, 0, &p)
-            .unwrap();
+        s.brains.create_by_stake("staker", Some(8), u128::MAX, 0, &p).unwrap();
         let mut l = line("r1", "acct", "m1", 400, 0);
         l.brain = 8;
         let pl = prices();
@@ -616,10 +526,7 @@ mod tests {
         let s = state(&[]);
         let bp = BrainPeriod {
             brain: 7,
-            standing: BrainStanding {
-                stake: 100,
-                performance: ONE,
-            },
+            standing: BrainStanding { stake: 100, performance: ONE },
             miners: vec!["m1".into(), "m2".into()],
             incentive: vec![ONE / 2, ONE / 2],
             validators: vec!["v1".into()],
@@ -654,13 +561,7 @@ mod tests {
         let ok = line("r4", "acct", "m", 5, 0);
         let r = vec![unknown_model, too_big, no_brain, ok];
         let rec = settle(&input(&r, &pl, &[], FeeSplit::MinerOnly), &s, &params()).unwrap();
-        assert_eq!(
-            rec.rejected
-                .iter()
-                .map(|x| x.receipt_id.as_str())
-                .collect::<Vec<_>>(),
-            ["r1", "r2", "r3"]
-        );
+        assert_eq!(rec.rejected.iter().map(|x| x.receipt_id.as_str()).collect::<Vec<_>>(), ["r1", "r2", "r3"]);
         assert_eq!(rec.total_debits(), 5);
         assert_eq!(rec.receipt_count, 4, "rejected receipts stay in the root");
         let dup = vec![line("r1", "acct", "m", 1, 0), line("r1", "acct", "m", 2, 0)];
@@ -668,25 +569,14 @@ mod tests {
             settle(&input(&dup, &pl, &[], FeeSplit::MinerOnly), &s, &params()),
             Err(SettleError::DuplicateReceipt("r1".into()))
         );
-        let bad = BrainPeriod {
-            brain: 7,
-            miners: vec!["a".into()],
-            ..BrainPeriod::default()
-        };
+        let bad = BrainPeriod { brain: 7, miners: vec!["a".into()], ..BrainPeriod::default() };
         assert!(matches!(
             settle(&input(&[], &pl, &[bad], FeeSplit::MinerOnly), &s, &params()),
             Err(SettleError::Dimension(_))
         ));
-        let unknown = BrainPeriod {
-            brain: 99,
-            ..BrainPeriod::default()
-        };
+        let unknown = BrainPeriod { brain: 99, ..BrainPeriod::default() };
         assert_eq!(
-            settle(
-                &input(&[], &pl, &[unknown], FeeSplit::MinerOnly),
-                &s,
-                &params()
-            ),
+            settle(&input(&[], &pl, &[unknown], FeeSplit::MinerOnly), &s, &params()),
             Err(SettleError::UnknownBrain(99))
         );
     }
@@ -694,24 +584,18 @@ mod tests {
     #[test]
     fn receipt_inclusion_proof_verifies_against_the_record() {
         let s = state(&[("acct", 1_000)]);
-        let r: Vec<ReceiptLine> = (0..7)
-            .map(|i| line(&format!("r{i}"), "acct", "m", 1, 1))
-            .collect();
+        let r: Vec<ReceiptLine> = (0..7).map(|i| line(&format!("r{i}"), "acct", "m", 1, 1)).collect();
         let pl = prices();
         let rec = settle(&input(&r, &pl, &[], FeeSplit::MinerOnly), &s, &params()).unwrap();
         let (l, proof) = receipt_proof(&r, "r4").unwrap();
         assert!(rec.verify_receipt(&l, &proof));
         let mut forged = l.clone();
         forged.completion_units = 0;
-        assert!(
-            !rec.verify_receipt(&forged, &proof),
-            "a receipt edited after the fact fails"
-        );
+        assert!(!rec.verify_receipt(&forged, &proof), "a receipt edited after the fact fails");
         let (l2, _) = receipt_proof(&r, "r5").unwrap();
         assert!(!rec.verify_receipt(&l2, &proof));
         assert!(receipt_proof(&r, "nope").is_none());
-        let back: SettlementRecord =
-            serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
+        let back: SettlementRecord = serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
         assert_eq!(back, rec);
     }
 

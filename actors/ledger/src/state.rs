@@ -22,11 +22,11 @@ use serde::{Deserialize, Serialize};
 
 use super::tx::{CreateMethod, Tx, TxKind, MAX_ID_BYTES};
 use super::weights::{epoch_of, RevealedWeights, WeightCommit, WeightsState};
-use crate::audit::weights::WeightVector;
 use super::{Enc, Hash};
+use crate::audit::weights::WeightVector;
 use crate::economics::{
-    active_validators, checked_credit, checked_debit, Amount, BrainId, BrainKind, BrainRegistry,
-    EconomicsError, EconomicsParams, Height, PeerRole,
+    active_validators, checked_credit, checked_debit, Amount, BrainId, BrainKind, BrainRegistry, EconomicsError,
+    EconomicsParams, Height, PeerRole,
 };
 
 /// Why a transaction was refused.
@@ -173,11 +173,7 @@ pub const STATE_TAG: &str = "brainmesh/ledger/state/v1";
 
 impl LedgerState {
     /// Genesis: initial balances and the reserved Brains owned by `based_labs`.
-    pub fn genesis(
-        balances: BTreeMap<String, Amount>,
-        based_labs: &str,
-        p: &EconomicsParams,
-    ) -> Result<Self, TxError> {
+    pub fn genesis(balances: BTreeMap<String, Amount>, based_labs: &str, p: &EconomicsParams) -> Result<Self, TxError> {
         let mut genesis_supply: Amount = 0;
         for v in balances.values() {
             genesis_supply = checked_credit(genesis_supply, *v)?;
@@ -275,11 +271,7 @@ impl LedgerState {
 
     /// Total stake placed with `brain` (directly and with its validators).
     pub fn brain_stake(&self, brain: BrainId) -> Amount {
-        self.stakes
-            .iter()
-            .filter(|(k, _)| k.brain == brain)
-            .map(|(_, v)| *v)
-            .sum()
+        self.stakes.iter().filter(|(k, _)| k.brain == brain).map(|(_, v)| *v).sum()
     }
 
     /// Per Brain: its registered validators (sorted by peer id) and the stake placed with each.
@@ -346,11 +338,7 @@ impl LedgerState {
         held.is_some() && held == self.genesis_supply.checked_add(self.minted)
     }
 
-    fn check_common(
-        &self,
-        tx: &Tx,
-        pubkey_of: &dyn Fn(&str) -> Option<[u8; 32]>,
-    ) -> Result<(), TxError> {
+    fn check_common(&self, tx: &Tx, pubkey_of: &dyn Fn(&str) -> Option<[u8; 32]>) -> Result<(), TxError> {
         if !tx.well_formed() {
             return Err(TxError::Malformed);
         }
@@ -358,15 +346,9 @@ impl LedgerState {
         if !tx.verify_with(&pk) {
             return Err(TxError::BadSignature);
         }
-        let expected = self
-            .nonce(&tx.from)
-            .checked_add(1)
-            .ok_or(TxError::Overflow)?;
+        let expected = self.nonce(&tx.from).checked_add(1).ok_or(TxError::Overflow)?;
         if tx.nonce != expected {
-            return Err(TxError::BadNonce {
-                expected,
-                got: tx.nonce,
-            });
+            return Err(TxError::BadNonce { expected, got: tx.nonce });
         }
         Ok(())
     }
@@ -384,22 +366,11 @@ impl LedgerState {
         let available = self.balance(&tx.from);
         let needed = match &tx.kind {
             TxKind::Transfer { amount, .. } | TxKind::Stake { amount, .. } => *amount,
-            TxKind::Unstake {
-                brain,
-                validator,
-                amount,
-            } => {
-                let key = StakeKey {
-                    brain: *brain,
-                    validator: validator.clone(),
-                    staker: tx.from.clone(),
-                };
+            TxKind::Unstake { brain, validator, amount } => {
+                let key = StakeKey { brain: *brain, validator: validator.clone(), staker: tx.from.clone() };
                 let have = self.stake_of(&key);
                 if have < *amount {
-                    return Err(TxError::InsufficientStake {
-                        needed: *amount,
-                        available: have,
-                    });
+                    return Err(TxError::InsufficientStake { needed: *amount, available: have });
                 }
                 0
             }
@@ -438,75 +409,42 @@ impl LedgerState {
                     self.set_balance(to, new_to);
                 }
             }
-            TxKind::Stake {
-                brain,
-                validator,
-                amount,
-            } => {
+            TxKind::Stake { brain, validator, amount } => {
                 if *amount == 0 {
                     return Err(TxError::ZeroAmount);
                 }
                 let rec = self.brains.get(*brain)?;
                 if let Some(v) = validator {
-                    let is_val = rec
-                        .registrations
-                        .get(v)
-                        .is_some_and(|r| r.role == PeerRole::Validator);
+                    let is_val = rec.registrations.get(v).is_some_and(|r| r.role == PeerRole::Validator);
                     if !is_val {
-                        return Err(TxError::NotAValidator {
-                            brain: *brain,
-                            validator: v.clone(),
-                        });
+                        return Err(TxError::NotAValidator { brain: *brain, validator: v.clone() });
                     }
                 }
-                let key = StakeKey {
-                    brain: *brain,
-                    validator: validator.clone(),
-                    staker: from.to_string(),
-                };
+                let key = StakeKey { brain: *brain, validator: validator.clone(), staker: from.to_string() };
                 let new_bal = checked_debit(self.balance(from), *amount)?;
                 let new_stake = checked_credit(self.stake_of(&key), *amount)?;
                 self.set_balance(from, new_bal);
                 self.set_stake(key, new_stake);
             }
-            TxKind::Unstake {
-                brain,
-                validator,
-                amount,
-            } => {
+            TxKind::Unstake { brain, validator, amount } => {
                 if *amount == 0 {
                     return Err(TxError::ZeroAmount);
                 }
-                let key = StakeKey {
-                    brain: *brain,
-                    validator: validator.clone(),
-                    staker: from.to_string(),
-                };
+                let key = StakeKey { brain: *brain, validator: validator.clone(), staker: from.to_string() };
                 let have = self.stake_of(&key);
-                let new_stake = have
-                    .checked_sub(*amount)
-                    .ok_or(TxError::InsufficientStake {
-                        needed: *amount,
-                        available: have,
-                    })?;
+                let new_stake =
+                    have.checked_sub(*amount).ok_or(TxError::InsufficientStake { needed: *amount, available: have })?;
                 let new_bal = checked_credit(self.balance(from), *amount)?;
                 self.set_stake(key, new_stake);
                 self.set_balance(from, new_bal);
             }
-            TxKind::CreateBrain {
-                method,
-                wanted,
-                max_price,
-            } => {
+            TxKind::CreateBrain { method, wanted, max_price } => {
                 let price = match method {
                     CreateMethod::Burn => self.brains.next_burn_price(p),
                     CreateMethod::Stake => p.stake_method_amount,
                 };
                 if price > *max_price {
-                    return Err(TxError::PriceAbove {
-                        price,
-                        max: *max_price,
-                    });
+                    return Err(TxError::PriceAbove { price, max: *max_price });
                 }
                 let available = self.balance(from);
                 let new_bal = checked_debit(available, price)?;
@@ -517,12 +455,8 @@ impl LedgerState {
                 // The registry checks cap, reserved and taken ids and the balance before it
                 // changes anything; after it succeeds nothing below can fail.
                 let (_, charged) = match method {
-                    CreateMethod::Burn => self
-                        .brains
-                        .create_by_burn(from, *wanted, available, height, p)?,
-                    CreateMethod::Stake => self
-                        .brains
-                        .create_by_stake(from, *wanted, available, height, p)?,
+                    CreateMethod::Burn => self.brains.create_by_burn(from, *wanted, available, height, p)?,
+                    CreateMethod::Stake => self.brains.create_by_stake(from, *wanted, available, height, p)?,
                 };
                 debug_assert_eq!(charged, price);
                 self.set_balance(from, new_bal);
@@ -537,15 +471,8 @@ impl LedgerState {
                 let owner = rec.owner.clone();
                 let available = self.balance(from);
                 let new_from = checked_debit(available, price)?;
-                let new_owner = if owner == from {
-                    new_from
-                } else {
-                    checked_credit(self.balance(&owner), price)?
-                };
-                let charged = self
-                    .brains
-                    .get_mut(*brain)?
-                    .register(from, *role, available, height, p)?;
+                let new_owner = if owner == from { new_from } else { checked_credit(self.balance(&owner), price)? };
+                let charged = self.brains.get_mut(*brain)?.register(from, *role, available, height, p)?;
                 debug_assert_eq!(charged, price);
                 if owner != from {
                     self.set_balance(from, new_from);
@@ -566,9 +493,7 @@ impl LedgerState {
     /// Canonical encoding of the whole state (tag [`STATE_TAG`]).
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut e = Enc::new(STATE_TAG);
-        e.u128(self.genesis_supply)
-            .u128(self.minted)
-            .u128(self.burned);
+        e.u128(self.genesis_supply).u128(self.minted).u128(self.burned);
         e.u64(self.balances.len() as u64);
         for (a, v) in &self.balances {
             e.str(a).u128(*v);
@@ -579,13 +504,9 @@ impl LedgerState {
         }
         e.u64(self.stakes.len() as u64);
         for (k, v) in &self.stakes {
-            e.u16(k.brain)
-                .opt_str(k.validator.as_deref())
-                .str(&k.staker)
-                .u128(*v);
+            e.u16(k.brain).opt_str(k.validator.as_deref()).str(&k.staker).u128(*v);
         }
-        e.u64(self.brains.burned_count)
-            .u64(self.brains.brains.len() as u64);
+        e.u64(self.brains.burned_count).u64(self.brains.brains.len() as u64);
         for (id, b) in &self.brains.brains {
             e.u16(*id).str(&b.owner);
             match b.kind {
@@ -593,9 +514,7 @@ impl LedgerState {
                 BrainKind::Burned { price } => e.u8(1).u128(price),
                 BrainKind::Staked { locked, unlock_at } => e.u8(2).u128(locked).u64(unlock_at),
             };
-            e.u64(b.created_at)
-                .u128(b.registration_fee)
-                .u64(b.miner_share);
+            e.u64(b.created_at).u128(b.registration_fee).u64(b.miner_share);
             e.u64(b.registrations.len() as u64);
             for (peer, r) in &b.registrations {
                 e.str(peer).u8(match r.role {
@@ -628,7 +547,9 @@ fn check_sender(state: &LedgerState, brain: BrainId, from: &str) -> Result<(), T
 
 /// Checks a weight vector's shape: sorted unique miners, bounded ids and count, sums to 10⁹.
 pub fn check_vector(weights: &[(String, u64)], p: &EconomicsParams) -> Result<(), TxError> {
-    if weights.len() > p.max_miners_per_brain as usize || weights.iter().any(|(m, _)| m.is_empty() || m.len() > MAX_ID_BYTES) {
+    if weights.len() > p.max_miners_per_brain as usize
+        || weights.iter().any(|(m, _)| m.is_empty() || m.len() > MAX_ID_BYTES)
+    {
         return Err(TxError::Malformed);
     }
     let v = WeightVector { brain: 0, epoch: 0, validator: String::new(), weights: weights.to_vec() };
@@ -637,7 +558,15 @@ pub fn check_vector(weights: &[(String, u64)], p: &EconomicsParams) -> Result<()
 
 impl LedgerState {
     /// `CommitWeights` at block `height` (see the module doc). Changes nothing on error.
-    pub(crate) fn commit_weights(&mut self, from: &str, brain: BrainId, ep: u64, commitment: Hash, height: Height, p: &EconomicsParams) -> Result<(), TxError> {
+    pub(crate) fn commit_weights(
+        &mut self,
+        from: &str,
+        brain: BrainId,
+        ep: u64,
+        commitment: Hash,
+        height: Height,
+        p: &EconomicsParams,
+    ) -> Result<(), TxError> {
         check_sender(self, brain, from)?;
         let now = epoch_of(height, p);
         if ep != now {
@@ -654,7 +583,16 @@ impl LedgerState {
     }
 
     /// `RevealWeights` at block `height` (see the module doc). Changes nothing on error.
-    pub(crate) fn reveal_weights(&mut self, from: &str, brain: BrainId, ep: u64, salt: &Hash, weights: &[(String, u64)], height: Height, p: &EconomicsParams) -> Result<(), TxError> {
+    pub(crate) fn reveal_weights(
+        &mut self,
+        from: &str,
+        brain: BrainId,
+        ep: u64,
+        salt: &Hash,
+        weights: &[(String, u64)],
+        height: Height,
+        p: &EconomicsParams,
+    ) -> Result<(), TxError> {
         check_sender(self, brain, from)?;
         check_vector(weights, p)?;
         let now = epoch_of(height, p);
@@ -683,7 +621,11 @@ impl LedgerState {
                 self.weights.commits.remove(&brain);
             }
         }
-        self.weights.revealed.entry(brain).or_default().insert(from.to_string(), RevealedWeights { epoch: ep, weights: weights.to_vec() });
+        self.weights
+            .revealed
+            .entry(brain)
+            .or_default()
+            .insert(from.to_string(), RevealedWeights { epoch: ep, weights: weights.to_vec() });
         Ok(())
     }
 }
@@ -725,18 +667,7 @@ mod tests {
     #[test]
     fn transfer_moves_balance_and_consumes_nonce() {
         let mut s = genesis();
-        apply(
-            &mut s,
-            &tx(
-                "alice",
-                1,
-                TxKind::Transfer {
-                    to: "carol".into(),
-                    amount: tokens(3),
-                },
-            ),
-        )
-        .unwrap();
+        apply(&mut s, &tx("alice", 1, TxKind::Transfer { to: "carol".into(), amount: tokens(3) })).unwrap();
         assert_eq!(s.balance("alice"), tokens(997));
         assert_eq!(s.balance("carol"), tokens(3));
         assert_eq!(s.nonce("alice"), 1);
@@ -746,47 +677,15 @@ mod tests {
     #[test]
     fn replayed_transaction_is_refused() {
         let mut s = genesis();
-        let t = tx(
-            "alice",
-            1,
-            TxKind::Transfer {
-                to: "bob".into(),
-                amount: 1,
-            },
-        );
+        let t = tx("alice", 1, TxKind::Transfer { to: "bob".into(), amount: 1 });
         apply(&mut s, &t).unwrap();
         let d = s.digest();
-        assert_eq!(
-            apply(&mut s, &t),
-            Err(TxError::BadNonce {
-                expected: 2,
-                got: 1
-            })
-        );
-        assert_eq!(
-            s.check_tx(&t, &pubkey_of, &params()),
-            Err(TxError::BadNonce {
-                expected: 2,
-                got: 1
-            })
-        );
+        assert_eq!(apply(&mut s, &t), Err(TxError::BadNonce { expected: 2, got: 1 }));
+        assert_eq!(s.check_tx(&t, &pubkey_of, &params()), Err(TxError::BadNonce { expected: 2, got: 1 }));
         assert_eq!(s.digest(), d);
         // a skipped nonce is refused too
-        let t3 = tx(
-            "alice",
-            3,
-            TxKind::Transfer {
-                to: "bob".into(),
-                amount: 1,
-            },
-        );
-        assert_eq!(
-            apply(&mut s, &t3),
-            Err(TxError::BadNonce {
-                expected: 2,
-                got: 3
-            })
-        );
+        let t3 = tx("alice", 3, TxKind::Transfer { to: "bob".into(), amount: 1 });
+        assert_eq!(apply(&mut s, &t3), Err(TxError::BadNonce { expected: 2, got: 3 }));
     }
 
     #[test]
@@ -794,43 +693,16 @@ mod tests {
         let mut s = genesis();
         let d = s.digest();
         // mallory signs a transfer out of alice's account
-        let forged = Tx::new_signed(
-            "alice",
-            1,
-            TxKind::Transfer {
-                to: "mallory".into(),
-                amount: 5,
-            },
-            &signer("mallory"),
-        );
+        let forged =
+            Tx::new_signed("alice", 1, TxKind::Transfer { to: "mallory".into(), amount: 5 }, &signer("mallory"));
         assert_eq!(apply(&mut s, &forged), Err(TxError::BadSignature));
         // a valid tx with its amount edited after signing
-        let mut edited = tx(
-            "alice",
-            1,
-            TxKind::Transfer {
-                to: "bob".into(),
-                amount: 1,
-            },
-        );
-        edited.kind = TxKind::Transfer {
-            to: "bob".into(),
-            amount: tokens(999),
-        };
+        let mut edited = tx("alice", 1, TxKind::Transfer { to: "bob".into(), amount: 1 });
+        edited.kind = TxKind::Transfer { to: "bob".into(), amount: tokens(999) };
         assert_eq!(apply(&mut s, &edited), Err(TxError::BadSignature));
         // unknown key
-        let t = tx(
-            "alice",
-            1,
-            TxKind::Transfer {
-                to: "bob".into(),
-                amount: 1,
-            },
-        );
-        assert_eq!(
-            s.apply_tx(&t, &|_| None, &params(), 0),
-            Err(TxError::UnknownKey("alice".into()))
-        );
+        let t = tx("alice", 1, TxKind::Transfer { to: "bob".into(), amount: 1 });
+        assert_eq!(s.apply_tx(&t, &|_| None, &params(), 0), Err(TxError::UnknownKey("alice".into())));
         assert_eq!(s.digest(), d);
         assert_eq!(s.nonce("alice"), 0);
     }
@@ -838,55 +710,18 @@ mod tests {
     #[test]
     fn overdraft_is_refused_without_consuming_the_nonce() {
         let mut s = genesis();
-        let t = tx(
-            "bob",
-            1,
-            TxKind::Transfer {
-                to: "alice".into(),
-                amount: tokens(101),
-            },
-        );
+        let t = tx("bob", 1, TxKind::Transfer { to: "alice".into(), amount: tokens(101) });
         assert_eq!(
             s.check_tx(&t, &pubkey_of, &params()),
-            Err(TxError::InsufficientBalance {
-                needed: tokens(101),
-                available: tokens(100)
-            })
+            Err(TxError::InsufficientBalance { needed: tokens(101), available: tokens(100) })
         );
-        assert!(matches!(
-            apply(&mut s, &t),
-            Err(TxError::InsufficientBalance { .. })
-        ));
+        assert!(matches!(apply(&mut s, &t), Err(TxError::InsufficientBalance { .. })));
         assert_eq!(s.nonce("bob"), 0);
-        apply(
-            &mut s,
-            &tx(
-                "bob",
-                1,
-                TxKind::Transfer {
-                    to: "alice".into(),
-                    amount: tokens(100),
-                },
-            ),
-        )
-        .unwrap();
+        apply(&mut s, &tx("bob", 1, TxKind::Transfer { to: "alice".into(), amount: tokens(100) })).unwrap();
         assert_eq!(s.balance("bob"), 0);
-        assert!(
-            !s.balances.contains_key("bob"),
-            "zero balances are not stored"
-        );
+        assert!(!s.balances.contains_key("bob"), "zero balances are not stored");
         assert_eq!(
-            apply(
-                &mut s,
-                &tx(
-                    "bob",
-                    2,
-                    TxKind::Transfer {
-                        to: "alice".into(),
-                        amount: 0
-                    }
-                )
-            ),
+            apply(&mut s, &tx("bob", 2, TxKind::Transfer { to: "alice".into(), amount: 0 })),
             Err(TxError::ZeroAmount)
         );
     }
@@ -896,135 +731,65 @@ mod tests {
         let p = params();
         let mut s = genesis();
         // lowest free public id is 7 (0-6 reserved)
-        let t = tx(
-            "alice",
-            1,
-            TxKind::CreateBrain {
-                method: CreateMethod::Burn,
-                wanted: None,
-                max_price: tokens(10),
-            },
-        );
+        let t = tx("alice", 1, TxKind::CreateBrain { method: CreateMethod::Burn, wanted: None, max_price: tokens(10) });
         apply(&mut s, &t).unwrap();
         assert_eq!(s.brains.get(7).unwrap().owner, "alice");
         assert_eq!(s.burned, tokens(10));
         assert_eq!(s.balance("alice"), tokens(990));
         // next burn costs 12: a max of 11 is refused
-        let t = tx(
-            "alice",
-            2,
-            TxKind::CreateBrain {
-                method: CreateMethod::Burn,
-                wanted: None,
-                max_price: tokens(11),
-            },
-        );
-        assert_eq!(
-            apply(&mut s, &t),
-            Err(TxError::PriceAbove {
-                price: tokens(12),
-                max: tokens(11)
-            })
-        );
+        let t = tx("alice", 2, TxKind::CreateBrain { method: CreateMethod::Burn, wanted: None, max_price: tokens(11) });
+        assert_eq!(apply(&mut s, &t), Err(TxError::PriceAbove { price: tokens(12), max: tokens(11) }));
         // reserved id
         let t = tx(
             "alice",
             2,
-            TxKind::CreateBrain {
-                method: CreateMethod::Burn,
-                wanted: Some(47),
-                max_price: tokens(100),
-            },
+            TxKind::CreateBrain { method: CreateMethod::Burn, wanted: Some(47), max_price: tokens(100) },
         );
-        assert_eq!(
-            apply(&mut s, &t),
-            Err(TxError::Economics(EconomicsError::ReservedId(47)))
-        );
+        assert_eq!(apply(&mut s, &t), Err(TxError::Economics(EconomicsError::ReservedId(47))));
         // taken id
         let t = tx(
             "alice",
             2,
-            TxKind::CreateBrain {
-                method: CreateMethod::Stake,
-                wanted: Some(7),
-                max_price: tokens(100),
-            },
+            TxKind::CreateBrain { method: CreateMethod::Stake, wanted: Some(7), max_price: tokens(100) },
         );
-        assert_eq!(
-            apply(&mut s, &t),
-            Err(TxError::Economics(EconomicsError::BrainExists(7)))
-        );
+        assert_eq!(apply(&mut s, &t), Err(TxError::Economics(EconomicsError::BrainExists(7))));
         let t = tx(
             "alice",
             2,
-            TxKind::CreateBrain {
-                method: CreateMethod::Stake,
-                wanted: Some(9),
-                max_price: tokens(100),
-            },
+            TxKind::CreateBrain { method: CreateMethod::Stake, wanted: Some(9), max_price: tokens(100) },
         );
         apply(&mut s, &t).unwrap();
         assert_eq!(
             s.brains.get(9).unwrap().kind,
-            BrainKind::Staked {
-                locked: tokens(50),
-                unlock_at: 5 + p.stake_method_lock_blocks
-            }
+            BrainKind::Staked { locked: tokens(50), unlock_at: 5 + p.stake_method_lock_blocks }
         );
         assert_eq!(s.brain_locks(), tokens(50));
         assert!(s.supply_is_conserved());
         // carol cannot afford a stake-method Brain
-        let t = tx(
-            "carol",
-            1,
-            TxKind::CreateBrain {
-                method: CreateMethod::Stake,
-                wanted: None,
-                max_price: tokens(100),
-            },
-        );
-        assert!(matches!(
-            apply(&mut s, &t),
-            Err(TxError::InsufficientBalance { .. })
-        ));
+        let t =
+            tx("carol", 1, TxKind::CreateBrain { method: CreateMethod::Stake, wanted: None, max_price: tokens(100) });
+        assert!(matches!(apply(&mut s, &t), Err(TxError::InsufficientBalance { .. })));
     }
 
     #[test]
     fn brain_cap_is_enforced() {
-        let p = EconomicsParams {
-            brain_cap: 9,
-            ..params()
-        };
-        let mut s =
-            LedgerState::genesis([("alice".to_string(), tokens(1000))].into(), "labs", &p).unwrap();
+        let p = EconomicsParams { brain_cap: 9, ..params() };
+        let mut s = LedgerState::genesis([("alice".to_string(), tokens(1000))].into(), "labs", &p).unwrap();
         // 0..=6 reserved (47 would be out of range with cap 9: keep only ids below the cap)
         s.brains.brains.retain(|id, _| *id < 9);
         for n in 1..=2 {
             let t = tx(
                 "alice",
                 n,
-                TxKind::CreateBrain {
-                    method: CreateMethod::Burn,
-                    wanted: None,
-                    max_price: tokens(100),
-                },
+                TxKind::CreateBrain { method: CreateMethod::Burn, wanted: None, max_price: tokens(100) },
             );
             s.apply_tx(&t, &pubkey_of, &p, 0).unwrap();
         }
-        let t = tx(
-            "alice",
-            3,
-            TxKind::CreateBrain {
-                method: CreateMethod::Burn,
-                wanted: None,
-                max_price: tokens(100),
-            },
-        );
+        let t =
+            tx("alice", 3, TxKind::CreateBrain { method: CreateMethod::Burn, wanted: None, max_price: tokens(100) });
         assert_eq!(
             s.apply_tx(&t, &pubkey_of, &p, 0),
-            Err(TxError::Economics(EconomicsError::BrainCapReached {
-                cap: 9
-            }))
+            Err(TxError::Economics(EconomicsError::BrainCapReached { cap: 9 }))
         );
     }
 
@@ -1033,135 +798,42 @@ mod tests {
         let mut s = genesis();
         apply(
             &mut s,
-            &tx(
-                "alice",
-                1,
-                TxKind::CreateBrain {
-                    method: CreateMethod::Burn,
-                    wanted: None,
-                    max_price: tokens(10),
-                },
-            ),
+            &tx("alice", 1, TxKind::CreateBrain { method: CreateMethod::Burn, wanted: None, max_price: tokens(10) }),
         )
         .unwrap();
         // staking to an unregistered validator is refused
-        let st = TxKind::Stake {
-            brain: 7,
-            validator: Some("bob".into()),
-            amount: tokens(5),
-        };
+        let st = TxKind::Stake { brain: 7, validator: Some("bob".into()), amount: tokens(5) };
         assert_eq!(
             apply(&mut s, &tx("bob", 1, st.clone())),
-            Err(TxError::NotAValidator {
-                brain: 7,
-                validator: "bob".into()
-            })
+            Err(TxError::NotAValidator { brain: 7, validator: "bob".into() })
         );
         // fee above the signed max is refused
         assert!(matches!(
-            apply(
-                &mut s,
-                &tx(
-                    "bob",
-                    1,
-                    TxKind::Register {
-                        brain: 7,
-                        role: PeerRole::Validator,
-                        fee: 1
-                    }
-                )
-            ),
+            apply(&mut s, &tx("bob", 1, TxKind::Register { brain: 7, role: PeerRole::Validator, fee: 1 })),
             Err(TxError::PriceAbove { .. })
         ));
-        apply(
-            &mut s,
-            &tx(
-                "bob",
-                1,
-                TxKind::Register {
-                    brain: 7,
-                    role: PeerRole::Validator,
-                    fee: tokens(1),
-                },
-            ),
-        )
-        .unwrap();
+        apply(&mut s, &tx("bob", 1, TxKind::Register { brain: 7, role: PeerRole::Validator, fee: tokens(1) })).unwrap();
         assert_eq!(s.balance("bob"), tokens(99));
         assert_eq!(s.balance("alice"), tokens(991));
         assert_eq!(
-            apply(
-                &mut s,
-                &tx(
-                    "bob",
-                    2,
-                    TxKind::Register {
-                        brain: 7,
-                        role: PeerRole::Miner,
-                        fee: tokens(1)
-                    }
-                )
-            ),
+            apply(&mut s, &tx("bob", 2, TxKind::Register { brain: 7, role: PeerRole::Miner, fee: tokens(1) })),
             Err(TxError::Economics(EconomicsError::AlreadyRegistered))
         );
         apply(&mut s, &tx("bob", 2, st)).unwrap();
-        apply(
-            &mut s,
-            &tx(
-                "alice",
-                2,
-                TxKind::Stake {
-                    brain: 7,
-                    validator: Some("bob".into()),
-                    amount: tokens(20),
-                },
-            ),
-        )
-        .unwrap();
-        apply(
-            &mut s,
-            &tx(
-                "alice",
-                3,
-                TxKind::Stake {
-                    brain: 7,
-                    validator: None,
-                    amount: tokens(1),
-                },
-            ),
-        )
-        .unwrap();
+        apply(&mut s, &tx("alice", 2, TxKind::Stake { brain: 7, validator: Some("bob".into()), amount: tokens(20) }))
+            .unwrap();
+        apply(&mut s, &tx("alice", 3, TxKind::Stake { brain: 7, validator: None, amount: tokens(1) })).unwrap();
         assert_eq!(s.validator_stake(7, "bob"), tokens(25));
         assert_eq!(s.brain_stake(7), tokens(26));
-        assert_eq!(
-            s.active_validator_stakes(&params()),
-            [("bob".to_string(), tokens(25))].into()
-        );
+        assert_eq!(s.active_validator_stakes(&params()), [("bob".to_string(), tokens(25))].into());
         // unstake more than staked is refused; exact amount works
-        let un = |a| TxKind::Unstake {
-            brain: 7,
-            validator: Some("bob".into()),
-            amount: a,
-        };
-        assert!(matches!(
-            apply(&mut s, &tx("alice", 4, un(tokens(21)))),
-            Err(TxError::InsufficientStake { .. })
-        ));
+        let un = |a| TxKind::Unstake { brain: 7, validator: Some("bob".into()), amount: a };
+        assert!(matches!(apply(&mut s, &tx("alice", 4, un(tokens(21)))), Err(TxError::InsufficientStake { .. })));
         apply(&mut s, &tx("alice", 4, un(tokens(20)))).unwrap();
         assert_eq!(s.validator_stake(7, "bob"), tokens(5));
         assert!(s.supply_is_conserved());
         assert_eq!(
-            apply(
-                &mut s,
-                &tx(
-                    "bob",
-                    3,
-                    TxKind::Stake {
-                        brain: 99,
-                        validator: None,
-                        amount: 1
-                    }
-                )
-            ),
+            apply(&mut s, &tx("bob", 3, TxKind::Stake { brain: 99, validator: None, amount: 1 })),
             Err(TxError::UnknownBrain(99))
         );
     }
@@ -1172,18 +844,7 @@ mod tests {
         let b = genesis();
         assert_eq!(a.digest(), b.digest());
         let mut c = genesis();
-        apply(
-            &mut c,
-            &tx(
-                "alice",
-                1,
-                TxKind::Transfer {
-                    to: "bob".into(),
-                    amount: 1,
-                },
-            ),
-        )
-        .unwrap();
+        apply(&mut c, &tx("alice", 1, TxKind::Transfer { to: "bob".into(), amount: 1 })).unwrap();
         assert_ne!(a.digest(), c.digest());
         // serde round trip (storage) keeps the digest
         let back: LedgerState = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
@@ -1194,64 +855,29 @@ mod tests {
         let acct = 0usize..4;
         let amt = prop_oneof![0u128..5, Just(tokens(1)), 0u128..tokens(600)];
         prop_oneof![
-            (acct.clone(), acct.clone(), amt.clone()).prop_map(|(f, t, a)| (
+            (acct.clone(), acct.clone(), amt.clone())
+                .prop_map(|(f, t, a)| (f, TxKind::Transfer { to: NAMES[t].into(), amount: a })),
+            (acct.clone(), 6u16..9, proptest::option::of(acct.clone()), amt.clone()).prop_map(|(f, b, v, a)| (
                 f,
-                TxKind::Transfer {
-                    to: NAMES[t].into(),
-                    amount: a
+                TxKind::Stake { brain: b, validator: v.map(|i| NAMES[i].to_string()), amount: a }
+            )),
+            (acct.clone(), 6u16..9, proptest::option::of(acct.clone()), amt.clone()).prop_map(|(f, b, v, a)| (
+                f,
+                TxKind::Unstake { brain: b, validator: v.map(|i| NAMES[i].to_string()), amount: a }
+            )),
+            (acct.clone(), any::<bool>(), proptest::option::of(5u16..10)).prop_map(|(f, burn, w)| (
+                f,
+                TxKind::CreateBrain {
+                    method: if burn { CreateMethod::Burn } else { CreateMethod::Stake },
+                    wanted: w,
+                    max_price: tokens(60)
                 }
             )),
-            (
-                acct.clone(),
-                6u16..9,
-                proptest::option::of(acct.clone()),
-                amt.clone()
-            )
-                .prop_map(|(f, b, v, a)| (
-                    f,
-                    TxKind::Stake {
-                        brain: b,
-                        validator: v.map(|i| NAMES[i].to_string()),
-                        amount: a
-                    }
-                )),
-            (
-                acct.clone(),
-                6u16..9,
-                proptest::option::of(acct.clone()),
-                amt.clone()
-            )
-                .prop_map(|(f, b, v, a)| (
-                    f,
-                    TxKind::Unstake {
-                        brain: b,
-                        validator: v.map(|i| NAMES[i].to_string()),
-                        amount: a
-                    }
-                )),
-            (acct.clone(), any::<bool>(), proptest::option::of(5u16..10)).prop_map(
-                |(f, burn, w)| (
-                    f,
-                    TxKind::CreateBrain {
-                        method: if burn {
-                            CreateMethod::Burn
-                        } else {
-                            CreateMethod::Stake
-                        },
-                        wanted: w,
-                        max_price: tokens(60)
-                    }
-                )
-            ),
             (acct.clone(), 5u16..9, any::<bool>()).prop_map(|(f, b, v)| (
                 f,
                 TxKind::Register {
                     brain: b,
-                    role: if v {
-                        PeerRole::Validator
-                    } else {
-                        PeerRole::Miner
-                    },
+                    role: if v { PeerRole::Validator } else { PeerRole::Miner },
                     fee: tokens(1)
                 }
             )),

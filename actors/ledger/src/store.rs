@@ -22,9 +22,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::batch::{Batch, BatchError, FinalBatch};
-use super::settlement::{
-    self, BrainPeriod, FeeSplit, ReceiptLine, SettleError, SettlementInput, SettlementRecord,
-};
+use super::settlement::{self, BrainPeriod, FeeSplit, ReceiptLine, SettleError, SettlementInput, SettlementRecord};
 use super::state::{LedgerState, StakeKey, TxError};
 use super::tx::Tx;
 use crate::economics::{Amount, BrainRegistry, EconomicsParams, Height, PriceList};
@@ -122,15 +120,11 @@ fn unjson<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, StoreError> {
 }
 
 fn be_u64(b: &[u8]) -> Result<u64, StoreError> {
-    <[u8; 8]>::try_from(b)
-        .map(u64::from_be_bytes)
-        .map_err(|_| StoreError::Corrupt("u64".into()))
+    <[u8; 8]>::try_from(b).map(u64::from_be_bytes).map_err(|_| StoreError::Corrupt("u64".into()))
 }
 
 fn be_u128(b: &[u8]) -> Result<u128, StoreError> {
-    <[u8; 16]>::try_from(b)
-        .map(u128::from_be_bytes)
-        .map_err(|_| StoreError::Corrupt("u128".into()))
+    <[u8; 16]>::try_from(b).map(u128::from_be_bytes).map_err(|_| StoreError::Corrupt("u128".into()))
 }
 
 fn utf8(b: &[u8]) -> Result<String, StoreError> {
@@ -164,34 +158,16 @@ fn stake_key(s: &StakeKey) -> Result<Vec<u8>, StoreError> {
 
 /// Adds to `w` everything that changed from `old` to `new`.
 fn diff_state(w: &mut sled::Batch, old: &LedgerState, new: &LedgerState) -> Result<(), StoreError> {
-    diff_map(
-        w,
-        &old.balances,
-        &new.balances,
-        |a| Ok(key(b"b/", a.as_bytes())),
-        |v| v.to_be_bytes().to_vec(),
-    )?;
-    diff_map(
-        w,
-        &old.nonces,
-        &new.nonces,
-        |a| Ok(key(b"n/", a.as_bytes())),
-        |v| v.to_be_bytes().to_vec(),
-    )?;
-    diff_map(w, &old.stakes, &new.stakes, stake_key, |v| {
-        v.to_be_bytes().to_vec()
-    })?;
+    diff_map(w, &old.balances, &new.balances, |a| Ok(key(b"b/", a.as_bytes())), |v| v.to_be_bytes().to_vec())?;
+    diff_map(w, &old.nonces, &new.nonces, |a| Ok(key(b"n/", a.as_bytes())), |v| v.to_be_bytes().to_vec())?;
+    diff_map(w, &old.stakes, &new.stakes, stake_key, |v| v.to_be_bytes().to_vec())?;
     if old.brains != new.brains {
         w.insert(K_BRAINS, json(&new.brains)?);
     }
     if old.weights != new.weights {
         w.insert(K_WEIGHTS, json(&new.weights)?);
     }
-    let sc = Scalars {
-        genesis_supply: new.genesis_supply,
-        minted: new.minted,
-        burned: new.burned,
-    };
+    let sc = Scalars { genesis_supply: new.genesis_supply, minted: new.minted, burned: new.burned };
     w.insert(K_SCALARS, json(&sc)?);
     Ok(())
 }
@@ -231,10 +207,7 @@ impl LedgerStore {
 
     /// Height of the final block that included a receipt or transaction id.
     pub fn included_at(&self, id: &str) -> Result<Option<Height>, StoreError> {
-        self.tree
-            .get(key(b"i/", id.as_bytes()))?
-            .map(|v| be_u64(&v))
-            .transpose()
+        self.tree.get(key(b"i/", id.as_bytes()))?.map(|v| be_u64(&v)).transpose()
     }
 
     /// Up to `max` stored blocks with a height above `after` (all from the first when `None`),
@@ -273,23 +246,14 @@ impl LedgerStore {
             tree.apply_batch(w)?;
             db.flush()?;
         }
-        let mut s = Self {
-            db,
-            tree,
-            state: LedgerState::default(),
-            last_height: None,
-            last_settled: None,
-        };
+        let mut s = Self { db, tree, state: LedgerState::default(), last_height: None, last_settled: None };
         s.load()?;
         Ok(s)
     }
 
     fn load(&mut self) -> Result<(), StoreError> {
         let t = &self.tree;
-        let sc: Scalars = unjson(
-            &t.get(K_SCALARS)?
-                .ok_or_else(|| StoreError::Corrupt("no scalars".into()))?,
-        )?;
+        let sc: Scalars = unjson(&t.get(K_SCALARS)?.ok_or_else(|| StoreError::Corrupt("no scalars".into()))?)?;
         let brains: BrainRegistry = match t.get(K_BRAINS)? {
             Some(b) => unjson(&b)?,
             None => BrainRegistry::default(),
@@ -346,34 +310,21 @@ impl LedgerStore {
 
     /// The stored record of the block at `height`, if one was applied.
     pub fn block(&self, height: Height) -> Result<Option<BlockRecord>, StoreError> {
-        self.tree
-            .get(key(b"k/", &height.to_be_bytes()))?
-            .map(|v| unjson(&v))
-            .transpose()
+        self.tree.get(key(b"k/", &height.to_be_bytes()))?.map(|v| unjson(&v)).transpose()
     }
 
     /// The stored body of transaction `id`, if it is in a final block.
     pub fn tx(&self, id: &str) -> Result<Option<Tx>, StoreError> {
-        self.tree
-            .get(key(b"t/", id.as_bytes()))?
-            .map(|v| unjson(&v))
-            .transpose()
+        self.tree.get(key(b"t/", id.as_bytes()))?.map(|v| unjson(&v)).transpose()
     }
 
     /// The stored settlement record whose period ends at `to_height` (exclusive), if any.
     pub fn settlement(&self, to_height: Height) -> Result<Option<SettlementRecord>, StoreError> {
-        self.tree
-            .get(key(b"x/", &to_height.to_be_bytes()))?
-            .map(|v| unjson(&v))
-            .transpose()
+        self.tree.get(key(b"x/", &to_height.to_be_bytes()))?.map(|v| unjson(&v)).transpose()
     }
 
     /// Receipt lines of the blocks in `[from, to)`.
-    pub fn receipts_between(
-        &self,
-        from: Height,
-        to: Height,
-    ) -> Result<Vec<ReceiptLine>, StoreError> {
+    pub fn receipts_between(&self, from: Height, to: Height) -> Result<Vec<ReceiptLine>, StoreError> {
         let mut out = Vec::new();
         if to <= from {
             return Ok(out);
@@ -412,17 +363,11 @@ impl LedgerStore {
         let mut tx_ids: Vec<(String, &Tx)> = txs.iter().map(|t| (t.id(), t)).collect();
         tx_ids.sort_by(|a, b| a.0.cmp(&b.0));
         if tx_ids.iter().map(|(id, _)| id).ne(batch.txs.iter()) {
-            return Err(StoreError::Mismatch(
-                "transaction bodies do not match the batch",
-            ));
+            return Err(StoreError::Mismatch("transaction bodies do not match the batch"));
         }
         let mut lines: Vec<&ReceiptLine> = receipts.iter().collect();
         lines.sort_by(|a, b| a.receipt_id.cmp(&b.receipt_id));
-        if lines
-            .iter()
-            .map(|l| &l.receipt_id)
-            .ne(batch.receipts.iter())
-        {
+        if lines.iter().map(|l| &l.receipt_id).ne(batch.receipts.iter()) {
             return Err(StoreError::Mismatch("receipt lines do not match the batch"));
         }
         // Honest validators never put an included id in a batch (build_batch skips them); if a
@@ -501,21 +446,13 @@ impl LedgerStore {
             return Err(StoreError::SettlementOrder("period already settled"));
         }
         if self.last_height.map_or(0, |h| h.saturating_add(1)) < to_height {
-            return Err(StoreError::SettlementOrder(
-                "blocks of the period are not all applied",
-            ));
+            return Err(StoreError::SettlementOrder("blocks of the period are not all applied"));
         }
         let receipts = self.receipts_between(from, to_height)?;
         let consensus = crate::period::brain_periods(&self.state, from, to_height, p).map_err(SettleError::from)?;
         let brains: Vec<BrainPeriod> = consensus.iter().map(|c| c.period.clone()).collect();
-        let input = SettlementInput {
-            from_height: from,
-            to_height,
-            receipts: &receipts,
-            prices,
-            brains: &brains,
-            fee_split,
-        };
+        let input =
+            SettlementInput { from_height: from, to_height, receipts: &receipts, prices, brains: &brains, fee_split };
         let mut rec = settlement::settle(&input, &self.state, p)?;
         rec.bonds = consensus.into_iter().map(|c| (c.period.brain, c.bonds)).collect();
         self.apply_settlement(&rec)?;
@@ -528,15 +465,11 @@ impl LedgerStore {
         if self.last_settled.is_some_and(|s| rec.to_height <= s) {
             return match self.settlement(rec.to_height)? {
                 Some(r) if &r == rec => Ok(Applied::AlreadyApplied),
-                _ => Err(StoreError::Conflict {
-                    height: rec.to_height,
-                }),
+                _ => Err(StoreError::Conflict { height: rec.to_height }),
             };
         }
         if rec.from_height != self.last_settled.unwrap_or(0) {
-            return Err(StoreError::SettlementOrder(
-                "period does not start where the last ended",
-            ));
+            return Err(StoreError::SettlementOrder("period does not start where the last ended"));
         }
         let mut next = self.state.clone();
         next.apply_settlement(rec)?;
@@ -555,8 +488,8 @@ impl LedgerStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::economics::{tokens, ModelPrice};
     use crate::batch::BatchVote;
+    use crate::economics::{tokens, ModelPrice};
     use crate::testkit::{pubkey_of, signer};
     use crate::tx::TxKind;
     use std::io::{BufRead, BufReader};
@@ -567,34 +500,16 @@ mod tests {
     }
 
     fn genesis() -> LedgerState {
-        let b = [("alice", tokens(1_000_000)), ("bob", tokens(10))]
-            .into_iter()
-            .map(|(a, v)| (a.to_string(), v))
-            .collect();
+        let b =
+            [("alice", tokens(1_000_000)), ("bob", tokens(10))].into_iter().map(|(a, v)| (a.to_string(), v)).collect();
         LedgerState::genesis(b, "labs", &params()).unwrap()
     }
 
     /// Block `h`: alice pays bob h base units, bob pays carol 1, one receipt.
     fn block(h: Height) -> (FinalBatch, Batch, Vec<Tx>, Vec<ReceiptLine>) {
         let txs = vec![
-            Tx::new_signed(
-                "alice",
-                h,
-                TxKind::Transfer {
-                    to: "bob".into(),
-                    amount: h as u128,
-                },
-                &signer("alice"),
-            ),
-            Tx::new_signed(
-                "bob",
-                h,
-                TxKind::Transfer {
-                    to: "carol".into(),
-                    amount: 1,
-                },
-                &signer("bob"),
-            ),
+            Tx::new_signed("alice", h, TxKind::Transfer { to: "bob".into(), amount: h as u128 }, &signer("alice")),
+            Tx::new_signed("bob", h, TxKind::Transfer { to: "carol".into(), amount: 1 }, &signer("bob")),
         ];
         let lines = vec![ReceiptLine {
             receipt_id: format!("receipt-{h:08}"),
@@ -605,11 +520,7 @@ mod tests {
             completion_units: 7,
             model: "m".into(),
         }];
-        let batch = Batch::new(
-            h,
-            lines.iter().map(|l| l.receipt_id.clone()),
-            txs.iter().map(|t| t.id()),
-        );
+        let batch = Batch::new(h, lines.iter().map(|l| l.receipt_id.clone()), txs.iter().map(|t| t.id()));
         let vote = BatchVote::new_signed(h, batch.root, "v1", &signer("v1"));
         let fin = FinalBatch {
             height: h,
@@ -623,8 +534,7 @@ mod tests {
 
     fn apply(s: &mut LedgerStore, h: Height) -> Applied {
         let (f, b, t, r) = block(h);
-        s.apply_block(&f, &b, &t, &r, &pubkey_of, &params())
-            .unwrap()
+        s.apply_block(&f, &b, &t, &r, &pubkey_of, &params()).unwrap()
     }
 
     /// The state after blocks `1..=n`, computed in memory.
@@ -660,14 +570,8 @@ mod tests {
             Err(StoreError::Conflict { height: 1 })
         ));
         // heights may skip; bodies must match the batch
-        assert!(matches!(
-            s.apply_block(&f, &b, &t[..1], &r, &pubkey_of, &params()),
-            Err(StoreError::Mismatch(_))
-        ));
-        assert!(matches!(
-            s.apply_block(&f, &b, &t, &[], &pubkey_of, &params()),
-            Err(StoreError::Mismatch(_))
-        ));
+        assert!(matches!(s.apply_block(&f, &b, &t[..1], &r, &pubkey_of, &params()), Err(StoreError::Mismatch(_))));
+        assert!(matches!(s.apply_block(&f, &b, &t, &[], &pubkey_of, &params()), Err(StoreError::Mismatch(_))));
         assert_eq!(s.state().digest(), d);
         apply(&mut s, 2);
         assert_eq!(s.state().digest(), reference(2).digest());
@@ -678,29 +582,13 @@ mod tests {
         let mut s = LedgerStore::temporary(genesis).unwrap();
         apply(&mut s, 1);
         let (_, _, _, r1) = block(1);
-        let b = Batch::new(
-            2,
-            r1.iter().map(|l| l.receipt_id.clone()),
-            Vec::<String>::new(),
-        );
-        let f = FinalBatch {
-            height: 2,
-            root: b.root,
-            signatures: vec![],
-            signed_stake: 1,
-            total_stake: 1,
-        };
+        let b = Batch::new(2, r1.iter().map(|l| l.receipt_id.clone()), Vec::<String>::new());
+        let f = FinalBatch { height: 2, root: b.root, signatures: vec![], signed_stake: 1, total_stake: 1 };
         let (_, _, t1, _) = block(1);
-        let b = Batch::new(
-            2,
-            r1.iter().map(|l| l.receipt_id.clone()),
-            t1.iter().map(|t| t.id()),
-        );
+        let b = Batch::new(2, r1.iter().map(|l| l.receipt_id.clone()), t1.iter().map(|t| t.id()));
         let f = FinalBatch { root: b.root, ..f };
         let d = s.state().digest();
-        let out = s
-            .apply_block(&f, &b, &t1, &r1, &pubkey_of, &params())
-            .unwrap();
+        let out = s.apply_block(&f, &b, &t1, &r1, &pubkey_of, &params()).unwrap();
         assert_eq!(
             out,
             Applied::New(
@@ -713,45 +601,18 @@ mod tests {
         );
         assert_eq!(s.state().digest(), d, "nothing counted twice");
         assert!(s.receipts_between(2, 3).unwrap().is_empty());
-        assert_eq!(
-            s.block(2).unwrap().unwrap().skipped_receipts,
-            vec![r1[0].receipt_id.clone()]
-        );
+        assert_eq!(s.block(2).unwrap().unwrap().skipped_receipts, vec![r1[0].receipt_id.clone()]);
         assert_eq!(s.last_height(), Some(2));
     }
 
     #[test]
     fn refused_transaction_in_a_final_block_is_recorded_and_changes_nothing() {
         let mut s = LedgerStore::temporary(genesis).unwrap();
-        let tx = Tx::new_signed(
-            "bob",
-            1,
-            TxKind::Transfer {
-                to: "x".into(),
-                amount: tokens(11),
-            },
-            &signer("bob"),
-        );
+        let tx = Tx::new_signed("bob", 1, TxKind::Transfer { to: "x".into(), amount: tokens(11) }, &signer("bob"));
         let b = Batch::new(1, Vec::<String>::new(), [tx.id()]);
-        let f = FinalBatch {
-            height: 1,
-            root: b.root,
-            signatures: vec![],
-            signed_stake: 1,
-            total_stake: 1,
-        };
+        let f = FinalBatch { height: 1, root: b.root, signatures: vec![], signed_stake: 1, total_stake: 1 };
         let d = s.state().digest();
-        match s
-            .apply_block(
-                &f,
-                &b,
-                std::slice::from_ref(&tx),
-                &[],
-                &pubkey_of,
-                &params(),
-            )
-            .unwrap()
-        {
+        match s.apply_block(&f, &b, std::slice::from_ref(&tx), &[], &pubkey_of, &params()).unwrap() {
             Applied::New(o) => assert!(o[0].1.as_deref().unwrap().contains("insufficient balance")),
             other => panic!("{other:?}"),
         }
@@ -766,7 +627,9 @@ mod tests {
         for _ in 0..200 {
             match LedgerStore::open(dir, &genesis) {
                 Ok(s) => return s,
-                Err(StoreError::Sled(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::Other && e.to_string().contains("lock") => {
+                Err(StoreError::Sled(sled::Error::Io(e)))
+                    if e.kind() == std::io::ErrorKind::Other && e.to_string().contains("lock") =>
+                {
                     std::thread::sleep(std::time::Duration::from_millis(25))
                 }
                 Err(e) => panic!("reopen: {e}"),
@@ -784,8 +647,7 @@ mod tests {
                 apply(&mut s, h);
             }
         } // dropped without any shutdown step
-        let mut s =
-            reopen(dir.path(), || panic!("genesis must not be rewritten"));
+        let mut s = reopen(dir.path(), || panic!("genesis must not be rewritten"));
         assert_eq!(s.last_height(), Some(5));
         assert_eq!(s.state().digest(), reference(5).digest());
         assert_eq!(apply(&mut s, 5), Applied::AlreadyApplied);
@@ -801,29 +663,21 @@ mod tests {
     #[test]
     fn settlement_is_stored_atomically_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let prices = PriceList {
-            models: vec![ModelPrice::new("m", 1000, 1000, 1000)],
-        };
+        let prices = PriceList { models: vec![ModelPrice::new("m", 1000, 1000, 1000)] };
         let p = params();
         let rec = {
             let mut s = LedgerStore::open(dir.path(), genesis).unwrap();
             for h in 1..=4 {
                 apply(&mut s, h);
             }
-            assert!(matches!(
-                s.settle(6, &prices, FeeSplit::MinerOnly, &p),
-                Err(StoreError::SettlementOrder(_))
-            ));
+            assert!(matches!(s.settle(6, &prices, FeeSplit::MinerOnly, &p), Err(StoreError::SettlementOrder(_))));
             let rec = s.settle(5, &prices, FeeSplit::MinerOnly, &p).unwrap();
             // receipts of blocks 1..=4 (heights 1..4 → prompt units 1..4, 7 completion units each)
             assert_eq!(rec.receipt_count, 4);
             assert_eq!(rec.total_debits(), (1 + 2 + 3 + 4) + 4 * 7);
             assert_eq!(rec.fee_credits["miner"], rec.total_debits());
             assert_eq!(s.apply_settlement(&rec).unwrap(), Applied::AlreadyApplied);
-            assert!(matches!(
-                s.settle(5, &prices, FeeSplit::MinerOnly, &p),
-                Err(StoreError::SettlementOrder(_))
-            ));
+            assert!(matches!(s.settle(5, &prices, FeeSplit::MinerOnly, &p), Err(StoreError::SettlementOrder(_))));
             rec
         };
         let s = reopen(dir.path(), genesis);
@@ -848,10 +702,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = params();
         let with_weights = || {
-            let b = [("alice", tokens(1_000_000)), ("bob", tokens(10))].into_iter().map(|(a, v)| (a.to_string(), v)).collect();
+            let b = [("alice", tokens(1_000_000)), ("bob", tokens(10))]
+                .into_iter()
+                .map(|(a, v)| (a.to_string(), v))
+                .collect();
             let vs = [("v1".to_string(), tokens(30)), ("v2".to_string(), tokens(20))].into_iter().collect();
             let mut st = LedgerState::genesis_with_validators(b, "labs", 1, &vs, &params()).unwrap();
-            let rw = |w: &[(&str, u64)]| RevealedWeights { epoch: 0, weights: w.iter().map(|(m, x)| (m.to_string(), *x)).collect() };
+            let rw = |w: &[(&str, u64)]| RevealedWeights {
+                epoch: 0,
+                weights: w.iter().map(|(m, x)| (m.to_string(), *x)).collect(),
+            };
             let per = st.weights.revealed.entry(1).or_default();
             per.insert("v1".into(), rw(&[("miner", 1_000_000_000)]));
             per.insert("v2".into(), rw(&[("miner", 500_000_000), ("sybil", 500_000_000)]));
@@ -870,7 +730,10 @@ mod tests {
             assert_eq!(rec.total_emission_credits(), rec.minted);
             assert!(rec.emission_credits.get("miner").copied().unwrap_or(0) > 0);
             assert!(!rec.emission_credits.contains_key("sybil"), "40% of stake cannot make a miner earn");
-            assert!(rec.emission_credits.get("v1").copied().unwrap_or(0) > rec.emission_credits.get("v2").copied().unwrap_or(0));
+            assert!(
+                rec.emission_credits.get("v1").copied().unwrap_or(0)
+                    > rec.emission_credits.get("v2").copied().unwrap_or(0)
+            );
             assert!(rec.emission_credits.get("labs").copied().unwrap_or(0) > 0, "the Brain owner's 25%");
             assert_eq!(rec.consensus.len(), 1);
             assert_eq!(rec.consensus[0].miners, vec!["miner", "sybil"]);
@@ -913,22 +776,12 @@ mod tests {
     fn kill_9_while_writing_leaves_a_consistent_ledger() {
         let dir = tempfile::tempdir().unwrap();
         let exe = std::env::current_exe().unwrap();
-        let module = module_path!()
-            .split_once("::")
-            .map(|(_, m)| m)
-            .unwrap_or(module_path!());
+        let module = module_path!().split_once("::").map(|(_, m)| m).unwrap_or(module_path!());
         let name = format!("{module}::crash_child_writer");
         let mut durable = 0;
         // (blocks to see durable, then microseconds more before SIGKILL): the kill lands at
         // varying points of a later block's write or flush.
-        let rounds = [
-            (3usize, 0u64),
-            (11, 300),
-            (7, 1_500),
-            (20, 50),
-            (5, 3_000),
-            (9, 700),
-        ];
+        let rounds = [(3usize, 0u64), (11, 300), (7, 1_500), (20, 50), (5, 3_000), (9, 700)];
         for (round, (wait_for, extra_us)) in rounds.into_iter().enumerate() {
             let mut child = Command::new(&exe)
                 .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
@@ -957,15 +810,8 @@ mod tests {
             let s = LedgerStore::open(dir.path(), genesis).unwrap();
             let h = s.last_height().unwrap();
             eprintln!("round {round}: last durable line {durable}, reopened at {h}");
-            assert!(
-                h >= durable,
-                "round {round}: lost a flushed block ({h} < {durable})"
-            );
-            assert_eq!(
-                s.state().digest(),
-                reference(h).digest(),
-                "round {round}: state at {h}"
-            );
+            assert!(h >= durable, "round {round}: lost a flushed block ({h} < {durable})");
+            assert_eq!(s.state().digest(), reference(h).digest(), "round {round}: state at {h}");
             assert!(s.block(h).unwrap().is_some());
             assert!(s.block(h + 1).unwrap().is_none());
             assert_eq!(s.receipts_between(0, h + 1).unwrap().len() as u64, h);

@@ -1,4 +1,4 @@
-    //! Deterministic keys for tests: account `name` has the key derived from sha256(name).
+//! Deterministic keys for tests: account `name` has the key derived from sha256(name).
 use ed25519_dalek::{Signer, SigningKey};
 
 pub fn key(name: &str) -> SigningKey {

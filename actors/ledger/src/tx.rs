@@ -130,31 +130,13 @@ impl TxKind {
             TxKind::Transfer { to, amount } => {
                 e.u8(0).str(to).u128(*amount);
             }
-            TxKind::Stake {
-                brain,
-                validator,
-                amount,
-            } => {
-                e.u8(1)
-                    .u16(*brain)
-                    .opt_str(validator.as_deref())
-                    .u128(*amount);
+            TxKind::Stake { brain, validator, amount } => {
+                e.u8(1).u16(*brain).opt_str(validator.as_deref()).u128(*amount);
             }
-            TxKind::Unstake {
-                brain,
-                validator,
-                amount,
-            } => {
-                e.u8(2)
-                    .u16(*brain)
-                    .opt_str(validator.as_deref())
-                    .u128(*amount);
+            TxKind::Unstake { brain, validator, amount } => {
+                e.u8(2).u16(*brain).opt_str(validator.as_deref()).u128(*amount);
             }
-            TxKind::CreateBrain {
-                method,
-                wanted,
-                max_price,
-            } => {
+            TxKind::CreateBrain { method, wanted, max_price } => {
                 e.u8(3).u8(match method {
                     CreateMethod::Burn => 0,
                     CreateMethod::Stake => 1,
@@ -198,12 +180,7 @@ impl Tx {
     /// Builds and signs a transaction; `sign` is the sender's ed25519 signer.
     pub fn new_signed(from: &str, nonce: u64, kind: TxKind, sign: &dyn Fn(&[u8]) -> Sig) -> Self {
         let sig = sign(&Self::signing_bytes_of(from, nonce, &kind));
-        Self {
-            from: from.to_string(),
-            nonce,
-            kind,
-            sig,
-        }
+        Self { from: from.to_string(), nonce, kind, sig }
     }
 
     /// Hex sha256 of the signing bytes followed by the signature.
@@ -220,9 +197,7 @@ impl Tx {
         ok(&self.from)
             && match &self.kind {
                 TxKind::Transfer { to, .. } => ok(to),
-                TxKind::Stake { validator, .. } | TxKind::Unstake { validator, .. } => {
-                    ok_opt(validator)
-                }
+                TxKind::Stake { validator, .. } | TxKind::Unstake { validator, .. } => ok_opt(validator),
                 TxKind::CreateBrain { .. } | TxKind::Register { .. } | TxKind::CommitWeights { .. } => true,
                 TxKind::RevealWeights { weights, .. } => {
                     weights.len() <= MAX_WEIGHTS && weights.iter().all(|(m, _)| ok(m))
@@ -247,10 +222,7 @@ mod tests {
     use crate::testkit::{pubkey, pubkey_of, signer};
 
     fn transfer(amount: Amount) -> TxKind {
-        TxKind::Transfer {
-            to: "bob".into(),
-            amount,
-        }
+        TxKind::Transfer { to: "bob".into(), amount }
     }
 
     #[test]
@@ -278,46 +250,14 @@ mod tests {
     fn signing_bytes_are_domain_tagged_and_distinct_per_kind() {
         let kinds = [
             transfer(1),
-            TxKind::Stake {
-                brain: 7,
-                validator: None,
-                amount: 1,
-            },
-            TxKind::Stake {
-                brain: 7,
-                validator: Some("v".into()),
-                amount: 1,
-            },
-            TxKind::Unstake {
-                brain: 7,
-                validator: None,
-                amount: 1,
-            },
-            TxKind::CreateBrain {
-                method: CreateMethod::Burn,
-                wanted: None,
-                max_price: 1,
-            },
-            TxKind::CreateBrain {
-                method: CreateMethod::Stake,
-                wanted: None,
-                max_price: 1,
-            },
-            TxKind::CreateBrain {
-                method: CreateMethod::Burn,
-                wanted: Some(0),
-                max_price: 1,
-            },
-            TxKind::Register {
-                brain: 7,
-                role: PeerRole::Miner,
-                fee: 1,
-            },
-            TxKind::Register {
-                brain: 7,
-                role: PeerRole::Validator,
-                fee: 1,
-            },
+            TxKind::Stake { brain: 7, validator: None, amount: 1 },
+            TxKind::Stake { brain: 7, validator: Some("v".into()), amount: 1 },
+            TxKind::Unstake { brain: 7, validator: None, amount: 1 },
+            TxKind::CreateBrain { method: CreateMethod::Burn, wanted: None, max_price: 1 },
+            TxKind::CreateBrain { method: CreateMethod::Stake, wanted: None, max_price: 1 },
+            TxKind::CreateBrain { method: CreateMethod::Burn, wanted: Some(0), max_price: 1 },
+            TxKind::Register { brain: 7, role: PeerRole::Miner, fee: 1 },
+            TxKind::Register { brain: 7, role: PeerRole::Validator, fee: 1 },
             TxKind::CommitWeights { brain: 7, epoch: 1, commitment: [0; 32] },
             TxKind::RevealWeights { brain: 7, epoch: 1, salt: [0; 32], weights: vec![] },
             TxKind::RevealWeights { brain: 7, epoch: 1, salt: [0; 32], weights: vec![("m".into(), 1)] },
@@ -330,22 +270,8 @@ mod tests {
         }
         // length prefixes: ("ab", to "c") and ("a", to "bc") differ
         assert_ne!(
-            Tx::signing_bytes_of(
-                "ab",
-                1,
-                &TxKind::Transfer {
-                    to: "c".into(),
-                    amount: 1
-                }
-            ),
-            Tx::signing_bytes_of(
-                "a",
-                1,
-                &TxKind::Transfer {
-                    to: "bc".into(),
-                    amount: 1
-                }
-            )
+            Tx::signing_bytes_of("ab", 1, &TxKind::Transfer { to: "c".into(), amount: 1 }),
+            Tx::signing_bytes_of("a", 1, &TxKind::Transfer { to: "bc".into(), amount: 1 })
         );
     }
 
@@ -367,16 +293,9 @@ mod tests {
     fn oversized_ids_are_not_well_formed() {
         let long = "x".repeat(MAX_ID_BYTES + 1);
         assert!(!Tx::new_signed(&long, 1, transfer(1), &signer("a")).well_formed());
-        let k = TxKind::Transfer {
-            to: long.clone(),
-            amount: 1,
-        };
+        let k = TxKind::Transfer { to: long.clone(), amount: 1 };
         assert!(!Tx::new_signed("a", 1, k, &signer("a")).well_formed());
-        let k = TxKind::Stake {
-            brain: 1,
-            validator: Some(String::new()),
-            amount: 1,
-        };
+        let k = TxKind::Stake { brain: 1, validator: Some(String::new()), amount: 1 };
         assert!(!Tx::new_signed("a", 1, k, &signer("a")).well_formed());
     }
 }

@@ -112,13 +112,13 @@ pub fn epoch_of(height: Height, p: &EconomicsParams) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::period::brain_periods;
     use crate::audit::weights::WeightVector;
     use crate::economics::emission::NoTft;
-    use crate::economics::{epoch, BrainStanding, EpochInput, ONE};
-    use crate::state::{LedgerState, TxError};
     use crate::economics::tokens;
+    use crate::economics::{epoch, BrainStanding, EpochInput, ONE};
+    use crate::period::brain_periods;
     use crate::state::StakeKey;
+    use crate::state::{LedgerState, TxError};
 
     fn params() -> EconomicsParams {
         EconomicsParams { weights_epoch_blocks: 10, brain_reward_stake_cap: None, ..EconomicsParams::default() }
@@ -159,7 +159,10 @@ mod tests {
         // epoch 2 is heights 20..=29
         assert_eq!(s.commit_weights("a", 0, 2, c, 19, &p), Err(TxError::WrongEpoch { epoch: 2, current: 1 }));
         assert_eq!(s.commit_weights("a", 0, 2, c, 30, &p), Err(TxError::WrongEpoch { epoch: 2, current: 3 }));
-        assert!(matches!(s.commit_weights("x", 0, 2, c, 21, &p), Err(TxError::NotAValidator { .. })), "no stake, no weights");
+        assert!(
+            matches!(s.commit_weights("x", 0, 2, c, 21, &p), Err(TxError::NotAValidator { .. })),
+            "no stake, no weights"
+        );
         let before = s.clone();
         assert_eq!(s.commit_weights("a", 0, 2, c, 21, &p), Ok(()));
         assert_eq!(s.commit_weights("a", 0, 2, c, 22, &p), Err(TxError::AlreadyCommitted { epoch: 2 }));
@@ -178,7 +181,11 @@ mod tests {
         assert_eq!(s.reveal_weights("a", 0, 2, &salt, &ws, 31, &p), Ok(()));
         assert_eq!(s.weights.revealed[&0]["a"], RevealedWeights { epoch: 2, weights: ws.clone() });
         assert!(s.weights.commits.is_empty(), "a reveal closes its commit");
-        assert_eq!(s.reveal_weights("a", 0, 2, &salt, &ws, 32, &p), Err(TxError::NoCommit { epoch: 2 }), "no second reveal");
+        assert_eq!(
+            s.reveal_weights("a", 0, 2, &salt, &ws, 32, &p),
+            Err(TxError::NoCommit { epoch: 2 }),
+            "no second reveal"
+        );
     }
 
     #[test]

@@ -84,7 +84,6 @@ impl Reject {
     }
 }
 
-
 /// The request-response protocols, as the network service names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Proto {

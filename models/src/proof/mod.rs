@@ -247,7 +247,10 @@ pub fn check(
     }
     let expected = 1 + (output.len() - 1).div_ceil(cfg.decode_batch.max(1));
     if proofs.len() != expected {
-        return Ok(fail(Vec::new(), format!("{} proofs for {} output tokens (expected {expected})", proofs.len(), output.len())));
+        return Ok(fail(
+            Vec::new(),
+            format!("{} proofs for {} output tokens (expected {expected})", proofs.len(), output.len()),
+        ));
     }
     let mut ids = prompt.to_vec();
     ids.extend_from_slice(&output[..output.len() - 1]);
@@ -336,8 +339,7 @@ mod tests {
         let cfg = ProofConfig::default();
         let a = acts(5, 7, 40);
         let p = build_proofs(&a, &cfg).unwrap();
-        let noisy: Vec<Tensor> =
-            a.iter().map(|t| (t.to_kind(Kind::Float) * 1.001).to_kind(Kind::BFloat16)).collect();
+        let noisy: Vec<Tensor> = a.iter().map(|t| (t.to_kind(Kind::Float) * 1.001).to_kind(Kind::BFloat16)).collect();
         let r = verify_proofs(&noisy, &p, &cfg).unwrap();
         assert!(r.iter().all(|r| Tolerance::default().accepts(r)), "{r:?}");
     }

@@ -93,7 +93,11 @@ pub fn export(model: &Model, plans: &[LayerPlan], opts: &ExportOptions, out: &Pa
         return Err(ModelError::UnknownArchitecture("squeeze supports llama models".into()));
     };
     if plans.len() != m.cfg.num_hidden_layers {
-        return Err(ModelError::InvalidArgument(format!("{} layer plans for {} layers", plans.len(), m.cfg.num_hidden_layers)));
+        return Err(ModelError::InvalidArgument(format!(
+            "{} layer plans for {} layers",
+            plans.len(),
+            m.cfg.num_hidden_layers
+        )));
     }
     std::fs::create_dir_all(out).map_err(|e| ModelError::io(out, e))?;
     let _g = tch::no_grad_guard();

@@ -22,7 +22,11 @@ pub struct Importance {
 }
 
 /// Runs `windows` (token ids, each ≥ 2 long) through `model` with a differentiable head mask.
-pub fn head_importance(model: &Llama, windows: &[Vec<u32>], progress: &mut dyn FnMut(usize, usize)) -> Result<Importance> {
+pub fn head_importance(
+    model: &Llama,
+    windows: &[Vec<u32>],
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Importance> {
     let cfg = &model.cfg;
     let (layers, heads) = (cfg.num_hidden_layers as i64, cfg.num_attention_heads as i64);
     let device = model.device();
@@ -42,7 +46,10 @@ pub fn head_importance(model: &Llama, windows: &[Vec<u32>], progress: &mut dyn F
         let v = logits.size().last().copied().unwrap_or(0);
         let loss = logits.view([-1, v]).to_kind(Kind::Float).cross_entropy_for_logits(&target);
         let grads = Tensor::f_run_backward(&[&loss], &[&mask], false, false)?;
-        let g = grads.into_iter().next().ok_or_else(|| ModelError::InvalidArgument("no gradient for the head mask".into()))?;
+        let g = grads
+            .into_iter()
+            .next()
+            .ok_or_else(|| ModelError::InvalidArgument("no gradient for the head mask".into()))?;
         acc += g.abs().to_device(tch::Device::Cpu);
         loss_sum += loss.double_value(&[]);
         tokens += (n - 1) as usize;

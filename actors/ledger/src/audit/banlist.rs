@@ -61,10 +61,7 @@ pub struct BanParams {
 
 impl Default for BanParams {
     fn default() -> Self {
-        Self {
-            min_attest_ppb: 0,
-            ban_blocks: 8640 * 7,
-        }
+        Self { min_attest_ppb: 0, ban_blocks: 8640 * 7 }
     }
 }
 
@@ -132,9 +129,8 @@ impl BanEntry {
     /// `tag || brain u16 || str(miner) || digest[32] || str(reason) || str(validator) ||
     /// block u64` (integers little endian, strings prefixed by their length as u64).
     pub fn signed_bytes(&self) -> Result<Vec<u8>, BanError> {
-        let digest = decode_hex::<32>(&self.evidence_digest).ok_or(BanError::Malformed(
-            "evidence digest is not 32 bytes of hex",
-        ))?;
+        let digest = decode_hex::<32>(&self.evidence_digest)
+            .ok_or(BanError::Malformed("evidence digest is not 32 bytes of hex"))?;
         Ok(self.message(&digest))
     }
 
@@ -152,8 +148,7 @@ impl BanEntry {
 
     /// Whether `evidence` is what this entry names.
     pub fn matches_evidence(&self, evidence: &[u8]) -> bool {
-        self.evidence_digest
-            .eq_ignore_ascii_case(&evidence_digest(evidence))
+        self.evidence_digest.eq_ignore_ascii_case(&evidence_digest(evidence))
     }
 }
 
@@ -197,11 +192,7 @@ fn ppb_of_ceil(total: u128, ppb: u64) -> u128 {
 impl BanList {
     /// An empty list for `brain`.
     pub fn new(brain: u16, params: BanParams) -> Self {
-        Self {
-            brain,
-            params,
-            miners: BTreeMap::new(),
-        }
+        Self { brain, params, miners: BTreeMap::new() }
     }
 
     /// Inserts an entry verified against `validator_pubkey` (the key of `entry.validator`),
@@ -216,17 +207,11 @@ impl BanList {
         total_active_validator_stake: u128,
     ) -> Result<bool, BanError> {
         if entry.brain != self.brain {
-            return Err(BanError::WrongBrain {
-                expected: self.brain,
-                got: entry.brain,
-            });
+            return Err(BanError::WrongBrain { expected: self.brain, got: entry.brain });
         }
         entry.verify(validator_pubkey)?;
         if validator_stake > total_active_validator_stake {
-            return Err(BanError::StakeExceedsTotal {
-                stake: validator_stake,
-                total: total_active_validator_stake,
-            });
+            return Err(BanError::StakeExceedsTotal { stake: validator_stake, total: total_active_validator_stake });
         }
         let ban_blocks = self.params.ban_blocks;
         let rec = self.miners.entry(entry.miner.clone()).or_default();
@@ -243,18 +228,8 @@ impl BanList {
             return Ok(false);
         }
         let was_banned = rec.banned_from.is_some();
-        rec.attestations.insert(
-            entry.validator.clone(),
-            Attestation {
-                entry,
-                stake: validator_stake,
-            },
-        );
-        let start = first_qualifying_block(
-            rec,
-            self.params.min_attest_ppb,
-            total_active_validator_stake,
-        );
+        rec.attestations.insert(entry.validator.clone(), Attestation { entry, stake: validator_stake });
+        let start = first_qualifying_block(rec, self.params.min_attest_ppb, total_active_validator_stake);
         rec.banned_from = match (rec.banned_from, start) {
             (Some(old), Some(new)) => Some(old.min(new)),
             (old, new) => old.or(new),
@@ -264,8 +239,7 @@ impl BanList {
 
     /// Whether `miner` is banned at `current_block`.
     pub fn is_banned(&self, miner: &str, current_block: u64) -> bool {
-        self.ban_ends_at(miner)
-            .is_some_and(|end| current_block < end)
+        self.ban_ends_at(miner).is_some_and(|end| current_block < end)
     }
 
     /// First block after the miner's current (or last) ban, if it has one.
@@ -276,19 +250,12 @@ impl BanList {
 
     /// Miners banned at `current_block`, sorted by peer id.
     pub fn banned(&self, current_block: u64) -> Vec<String> {
-        self.miners
-            .keys()
-            .filter(|m| self.is_banned(m, current_block))
-            .cloned()
-            .collect()
+        self.miners.keys().filter(|m| self.is_banned(m, current_block)).cloned().collect()
     }
 
     /// The entries held against `miner` in its current episode (e.g. to pass on).
     pub fn entries(&self, miner: &str) -> Vec<&BanEntry> {
-        self.miners
-            .get(miner)
-            .map(|r| r.attestations.values().map(|a| &a.entry).collect())
-            .unwrap_or_default()
+        self.miners.get(miner).map(|r| r.attestations.values().map(|a| &a.entry).collect()).unwrap_or_default()
     }
 
     /// What the list holds about `miner` (current episode's entries, ban start, floor), if any.
@@ -325,11 +292,8 @@ fn close_episode(rec: &mut MinerBans, end: u64) {
 /// The block of the first held entry, in `(block, validator)` order, at which the stake of the
 /// entries so far reaches the threshold.
 fn first_qualifying_block(rec: &MinerBans, min_attest_ppb: u64, total: u128) -> Option<u64> {
-    let mut held: Vec<(u64, &str, u128)> = rec
-        .attestations
-        .iter()
-        .map(|(v, a)| (a.entry.block, v.as_str(), a.stake))
-        .collect();
+    let mut held: Vec<(u64, &str, u128)> =
+        rec.attestations.iter().map(|(v, a)| (a.entry.block, v.as_str(), a.stake)).collect();
     held.sort_unstable();
     let need = ppb_of_ceil(total, min_attest_ppb);
     let mut sum: u128 = 0;
@@ -355,25 +319,14 @@ mod tests {
 
     impl Val {
         fn new(id: &str, seed: u8) -> Self {
-            Self {
-                id: id.to_string(),
-                key: SigningKey::from_bytes(&[seed; 32]),
-            }
+            Self { id: id.to_string(), key: SigningKey::from_bytes(&[seed; 32]) }
         }
         fn pk(&self) -> [u8; 32] {
             self.key.verifying_key().to_bytes()
         }
         fn entry(&self, miner: &str, block: u64) -> BanEntry {
             let sign = |m: &[u8]| self.key.sign(m).to_bytes();
-            BanEntry::new(
-                1,
-                miner,
-                b"wrong logits for task t1",
-                "proof mismatch",
-                &self.id,
-                block,
-                &sign,
-            )
+            BanEntry::new(1, miner, b"wrong logits for task t1", "proof mismatch", &self.id, block, &sign)
         }
     }
 
@@ -396,10 +349,7 @@ mod tests {
     #[test]
     fn entry_names_the_evidence_digest() {
         let e = Val::new("val1", 1).entry("m", 1);
-        assert_eq!(
-            e.evidence_digest,
-            hex::encode(Sha256::digest(b"wrong logits for task t1"))
-        );
+        assert_eq!(e.evidence_digest, hex::encode(Sha256::digest(b"wrong logits for task t1")));
         assert!(e.matches_evidence(b"wrong logits for task t1"));
         assert!(!e.matches_evidence(b"something else"));
     }
@@ -408,10 +358,7 @@ mod tests {
     fn bad_signature_or_tampering_is_refused() {
         let (v, m) = (Val::new("val1", 1), Val::new("mallory", 2));
         let mut list = BanList::new(1, BanParams::default());
-        assert_eq!(
-            list.insert(v.entry("m", 1), &m.pk(), 0, 0),
-            Err(BanError::BadSignature)
-        );
+        assert_eq!(list.insert(v.entry("m", 1), &m.pk(), 0, 0), Err(BanError::BadSignature));
         let mut e = v.entry("m", 1);
         e.miner = "innocent".into();
         assert_eq!(list.insert(e, &v.pk(), 0, 0), Err(BanError::BadSignature));
@@ -423,10 +370,7 @@ mod tests {
         assert_eq!(list.insert(e, &v.pk(), 0, 0), Err(BanError::BadSignature));
         let mut e = v.entry("m", 1);
         e.evidence_digest = "nothex".into();
-        assert!(matches!(
-            list.insert(e, &v.pk(), 0, 0),
-            Err(BanError::Malformed(_))
-        ));
+        assert!(matches!(list.insert(e, &v.pk(), 0, 0), Err(BanError::Malformed(_))));
         assert!(list.banned(1).is_empty());
     }
 
@@ -434,13 +378,7 @@ mod tests {
     fn entry_for_another_brain_is_refused() {
         let v = Val::new("val1", 1);
         let mut list = BanList::new(2, BanParams::default());
-        assert_eq!(
-            list.insert(v.entry("m", 1), &v.pk(), 0, 0),
-            Err(BanError::WrongBrain {
-                expected: 2,
-                got: 1
-            })
-        );
+        assert_eq!(list.insert(v.entry("m", 1), &v.pk(), 0, 0), Err(BanError::WrongBrain { expected: 2, got: 1 }));
     }
 
     #[test]
@@ -449,73 +387,43 @@ mod tests {
         let mut list = BanList::new(1, BanParams::default());
         assert_eq!(
             list.insert(v.entry("m", 1), &v.pk(), 11, 10),
-            Err(BanError::StakeExceedsTotal {
-                stake: 11,
-                total: 10
-            })
+            Err(BanError::StakeExceedsTotal { stake: 11, total: 10 })
         );
     }
 
     #[test]
     fn threshold_needs_enough_stake_from_distinct_validators() {
         let vals: Vec<Val> = (1..=3).map(|i| Val::new(&format!("val{i}"), i)).collect();
-        let params = BanParams {
-            min_attest_ppb: 500_000_000,
-            ..BanParams::default()
-        };
+        let params = BanParams { min_attest_ppb: 500_000_000, ..BanParams::default() };
         let mut list = BanList::new(1, params);
         // 30 of 100: not enough
-        assert!(!list
-            .insert(vals[0].entry("m", 10), &vals[0].pk(), 30, 100)
-            .unwrap());
+        assert!(!list.insert(vals[0].entry("m", 10), &vals[0].pk(), 30, 100).unwrap());
         assert!(!list.is_banned("m", 10));
         // the same validator again counts once
-        assert!(!list
-            .insert(vals[0].entry("m", 11), &vals[0].pk(), 30, 100)
-            .unwrap());
+        assert!(!list.insert(vals[0].entry("m", 11), &vals[0].pk(), 30, 100).unwrap());
         assert_eq!(list.entries("m").len(), 1);
         // 30 + 20 = 50 of 100: exactly half qualifies
-        assert!(list
-            .insert(vals[1].entry("m", 12), &vals[1].pk(), 20, 100)
-            .unwrap());
+        assert!(list.insert(vals[1].entry("m", 12), &vals[1].pk(), 20, 100).unwrap());
         assert!(list.is_banned("m", 12));
         assert_eq!(list.ban_ends_at("m"), Some(12 + WEEK));
         // more entries do not re-ban or extend
-        assert!(!list
-            .insert(vals[2].entry("m", 13), &vals[2].pk(), 50, 100)
-            .unwrap());
+        assert!(!list.insert(vals[2].entry("m", 13), &vals[2].pk(), 50, 100).unwrap());
         assert_eq!(list.ban_ends_at("m"), Some(12 + WEEK));
     }
 
     #[test]
     fn zero_stake_validators_cannot_ban_when_a_threshold_is_set() {
         let v = Val::new("val1", 1);
-        let mut list = BanList::new(
-            1,
-            BanParams {
-                min_attest_ppb: 1,
-                ..BanParams::default()
-            },
-        );
+        let mut list = BanList::new(1, BanParams { min_attest_ppb: 1, ..BanParams::default() });
         assert!(!list.insert(v.entry("m", 1), &v.pk(), 0, 0).unwrap());
-        assert!(!list
-            .insert(
-                Val::new("val2", 2).entry("m", 1),
-                &Val::new("val2", 2).pk(),
-                0,
-                100
-            )
-            .unwrap());
+        assert!(!list.insert(Val::new("val2", 2).entry("m", 1), &Val::new("val2", 2).pk(), 0, 100).unwrap());
         assert!(!list.is_banned("m", 1));
     }
 
     #[test]
     fn ban_start_does_not_depend_on_arrival_order() {
         let (a, b) = (Val::new("valA", 1), Val::new("valB", 2));
-        let params = BanParams {
-            min_attest_ppb: 600_000_000,
-            ..BanParams::default()
-        };
+        let params = BanParams { min_attest_ppb: 600_000_000, ..BanParams::default() };
         let (ea, eb) = (a.entry("m", 100), b.entry("m", 150));
         let mut one = BanList::new(1, params.clone());
         one.insert(ea.clone(), &a.pk(), 40, 100).unwrap();
@@ -546,82 +454,47 @@ mod tests {
     #[test]
     fn old_entries_do_not_combine_with_new_ones_after_a_ban() {
         let vals: Vec<Val> = (1..=3).map(|i| Val::new(&format!("val{i}"), i)).collect();
-        let params = BanParams {
-            min_attest_ppb: 500_000_000,
-            ban_blocks: 100,
-        };
+        let params = BanParams { min_attest_ppb: 500_000_000, ban_blocks: 100 };
         let mut list = BanList::new(1, params);
-        list.insert(vals[0].entry("m", 0), &vals[0].pk(), 30, 100)
-            .unwrap();
-        assert!(list
-            .insert(vals[1].entry("m", 1), &vals[1].pk(), 30, 100)
-            .unwrap());
+        list.insert(vals[0].entry("m", 0), &vals[0].pk(), 30, 100).unwrap();
+        assert!(list.insert(vals[1].entry("m", 1), &vals[1].pk(), 30, 100).unwrap());
         // ban ran [1, 101); a new entry of 30 alone does not ban again
-        assert!(!list
-            .insert(vals[2].entry("m", 200), &vals[2].pk(), 30, 100)
-            .unwrap());
+        assert!(!list.insert(vals[2].entry("m", 200), &vals[2].pk(), 30, 100).unwrap());
         assert!(!list.is_banned("m", 200));
         // val1 again in the new episode counts afresh
-        assert!(list
-            .insert(vals[0].entry("m", 210), &vals[0].pk(), 30, 100)
-            .unwrap());
+        assert!(list.insert(vals[0].entry("m", 210), &vals[0].pk(), 30, 100).unwrap());
         assert_eq!(list.ban_ends_at("m"), Some(310));
     }
 
     #[test]
     fn prune_drops_stale_pending_entries_and_ended_bans() {
         let vals: Vec<Val> = (1..=2).map(|i| Val::new(&format!("val{i}"), i)).collect();
-        let params = BanParams {
-            min_attest_ppb: 500_000_000,
-            ban_blocks: 100,
-        };
+        let params = BanParams { min_attest_ppb: 500_000_000, ban_blocks: 100 };
         let mut list = BanList::new(1, params);
-        list.insert(vals[0].entry("m", 0), &vals[0].pk(), 30, 100)
-            .unwrap();
+        list.insert(vals[0].entry("m", 0), &vals[0].pk(), 30, 100).unwrap();
         list.prune(100);
         assert!(list.entries("m").is_empty());
         // a fresh entry does not combine with the pruned one; the pruned one stays out
-        assert!(!list
-            .insert(vals[1].entry("m", 150), &vals[1].pk(), 30, 100)
-            .unwrap());
-        assert!(!list
-            .insert(vals[0].entry("m", 0), &vals[0].pk(), 30, 100)
-            .unwrap());
+        assert!(!list.insert(vals[1].entry("m", 150), &vals[1].pk(), 30, 100).unwrap());
+        assert!(!list.insert(vals[0].entry("m", 0), &vals[0].pk(), 30, 100).unwrap());
         assert_eq!(list.entries("m").len(), 1);
 
-        let mut list = BanList::new(
-            1,
-            BanParams {
-                min_attest_ppb: 0,
-                ban_blocks: 100,
-            },
-        );
-        list.insert(vals[0].entry("x", 10), &vals[0].pk(), 0, 0)
-            .unwrap();
+        let mut list = BanList::new(1, BanParams { min_attest_ppb: 0, ban_blocks: 100 });
+        list.insert(vals[0].entry("x", 10), &vals[0].pk(), 0, 0).unwrap();
         list.prune(50);
         assert!(list.is_banned("x", 50));
         list.prune(110);
         assert!(!list.is_banned("x", 110));
         assert_eq!(list.miner("x").unwrap().banned_from, None);
-        assert!(!list
-            .insert(vals[1].entry("x", 20), &vals[1].pk(), 0, 0)
-            .unwrap());
+        assert!(!list.insert(vals[1].entry("x", 20), &vals[1].pk(), 0, 0).unwrap());
     }
 
     #[test]
     fn huge_stakes_do_not_overflow() {
         let (a, b) = (Val::new("valA", 1), Val::new("valB", 2));
-        let mut list = BanList::new(
-            1,
-            BanParams {
-                min_attest_ppb: 2 * PPB,
-                ..BanParams::default()
-            },
-        );
+        let mut list = BanList::new(1, BanParams { min_attest_ppb: 2 * PPB, ..BanParams::default() });
         let total = u128::MAX;
-        assert!(!list
-            .insert(a.entry("m", 1), &a.pk(), u128::MAX - 1, total)
-            .unwrap());
+        assert!(!list.insert(a.entry("m", 1), &a.pk(), u128::MAX - 1, total).unwrap());
         assert!(list.insert(b.entry("m", 2), &b.pk(), 1, total).unwrap());
         assert_eq!(ppb_of_ceil(u128::MAX, PPB), u128::MAX);
         assert_eq!(ppb_of_ceil(10, 500_000_000), 5);
@@ -631,15 +504,8 @@ mod tests {
     #[test]
     fn list_serde_round_trip() {
         let (a, b) = (Val::new("valA", 1), Val::new("valB", 2));
-        let mut list = BanList::new(
-            1,
-            BanParams {
-                min_attest_ppb: 400_000_000,
-                ..BanParams::default()
-            },
-        );
-        list.insert(a.entry("m1", 5), &a.pk(), u128::MAX / 3, u128::MAX / 2)
-            .unwrap();
+        let mut list = BanList::new(1, BanParams { min_attest_ppb: 400_000_000, ..BanParams::default() });
+        list.insert(a.entry("m1", 5), &a.pk(), u128::MAX / 3, u128::MAX / 2).unwrap();
         list.insert(a.entry("m2", 6), &a.pk(), 10, 100).unwrap();
         list.insert(b.entry("m2", 7), &b.pk(), 40, 100).unwrap();
         let json = serde_json::to_string(&list).unwrap();

@@ -11,6 +11,4 @@ pub mod weights;
 pub use banlist::{BanEntry, BanError, BanList, BanParams};
 pub use scores::{MinerScore, ScoreParams, Scoreboard};
 pub use spot_check::{should_audit, spot_check_rate, SpotCheckParams};
-pub use weights::{
-    Commit, CommitRevealBook, Reveal, WeightVector, WeightsError, WeightsParams, PPB,
-};
+pub use weights::{Commit, CommitRevealBook, Reveal, WeightVector, WeightsError, WeightsParams, PPB};

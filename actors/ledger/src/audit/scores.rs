@@ -29,10 +29,7 @@ pub struct ScoreParams {
 
 impl Default for ScoreParams {
     fn default() -> Self {
-        Self {
-            ref_latency_ms: 2000.0,
-            latency_ema_alpha: 0.2,
-        }
+        Self { ref_latency_ms: 2000.0, latency_ema_alpha: 0.2 }
     }
 }
 
@@ -107,10 +104,7 @@ pub struct Scoreboard {
 impl Scoreboard {
     /// An empty scoreboard using `params`.
     pub fn new(params: ScoreParams) -> Self {
-        Self {
-            params,
-            miners: BTreeMap::new(),
-        }
+        Self { params, miners: BTreeMap::new() }
     }
 
     /// Records one check of `peer`'s output and how long it took.
@@ -174,21 +168,14 @@ impl Scoreboard {
     /// remainders go to the lower peer id), and a miner with a failed check this epoch gets 0.
     /// Empty when no miner has a positive score (a vector of zeros would not sum to [`PPB`]).
     pub fn weights(&self) -> Vec<(String, u64)> {
-        let scores: Vec<f64> = self
-            .miners
-            .values()
-            .map(|m| m.score(&self.params))
-            .collect();
+        let scores: Vec<f64> = self.miners.values().map(|m| m.score(&self.params)).collect();
         let max = scores.iter().copied().fold(0.0f64, f64::max);
         if max <= 0.0 {
             return Vec::new();
         }
         // Scores to integers relative to the best one (2⁵² steps), then an exact integer split.
         const SCALE: f64 = (1u64 << 52) as f64;
-        let q: Vec<u128> = scores
-            .iter()
-            .map(|s| ((s / max) * SCALE).floor() as u128)
-            .collect();
+        let q: Vec<u128> = scores.iter().map(|s| ((s / max) * SCALE).floor() as u128).collect();
         // Largest-remainder split of PPB (the economics module's one divider); q's best is 2⁵² > 0.
         let parts: Vec<u64> = match crate::economics::split_by_weights(PPB as u128, &q) {
             Ok(p) => p.into_iter().map(|x| x as u64).collect(),
@@ -220,14 +207,7 @@ mod tests {
             sb.record_fetch(p, true);
         }
         let w = sb.weights();
-        assert_eq!(
-            w,
-            vec![
-                ("a".into(), 333_333_334),
-                ("b".into(), 333_333_333),
-                ("c".into(), 333_333_333)
-            ]
-        );
+        assert_eq!(w, vec![("a".into(), 333_333_334), ("b".into(), 333_333_333), ("c".into(), 333_333_333)]);
         assert_eq!(sum(&w), PPB);
     }
 
@@ -300,10 +280,7 @@ mod tests {
         sb.record_check("slow", true, 2000);
         let w = sb.weights();
         // factors 1 and ½, same pass rate: 2:1
-        assert_eq!(
-            w,
-            vec![("fast".into(), 666_666_667), ("slow".into(), 333_333_333)]
-        );
+        assert_eq!(w, vec![("fast".into(), 666_666_667), ("slow".into(), 333_333_333)]);
     }
 
     #[test]
@@ -329,10 +306,7 @@ mod tests {
         assert_eq!(a.latency_ema_ms, Some(1500.0));
         assert_eq!(a.audited_total, 1);
         // last epoch's failure no longer zeroes the weight
-        assert_eq!(
-            sb.weights(),
-            vec![("a".into(), 500_000_000), ("b".into(), 500_000_000)]
-        );
+        assert_eq!(sb.weights(), vec![("a".into(), 500_000_000), ("b".into(), 500_000_000)]);
     }
 
     #[test]

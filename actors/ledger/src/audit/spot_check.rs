@@ -29,12 +29,7 @@ pub struct SpotCheckParams {
 
 impl Default for SpotCheckParams {
     fn default() -> Self {
-        Self {
-            min_rate: 0.01,
-            new_miner_tasks: 50,
-            new_miner_min_rate: 0.05,
-            override_rate: None,
-        }
+        Self { min_rate: 0.01, new_miner_tasks: 50, new_miner_min_rate: 0.05, override_rate: None }
     }
 }
 
@@ -54,13 +49,7 @@ fn unit(x: f64) -> f64 {
 /// non-positive or non-finite penalty `slash + fee` gives 1 (nothing deters a cheater, so audit
 /// everything); a non-positive gain gives the floor. `override_rate`, when set, replaces all of
 /// this, floors included.
-pub fn spot_check_rate(
-    gain: f64,
-    slash: f64,
-    fee: f64,
-    audited_tasks: u64,
-    params: &SpotCheckParams,
-) -> f64 {
+pub fn spot_check_rate(gain: f64, slash: f64, fee: f64, audited_tasks: u64, params: &SpotCheckParams) -> f64 {
     if let Some(r) = params.override_rate {
         return unit(r);
     }
@@ -124,10 +113,7 @@ mod tests {
     fn rate_makes_cheating_unprofitable() {
         for (gain, slash, fee) in [(10.0, 80.0, 20.0), (1.0, 1000.0, 1.0), (3.0, 7.0, 0.5)] {
             let r = spot_check_rate(gain, slash, fee, 1000, &p());
-            assert!(
-                gain - r * (slash + fee) <= 1e-9,
-                "{gain} {slash} {fee} -> {r}"
-            );
+            assert!(gain - r * (slash + fee) <= 1e-9, "{gain} {slash} {fee} -> {r}");
         }
     }
 
@@ -173,18 +159,9 @@ mod tests {
         let mut params = p();
         params.override_rate = Some(0.25);
         let json = serde_json::to_string(&params).unwrap();
-        assert_eq!(
-            serde_json::from_str::<SpotCheckParams>(&json).unwrap(),
-            params
-        );
+        assert_eq!(serde_json::from_str::<SpotCheckParams>(&json).unwrap(), params);
         let partial: SpotCheckParams = serde_json::from_str(r#"{"min_rate":0.02}"#).unwrap();
-        assert_eq!(
-            partial,
-            SpotCheckParams {
-                min_rate: 0.02,
-                ..p()
-            }
-        );
+        assert_eq!(partial, SpotCheckParams { min_rate: 0.02, ..p() });
     }
 
     #[test]
@@ -213,15 +190,10 @@ mod tests {
         let seed = [42u8; 32];
         let n = 20_000;
         for rate in [0.01, 0.05, 0.3, 0.9] {
-            let hits = (0..n)
-                .filter(|i| should_audit(rate, &seed, &format!("task-{i}")))
-                .count();
+            let hits = (0..n).filter(|i| should_audit(rate, &seed, &format!("task-{i}"))).count();
             let expected = rate * n as f64;
             let sd = (n as f64 * rate * (1.0 - rate)).sqrt();
-            assert!(
-                (hits as f64 - expected).abs() < 5.0 * sd,
-                "rate {rate}: {hits} of {n}"
-            );
+            assert!((hits as f64 - expected).abs() < 5.0 * sd, "rate {rate}: {hits} of {n}");
         }
     }
 
@@ -229,11 +201,7 @@ mod tests {
     fn different_seeds_pick_different_tasks() {
         let (a, b) = ([1u8; 32], [2u8; 32]);
         let ids: Vec<String> = (0..2000).map(|i| format!("task-{i}")).collect();
-        let pick = |s: &[u8; 32]| {
-            ids.iter()
-                .map(|id| should_audit(0.5, s, id))
-                .collect::<Vec<_>>()
-        };
+        let pick = |s: &[u8; 32]| ids.iter().map(|id| should_audit(0.5, s, id)).collect::<Vec<_>>();
         let (pa, pb) = (pick(&a), pick(&b));
         let agree = pa.iter().zip(&pb).filter(|(x, y)| x == y).count();
         // independent coins agree about half the time

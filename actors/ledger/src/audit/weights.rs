@@ -140,12 +140,7 @@ pub struct WeightsParams {
 
 impl Default for WeightsParams {
     fn default() -> Self {
-        Self {
-            epoch_blocks: 360,
-            reveal_delay_blocks: 10,
-            reveal_window_blocks: 100,
-            reveal_after_epoch: true,
-        }
+        Self { epoch_blocks: 360, reveal_delay_blocks: 10, reveal_window_blocks: 100, reveal_after_epoch: true }
     }
 }
 
@@ -175,9 +170,7 @@ impl WeightVector {
         for pair in self.weights.windows(2) {
             match pair[0].0.cmp(&pair[1].0) {
                 std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => {
-                    return Err(WeightsError::DuplicateMiner(pair[0].0.clone()))
-                }
+                std::cmp::Ordering::Equal => return Err(WeightsError::DuplicateMiner(pair[0].0.clone())),
                 std::cmp::Ordering::Greater => return Err(WeightsError::UnsortedMiners),
             }
         }
@@ -230,11 +223,7 @@ pub struct Commit {
 
 impl Commit {
     /// Commits to a valid `vector` with `salt`, signed by `sign` (the validator's key).
-    pub fn new(
-        vector: &WeightVector,
-        salt: &[u8; 32],
-        sign: &dyn Fn(&[u8]) -> [u8; 64],
-    ) -> Result<Self> {
+    pub fn new(vector: &WeightVector, salt: &[u8; 32], sign: &dyn Fn(&[u8]) -> [u8; 64]) -> Result<Self> {
         vector.validate()?;
         let commitment = vector.commitment(salt);
         let msg = Self::message(vector.brain, vector.epoch, &vector.validator, &commitment);
@@ -259,18 +248,12 @@ impl Commit {
 
     /// The commitment bytes.
     pub fn commitment_bytes(&self) -> Result<[u8; 32]> {
-        decode_hex::<32>(&self.commitment)
-            .ok_or(WeightsError::Malformed("commitment is not 32 bytes of hex"))
+        decode_hex::<32>(&self.commitment).ok_or(WeightsError::Malformed("commitment is not 32 bytes of hex"))
     }
 
     /// `tag || brain u16 || epoch u64 || str(validator) || commitment[32]`.
     pub fn signed_bytes(&self) -> Result<Vec<u8>> {
-        Ok(Self::message(
-            self.brain,
-            self.epoch,
-            &self.validator,
-            &self.commitment_bytes()?,
-        ))
+        Ok(Self::message(self.brain, self.epoch, &self.validator, &self.commitment_bytes()?))
     }
 
     /// Checks the signature against the validator's ed25519 public key.
@@ -296,18 +279,10 @@ pub struct Reveal {
 
 impl Reveal {
     /// Opens a commitment to a valid `vector` with `salt`, signed by `sign` (the validator's key).
-    pub fn new(
-        vector: &WeightVector,
-        salt: &[u8; 32],
-        sign: &dyn Fn(&[u8]) -> [u8; 64],
-    ) -> Result<Self> {
+    pub fn new(vector: &WeightVector, salt: &[u8; 32], sign: &dyn Fn(&[u8]) -> [u8; 64]) -> Result<Self> {
         vector.validate()?;
         let msg = Self::message(vector, salt);
-        Ok(Self {
-            vector: vector.clone(),
-            salt: hex::encode(salt),
-            sig: hex::encode(sign(&msg)),
-        })
+        Ok(Self { vector: vector.clone(), salt: hex::encode(salt), sig: hex::encode(sign(&msg)) })
     }
 
     fn message(vector: &WeightVector, salt: &[u8; 32]) -> Vec<u8> {
@@ -372,39 +347,21 @@ pub struct CommitRevealBook {
 impl CommitRevealBook {
     /// An empty book for `brain`.
     pub fn new(brain: u16, params: WeightsParams) -> Self {
-        Self {
-            brain,
-            params,
-            epochs: BTreeMap::new(),
-        }
+        Self { brain, params, epochs: BTreeMap::new() }
     }
 
     /// Accepts a commit made during its epoch. Re-sending the same commit is a no-op.
-    pub fn accept_commit(
-        &mut self,
-        commit: Commit,
-        pubkey: &[u8; 32],
-        current_block: u64,
-    ) -> Result<()> {
+    pub fn accept_commit(&mut self, commit: Commit, pubkey: &[u8; 32], current_block: u64) -> Result<()> {
         if commit.brain != self.brain {
-            return Err(WeightsError::WrongBrain {
-                expected: self.brain,
-                got: commit.brain,
-            });
+            return Err(WeightsError::WrongBrain { expected: self.brain, got: commit.brain });
         }
         commit.verify(pubkey)?;
         let current_epoch = self.params.epoch_of(current_block);
         if commit.epoch > current_epoch {
-            return Err(WeightsError::EpochNotOpen {
-                epoch: commit.epoch,
-                current_epoch,
-            });
+            return Err(WeightsError::EpochNotOpen { epoch: commit.epoch, current_epoch });
         }
         if commit.epoch < current_epoch {
-            return Err(WeightsError::CommitPhaseClosed {
-                epoch: commit.epoch,
-                current_epoch,
-            });
+            return Err(WeightsError::CommitPhaseClosed { epoch: commit.epoch, current_epoch });
         }
         let slots = self.epochs.entry(commit.epoch).or_default();
         if let Some(slot) = slots.get(&commit.validator) {
@@ -412,20 +369,12 @@ impl CommitRevealBook {
             return if slot.commit.commitment_bytes()? == commit.commitment_bytes()? {
                 Ok(())
             } else {
-                Err(WeightsError::ConflictingCommit {
-                    validator: commit.validator,
-                    epoch: commit.epoch,
-                })
+                Err(WeightsError::ConflictingCommit { validator: commit.validator, epoch: commit.epoch })
             };
         }
         slots.insert(
             commit.validator.clone(),
-            CommitSlot {
-                commit,
-                pubkey: hex::encode(pubkey),
-                commit_block: current_block,
-                revealed: None,
-            },
+            CommitSlot { commit, pubkey: hex::encode(pubkey), commit_block: current_block, revealed: None },
         );
         Ok(())
     }
@@ -433,30 +382,15 @@ impl CommitRevealBook {
     /// Accepts the reveal of an accepted commit inside its reveal window
     /// `[commit_block + reveal_delay, commit_block + reveal_delay + reveal_window)`.
     /// Re-sending an accepted reveal inside the window is a no-op.
-    pub fn accept_reveal(
-        &mut self,
-        reveal: Reveal,
-        pubkey: &[u8; 32],
-        current_block: u64,
-    ) -> Result<()> {
+    pub fn accept_reveal(&mut self, reveal: Reveal, pubkey: &[u8; 32], current_block: u64) -> Result<()> {
         let v = &reveal.vector;
         if v.brain != self.brain {
-            return Err(WeightsError::WrongBrain {
-                expected: self.brain,
-                got: v.brain,
-            });
+            return Err(WeightsError::WrongBrain { expected: self.brain, got: v.brain });
         }
         reveal.verify(pubkey)?;
         v.validate()?;
-        let no_commit = || WeightsError::NoCommit {
-            validator: v.validator.clone(),
-            epoch: v.epoch,
-        };
-        let slot = self
-            .epochs
-            .get_mut(&v.epoch)
-            .and_then(|s| s.get_mut(&v.validator))
-            .ok_or_else(no_commit)?;
+        let no_commit = || WeightsError::NoCommit { validator: v.validator.clone(), epoch: v.epoch };
+        let slot = self.epochs.get_mut(&v.epoch).and_then(|s| s.get_mut(&v.validator)).ok_or_else(no_commit)?;
         if slot.pubkey != hex::encode(pubkey) {
             return Err(WeightsError::KeyMismatch);
         }
@@ -466,22 +400,13 @@ impl CommitRevealBook {
             true => reveal.vector.epoch.saturating_add(1).saturating_mul(self.params.epoch_blocks.max(1)),
             false => 0,
         };
-        let opens_at = slot
-            .commit_block
-            .saturating_add(self.params.reveal_delay_blocks)
-            .max(epoch_end);
+        let opens_at = slot.commit_block.saturating_add(self.params.reveal_delay_blocks).max(epoch_end);
         let closed_at = opens_at.saturating_add(self.params.reveal_window_blocks);
         if current_block < opens_at {
-            return Err(WeightsError::RevealTooEarly {
-                opens_at,
-                current_block,
-            });
+            return Err(WeightsError::RevealTooEarly { opens_at, current_block });
         }
         if current_block >= closed_at {
-            return Err(WeightsError::RevealWindowClosed {
-                closed_at,
-                current_block,
-            });
+            return Err(WeightsError::RevealWindowClosed { closed_at, current_block });
         }
         if reveal.commitment()? != slot.commit.commitment_bytes()? {
             return Err(WeightsError::CommitmentMismatch);
@@ -522,10 +447,7 @@ mod tests {
 
     impl Val {
         fn new(id: &str, seed: u8) -> Self {
-            Self {
-                id: id.to_string(),
-                key: SigningKey::from_bytes(&[seed; 32]),
-            }
+            Self { id: id.to_string(), key: SigningKey::from_bytes(&[seed; 32]) }
         }
         fn pk(&self) -> [u8; 32] {
             self.key.verifying_key().to_bytes()
@@ -542,10 +464,7 @@ mod tests {
             }
         }
         fn commit_reveal(&self, v: &WeightVector, salt: [u8; 32]) -> (Commit, Reveal) {
-            (
-                Commit::new(v, &salt, &self.sign()).unwrap(),
-                Reveal::new(v, &salt, &self.sign()).unwrap(),
-            )
+            (Commit::new(v, &salt, &self.sign()).unwrap(), Reveal::new(v, &salt, &self.sign()).unwrap())
         }
     }
 
@@ -560,7 +479,10 @@ mod tests {
         let (c, r) = a.commit_reveal(&a.vector(0, W), [9; 32]);
         let mut b = CommitRevealBook::new(3, WeightsParams::default());
         b.accept_commit(c, &a.pk(), 100).unwrap();
-        assert_eq!(b.accept_reveal(r.clone(), &a.pk(), 200), Err(WeightsError::RevealTooEarly { opens_at: 360, current_block: 200 }));
+        assert_eq!(
+            b.accept_reveal(r.clone(), &a.pk(), 200),
+            Err(WeightsError::RevealTooEarly { opens_at: 360, current_block: 200 })
+        );
         b.accept_reveal(r, &a.pk(), 360).unwrap();
         assert_eq!(b.revealed(0).len(), 1);
     }
@@ -596,15 +518,7 @@ mod tests {
     #[test]
     fn epoch_of_block() {
         let p = WeightsParams::default();
-        assert_eq!(
-            (
-                p.epoch_of(0),
-                p.epoch_of(359),
-                p.epoch_of(360),
-                p.epoch_of(7200)
-            ),
-            (0, 0, 1, 20)
-        );
+        assert_eq!((p.epoch_of(0), p.epoch_of(359), p.epoch_of(360), p.epoch_of(7200)), (0, 0, 1, 20));
     }
 
     #[test]
@@ -612,15 +526,9 @@ mod tests {
         let (a, m) = (Val::new("valA", 1), Val::new("mallory", 2));
         let (mut c, _) = a.commit_reveal(&a.vector(0, W), [9; 32]);
         let mut b = book();
-        assert_eq!(
-            b.accept_commit(c.clone(), &m.pk(), 0),
-            Err(WeightsError::BadSignature)
-        );
+        assert_eq!(b.accept_commit(c.clone(), &m.pk(), 0), Err(WeightsError::BadSignature));
         c.epoch = 1; // tampered after signing
-        assert_eq!(
-            b.accept_commit(c, &a.pk(), 400),
-            Err(WeightsError::BadSignature)
-        );
+        assert_eq!(b.accept_commit(c, &a.pk(), 400), Err(WeightsError::BadSignature));
     }
 
     #[test]
@@ -630,17 +538,11 @@ mod tests {
         let mut b = book();
         assert_eq!(
             b.accept_commit(c.clone(), &a.pk(), 359),
-            Err(WeightsError::EpochNotOpen {
-                epoch: 1,
-                current_epoch: 0
-            })
+            Err(WeightsError::EpochNotOpen { epoch: 1, current_epoch: 0 })
         );
         assert_eq!(
             b.accept_commit(c.clone(), &a.pk(), 720),
-            Err(WeightsError::CommitPhaseClosed {
-                epoch: 1,
-                current_epoch: 2
-            })
+            Err(WeightsError::CommitPhaseClosed { epoch: 1, current_epoch: 2 })
         );
         b.accept_commit(c, &a.pk(), 719).unwrap();
     }
@@ -651,13 +553,7 @@ mod tests {
         let mut v = a.vector(0, W);
         v.brain = 4;
         let (c, _) = a.commit_reveal(&v, [9; 32]);
-        assert_eq!(
-            book().accept_commit(c, &a.pk(), 0),
-            Err(WeightsError::WrongBrain {
-                expected: 3,
-                got: 4
-            })
-        );
+        assert_eq!(book().accept_commit(c, &a.pk(), 0), Err(WeightsError::WrongBrain { expected: 3, got: 4 }));
     }
 
     #[test]
@@ -671,10 +567,7 @@ mod tests {
         assert_eq!(b.slot(0, "valA").unwrap().commit_block, 0);
         assert_eq!(
             b.accept_commit(c2, &a.pk(), 4),
-            Err(WeightsError::ConflictingCommit {
-                validator: "valA".into(),
-                epoch: 0
-            })
+            Err(WeightsError::ConflictingCommit { validator: "valA".into(), epoch: 0 })
         );
     }
 
@@ -684,10 +577,7 @@ mod tests {
         let (_, r) = a.commit_reveal(&a.vector(0, W), [9; 32]);
         assert_eq!(
             book().accept_reveal(r, &a.pk(), 20),
-            Err(WeightsError::NoCommit {
-                validator: "valA".into(),
-                epoch: 0
-            })
+            Err(WeightsError::NoCommit { validator: "valA".into(), epoch: 0 })
         );
     }
 
@@ -699,17 +589,11 @@ mod tests {
         b.accept_commit(c, &a.pk(), 100).unwrap();
         assert_eq!(
             b.accept_reveal(r.clone(), &a.pk(), 109),
-            Err(WeightsError::RevealTooEarly {
-                opens_at: 110,
-                current_block: 109
-            })
+            Err(WeightsError::RevealTooEarly { opens_at: 110, current_block: 109 })
         );
         assert_eq!(
             b.accept_reveal(r.clone(), &a.pk(), 210),
-            Err(WeightsError::RevealWindowClosed {
-                closed_at: 210,
-                current_block: 210
-            })
+            Err(WeightsError::RevealWindowClosed { closed_at: 210, current_block: 210 })
         );
         assert!(b.revealed(0).is_empty());
         b.accept_reveal(r, &a.pk(), 209).unwrap();
@@ -726,14 +610,8 @@ mod tests {
         let (_, wrong_salt) = a.commit_reveal(&a.vector(0, W), [8; 32]);
         let mut b = book();
         b.accept_commit(c, &a.pk(), 0).unwrap();
-        assert_eq!(
-            b.accept_reveal(other, &a.pk(), 10),
-            Err(WeightsError::CommitmentMismatch)
-        );
-        assert_eq!(
-            b.accept_reveal(wrong_salt, &a.pk(), 10),
-            Err(WeightsError::CommitmentMismatch)
-        );
+        assert_eq!(b.accept_reveal(other, &a.pk(), 10), Err(WeightsError::CommitmentMismatch));
+        assert_eq!(b.accept_reveal(wrong_salt, &a.pk(), 10), Err(WeightsError::CommitmentMismatch));
         assert!(b.revealed(0).is_empty());
     }
 
@@ -744,20 +622,11 @@ mod tests {
         let (c, mut r) = a.commit_reveal(&v, [9; 32]);
         let mut b = book();
         b.accept_commit(c, &a.pk(), 0).unwrap();
-        assert_eq!(
-            b.accept_reveal(r.clone(), &m.pk(), 10),
-            Err(WeightsError::BadSignature)
-        );
+        assert_eq!(b.accept_reveal(r.clone(), &m.pk(), 10), Err(WeightsError::BadSignature));
         r.sig = hex::encode(m.sign()(&r.signed_bytes().unwrap()));
-        assert_eq!(
-            b.accept_reveal(r.clone(), &a.pk(), 10),
-            Err(WeightsError::BadSignature)
-        );
+        assert_eq!(b.accept_reveal(r.clone(), &a.pk(), 10), Err(WeightsError::BadSignature));
         // signed by another key than the commit's: refused even though that signature is good
-        assert_eq!(
-            b.accept_reveal(r, &m.pk(), 10),
-            Err(WeightsError::KeyMismatch)
-        );
+        assert_eq!(b.accept_reveal(r, &m.pk(), 10), Err(WeightsError::KeyMismatch));
     }
 
     #[test]
@@ -766,15 +635,9 @@ mod tests {
         let (mut c, mut r) = a.commit_reveal(&a.vector(0, W), [9; 32]);
         let mut b = book();
         c.commitment = "zz".into();
-        assert!(matches!(
-            b.accept_commit(c, &a.pk(), 0),
-            Err(WeightsError::Malformed(_))
-        ));
+        assert!(matches!(b.accept_commit(c, &a.pk(), 0), Err(WeightsError::Malformed(_))));
         r.salt = "00".into();
-        assert!(matches!(
-            b.accept_reveal(r, &a.pk(), 0),
-            Err(WeightsError::Malformed(_))
-        ));
+        assert!(matches!(b.accept_reveal(r, &a.pk(), 0), Err(WeightsError::Malformed(_))));
     }
 
     /// Signs an invalid vector directly (Commit::new/Reveal::new refuse to).
@@ -801,20 +664,9 @@ mod tests {
         let a = Val::new("valA", 1);
         let cases: Vec<(Vec<(&str, u64)>, WeightsError)> = vec![
             (vec![("m1", 1), ("m2", 2)], WeightsError::BadSum { sum: 3 }),
-            (
-                vec![("m1", u64::MAX), ("m2", u64::MAX)],
-                WeightsError::BadSum {
-                    sum: 2 * u64::MAX as u128,
-                },
-            ),
-            (
-                vec![("m2", 500_000_000), ("m1", 500_000_000)],
-                WeightsError::UnsortedMiners,
-            ),
-            (
-                vec![("m1", 500_000_000), ("m1", 500_000_000)],
-                WeightsError::DuplicateMiner("m1".into()),
-            ),
+            (vec![("m1", u64::MAX), ("m2", u64::MAX)], WeightsError::BadSum { sum: 2 * u64::MAX as u128 }),
+            (vec![("m2", 500_000_000), ("m1", 500_000_000)], WeightsError::UnsortedMiners),
+            (vec![("m1", 500_000_000), ("m1", 500_000_000)], WeightsError::DuplicateMiner("m1".into())),
         ];
         for (weights, err) in cases {
             let v = a.vector(0, &weights);
@@ -835,29 +687,19 @@ mod tests {
         b.accept_commit(ca.clone(), &a.pk(), 0).unwrap();
         // The copier re-publishes A's commitment under its own id and key.
         let msg = Commit::message(3, 0, "copier", &ca.commitment_bytes().unwrap());
-        let cc = Commit {
-            validator: "copier".into(),
-            sig: hex::encode(copier.sign()(&msg)),
-            ..ca.clone()
-        };
+        let cc = Commit { validator: "copier".into(), sig: hex::encode(copier.sign()(&msg)), ..ca.clone() };
         b.accept_commit(cc, &copier.pk(), 1).unwrap();
         // Even knowing A's exact weights, without the salt it cannot open that commitment.
         let guess = copier.vector(0, W);
         for salt in [[0u8; 32], fresh_salt()] {
             let r = Reveal::new(&guess, &salt, &copier.sign()).unwrap();
-            assert_eq!(
-                b.accept_reveal(r, &copier.pk(), 11),
-                Err(WeightsError::CommitmentMismatch)
-            );
+            assert_eq!(b.accept_reveal(r, &copier.pk(), 11), Err(WeightsError::CommitmentMismatch));
         }
         // Once A reveals, the salt is public — but A's id is inside the hashed bytes, so the
         // copier still cannot open its commit under its own id.
         b.accept_reveal(ra.clone(), &a.pk(), 10).unwrap();
         let late = Reveal::new(&guess, &ra.salt_bytes().unwrap(), &copier.sign()).unwrap();
-        assert_eq!(
-            b.accept_reveal(late, &copier.pk(), 12),
-            Err(WeightsError::CommitmentMismatch)
-        );
+        assert_eq!(b.accept_reveal(late, &copier.pk(), 12), Err(WeightsError::CommitmentMismatch));
         assert_eq!(b.revealed(0), vec![va]);
     }
 
@@ -871,37 +713,21 @@ mod tests {
         let (cc, _) = c.commit_reveal(&c.vector(0, &[("m1", PPB)]), [5; 32]);
         b.accept_commit(cc, &c.pk(), 0).unwrap();
         // A's reveal as is, presented with C's key: the signature is A's.
-        assert_eq!(
-            b.accept_reveal(ra.clone(), &c.pk(), 10),
-            Err(WeightsError::BadSignature)
-        );
+        assert_eq!(b.accept_reveal(ra.clone(), &c.pk(), 10), Err(WeightsError::BadSignature));
         // A's reveal relabelled as C's and re-signed by C: does not open C's commit.
         let mut relabelled = ra.vector.clone();
         relabelled.validator = "valC".into();
         let r = Reveal::new(&relabelled, &ra.salt_bytes().unwrap(), &c.sign()).unwrap();
-        assert_eq!(
-            b.accept_reveal(r, &c.pk(), 10),
-            Err(WeightsError::CommitmentMismatch)
-        );
+        assert_eq!(b.accept_reveal(r, &c.pk(), 10), Err(WeightsError::CommitmentMismatch));
         // relabelled without re-signing: bad signature
-        let r2 = Reveal {
-            vector: relabelled,
-            ..ra
-        };
-        assert_eq!(
-            b.accept_reveal(r2, &c.pk(), 10),
-            Err(WeightsError::BadSignature)
-        );
+        let r2 = Reveal { vector: relabelled, ..ra };
+        assert_eq!(b.accept_reveal(r2, &c.pk(), 10), Err(WeightsError::BadSignature));
         assert!(b.revealed(0).is_empty());
     }
 
     #[test]
     fn revealed_lists_only_revealed_vectors_of_that_epoch_sorted_by_validator() {
-        let vals: Vec<Val> = ["v3", "v1", "v2"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Val::new(n, i as u8 + 1))
-            .collect();
+        let vals: Vec<Val> = ["v3", "v1", "v2"].iter().enumerate().map(|(i, n)| Val::new(n, i as u8 + 1)).collect();
         let mut b = book();
         for v in &vals {
             let (c, r) = v.commit_reveal(&v.vector(0, W), [7; 32]);
@@ -919,12 +745,7 @@ mod tests {
 
     #[test]
     fn canonical_encoding_is_explicit() {
-        let v = WeightVector {
-            brain: 0x0102,
-            epoch: 5,
-            validator: "ab".into(),
-            weights: vec![("m".into(), 7)],
-        };
+        let v = WeightVector { brain: 0x0102, epoch: 5, validator: "ab".into(), weights: vec![("m".into(), 7)] };
         let mut want = b"brainmesh/weights/v1".to_vec();
         want.extend([0x02, 0x01]);
         want.extend(5u64.to_le_bytes());
@@ -936,11 +757,7 @@ mod tests {
         want.extend(7u64.to_le_bytes());
         assert_eq!(v.canonical_bytes(), want);
         // length prefixes keep field boundaries: moving a byte between strings changes the bytes
-        let w = WeightVector {
-            validator: "a".into(),
-            weights: vec![("bm".into(), 7)],
-            ..v.clone()
-        };
+        let w = WeightVector { validator: "a".into(), weights: vec![("bm".into(), 7)], ..v.clone() };
         assert_ne!(v.canonical_bytes(), w.canonical_bytes());
     }
 

@@ -30,9 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::distribution::{split_by_weights, split_by_weights_u64};
 use super::params::EconomicsParams;
-use super::{
-    mul_div_ceil, mul_div_floor, mul_ppb, Amount, BrainId, EconomicsError, Height, Ppb, Result, ONE,
-};
+use super::{mul_div_ceil, mul_div_floor, mul_ppb, Amount, BrainId, EconomicsError, Height, Ppb, Result, ONE};
 
 /// How a Brain was acquired.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,10 +133,7 @@ impl BrainRecord {
 
     /// Number of registered peers with `role`.
     pub fn count(&self, role: PeerRole) -> u32 {
-        self.registrations
-            .values()
-            .filter(|r| r.role == role)
-            .count() as u32
+        self.registrations.values().filter(|r| r.role == role).count() as u32
     }
 
     /// Registers `peer` as `role`, charging the current fee. Returns the fee, which the caller
@@ -163,27 +158,15 @@ impl BrainRecord {
         }
         let fee = self.registration_fee;
         if available < fee {
-            return Err(EconomicsError::InsufficientBalance {
-                needed: fee,
-                available,
-            });
+            return Err(EconomicsError::InsufficientBalance { needed: fee, available });
         }
-        self.registrations.insert(
-            peer.to_string(),
-            Registration {
-                role,
-                fee_paid: fee,
-                registered_at: height,
-            },
-        );
+        self.registrations.insert(peer.to_string(), Registration { role, fee_paid: fee, registered_at: height });
         Ok(fee)
     }
 
     /// Removes a peer (it leaves, or is evicted). Re-registering later pays the then-current fee.
     pub fn deregister(&mut self, peer: &str) -> Result<Registration> {
-        self.registrations
-            .remove(peer)
-            .ok_or(EconomicsError::NotRegistered)
+        self.registrations.remove(peer).ok_or(EconomicsError::NotRegistered)
     }
 
     /// Whether `peer` holds a registration with this Brain.
@@ -225,10 +208,7 @@ impl BrainRegistry {
     pub fn genesis(based_labs: &str, p: &EconomicsParams) -> Self {
         let mut r = Self::default();
         for id in &p.reserved_brain_ids {
-            r.brains.insert(
-                *id,
-                BrainRecord::new(*id, based_labs, BrainKind::Reserved, 0, p),
-            );
+            r.brains.insert(*id, BrainRecord::new(*id, based_labs, BrainKind::Reserved, 0, p));
         }
         r
     }
@@ -240,9 +220,7 @@ impl BrainRegistry {
 
     /// The Brain `id`, mutably, or [`EconomicsError::UnknownBrain`].
     pub fn get_mut(&mut self, id: BrainId) -> Result<&mut BrainRecord> {
-        self.brains
-            .get_mut(&id)
-            .ok_or(EconomicsError::UnknownBrain(id))
+        self.brains.get_mut(&id).ok_or(EconomicsError::UnknownBrain(id))
     }
 
     /// Number of issued, active Brains (reserved included).
@@ -291,15 +269,9 @@ impl BrainRegistry {
         let id = self.pick_id(wanted, p)?;
         let price = self.next_burn_price(p);
         if available < price {
-            return Err(EconomicsError::InsufficientBalance {
-                needed: price,
-                available,
-            });
+            return Err(EconomicsError::InsufficientBalance { needed: price, available });
         }
-        self.brains.insert(
-            id,
-            BrainRecord::new(id, owner, BrainKind::Burned { price }, height, p),
-        );
+        self.brains.insert(id, BrainRecord::new(id, owner, BrainKind::Burned { price }, height, p));
         self.burned_count += 1;
         Ok((id, price))
     }
@@ -317,22 +289,10 @@ impl BrainRegistry {
         let id = self.pick_id(wanted, p)?;
         let locked = p.stake_method_amount;
         if available < locked {
-            return Err(EconomicsError::InsufficientBalance {
-                needed: locked,
-                available,
-            });
+            return Err(EconomicsError::InsufficientBalance { needed: locked, available });
         }
         let unlock_at = height.saturating_add(p.stake_method_lock_blocks);
-        self.brains.insert(
-            id,
-            BrainRecord::new(
-                id,
-                owner,
-                BrainKind::Staked { locked, unlock_at },
-                height,
-                p,
-            ),
-        );
+        self.brains.insert(id, BrainRecord::new(id, owner, BrainKind::Staked { locked, unlock_at }, height, p));
         Ok((id, locked))
     }
 
@@ -357,10 +317,7 @@ impl BrainRegistry {
         match b.kind {
             BrainKind::Staked { locked, unlock_at } => {
                 if height < unlock_at {
-                    return Err(EconomicsError::StakeLocked {
-                        id,
-                        until: unlock_at,
-                    });
+                    return Err(EconomicsError::StakeLocked { id, until: unlock_at });
                 }
                 self.brains.remove(&id);
                 Ok(locked)
@@ -386,10 +343,7 @@ pub struct BrainEmissionSplit {
 impl BrainEmissionSplit {
     /// Sum of every part; equals the split amount.
     pub fn total(&self) -> Amount {
-        self.owner
-            + self.miners.iter().sum::<Amount>()
-            + self.validators.iter().sum::<Amount>()
-            + self.withheld
+        self.owner + self.miners.iter().sum::<Amount>() + self.validators.iter().sum::<Amount>() + self.withheld
     }
 }
 
@@ -411,9 +365,7 @@ pub fn split_brain_emission(
     p: &EconomicsParams,
 ) -> Result<BrainEmissionSplit> {
     if dividends.len() != validator_stake.len() {
-        return Err(EconomicsError::Dimension(
-            "dividends and validator_stake lengths differ",
-        ));
+        return Err(EconomicsError::Dimension("dividends and validator_stake lengths differ"));
     }
     if miner_share > ONE {
         return Err(EconomicsError::InvalidParam("miner_share"));
@@ -474,11 +426,7 @@ pub struct BrainShares {
 /// Shares `amount` (one block's reward, or a period's) among Brains by stake and performance
 /// with the top-30% bonus (§3.1.1) and the 0.5% stake cap (§3.3.2). Exact:
 /// `Σ per_brain + unallocated == amount`.
-pub fn brain_reward_shares(
-    amount: Amount,
-    brains: &[BrainStanding],
-    p: &EconomicsParams,
-) -> Result<BrainShares> {
+pub fn brain_reward_shares(amount: Amount, brains: &[BrainStanding], p: &EconomicsParams) -> Result<BrainShares> {
     let n = brains.len();
     let total_stake: u128 = brains.iter().map(|b| b.stake).sum();
     let cap = match p.brain_reward_stake_cap {
@@ -487,53 +435,27 @@ pub fn brain_reward_shares(
     };
     let scores: Vec<u128> = brains
         .iter()
-        .map(|b| {
-            b.stake
-                .min(cap)
-                .checked_mul(b.performance as u128)
-                .ok_or(EconomicsError::Overflow)
-        })
+        .map(|b| b.stake.min(cap).checked_mul(b.performance as u128).ok_or(EconomicsError::Overflow))
         .collect::<Result<_>>()?;
     if scores.iter().all(|s| *s == 0) {
-        return Ok(BrainShares {
-            per_brain: vec![0; n],
-            top: vec![false; n],
-            unallocated: amount,
-        });
+        return Ok(BrainShares { per_brain: vec![0; n], top: vec![false; n], unallocated: amount });
     }
     // top fraction by performance among Brains that score (ties at the boundary included)
-    let mut perf: Vec<Ppb> = (0..n)
-        .filter(|i| scores[*i] > 0)
-        .map(|i| brains[i].performance)
-        .collect();
+    let mut perf: Vec<Ppb> = (0..n).filter(|i| scores[*i] > 0).map(|i| brains[i].performance).collect();
     perf.sort_unstable_by(|a, b| b.cmp(a));
     let k = ceil_frac(perf.len(), p.top_brain_fraction);
     let top: Vec<bool> = if k == 0 {
         vec![false; n]
     } else {
         let bar = perf[k - 1];
-        (0..n)
-            .map(|i| scores[i] > 0 && brains[i].performance >= bar)
-            .collect()
+        (0..n).map(|i| scores[i] > 0 && brains[i].performance >= bar).collect()
     };
-    let bonus_pool = if top.iter().any(|t| *t) {
-        mul_ppb(amount, p.top_brain_bonus)
-    } else {
-        0
-    };
+    let bonus_pool = if top.iter().any(|t| *t) { mul_ppb(amount, p.top_brain_bonus) } else { 0 };
     let base = split_by_weights(amount - bonus_pool, &scores)?;
-    let top_scores: Vec<u128> = scores
-        .iter()
-        .zip(&top)
-        .map(|(s, t)| if *t { *s } else { 0 })
-        .collect();
+    let top_scores: Vec<u128> = scores.iter().zip(&top).map(|(s, t)| if *t { *s } else { 0 }).collect();
     let bonus = split_by_weights(bonus_pool, &top_scores)?;
     let per_brain = base.iter().zip(&bonus).map(|(a, b)| a + b).collect();
-    Ok(BrainShares {
-        per_brain,
-        top,
-        unallocated: 0,
-    })
+    Ok(BrainShares { per_brain, top, unallocated: 0 })
 }
 
 /// `ceil(n · frac)` for a ppb fraction.
@@ -561,8 +483,7 @@ pub fn is_gigabrain(brain_stake: Amount, total_stake: Amount, p: &EconomicsParam
     // brain·ONE ≥ threshold·total  ⇔  brain ≥ ceil(threshold·total / ONE)
     total_stake > 0
         && brain_stake > 0
-        && mul_div_ceil(total_stake, p.gigabrain_threshold as u128, ONE as u128)
-            .is_ok_and(|bar| brain_stake >= bar)
+        && mul_div_ceil(total_stake, p.gigabrain_threshold as u128, ONE as u128).is_ok_and(|bar| brain_stake >= bar)
 }
 
 /// GigaBrain flags for every Brain (one vote each, however large).

@@ -85,42 +85,25 @@ pub struct EpochOutput {
 }
 
 /// Runs one epoch. Errors on ragged matrices or mismatched lengths.
-pub fn epoch(
-    input: &EpochInput,
-    accuracy: &dyn AccuracyOracle,
-    p: &EconomicsParams,
-) -> Result<EpochOutput> {
+pub fn epoch(input: &EpochInput, accuracy: &dyn AccuracyOracle, p: &EconomicsParams) -> Result<EpochOutput> {
     let nv = input.weights.len();
     if input.stake.len() != nv {
-        return Err(EconomicsError::Dimension(
-            "stake length != number of weight rows",
-        ));
+        return Err(EconomicsError::Dimension("stake length != number of weight rows"));
     }
     let nm = input.weights.first().map(|r| r.len()).unwrap_or(0);
     if input.weights.iter().any(|r| r.len() != nm) {
         return Err(EconomicsError::Dimension("ragged weight matrix"));
     }
     let have_prev = !input.prev_bonds.is_empty();
-    if have_prev && (input.prev_bonds.len() != nv || input.prev_bonds.iter().any(|r| r.len() != nm))
-    {
-        return Err(EconomicsError::Dimension(
-            "prev_bonds shape != weights shape",
-        ));
+    if have_prev && (input.prev_bonds.len() != nv || input.prev_bonds.iter().any(|r| r.len() != nm)) {
+        return Err(EconomicsError::Dimension("prev_bonds shape != weights shape"));
     }
     let one = ONE as u128;
 
     // 1. active validators
     let active = active_validators(&input.stake, p.active_validator_fraction);
-    let s: Vec<Amount> = input
-        .stake
-        .iter()
-        .zip(&active)
-        .map(|(st, a)| if *a { *st } else { 0 })
-        .collect();
-    let total: u128 = s
-        .iter()
-        .try_fold(0u128, |acc, x| acc.checked_add(*x))
-        .ok_or(EconomicsError::Overflow)?;
+    let s: Vec<Amount> = input.stake.iter().zip(&active).map(|(st, a)| if *a { *st } else { 0 }).collect();
+    let total: u128 = s.iter().try_fold(0u128, |acc, x| acc.checked_add(*x)).ok_or(EconomicsError::Overflow)?;
     // stake × ONE must fit u128 in the sums below
     total.checked_mul(one).ok_or(EconomicsError::Overflow)?;
 
@@ -131,17 +114,13 @@ pub fn epoch(
         let norm = if raw.iter().all(|x| *x == 0) {
             vec![0; nm]
         } else {
-            split_by_weights(one, &raw)?
-                .into_iter()
-                .map(|x| x as Ppb)
-                .collect()
+            split_by_weights(one, &raw)?.into_iter().map(|x| x as Ppb).collect()
         };
         w.push(norm);
     }
 
     // 3. prerank
-    let col_dot =
-        |m: &Vec<Vec<Ppb>>, j: usize| -> u128 { (0..nv).map(|i| s[i] * m[i][j] as u128).sum() };
+    let col_dot = |m: &Vec<Vec<Ppb>>, j: usize| -> u128 { (0..nv).map(|i| s[i] * m[i][j] as u128).sum() };
     let prerank: Vec<u128> = (0..nm).map(|j| col_dot(&w, j)).collect();
 
     // 4. consensus: stake-weighted κ-quantile from the top
@@ -163,10 +142,8 @@ pub fn epoch(
     }
 
     // 5. clip
-    let clipped: Vec<Vec<Ppb>> = w
-        .iter()
-        .map(|row| row.iter().zip(&consensus).map(|(x, c)| *x.min(c)).collect())
-        .collect();
+    let clipped: Vec<Vec<Ppb>> =
+        w.iter().map(|row| row.iter().zip(&consensus).map(|(x, c)| *x.min(c)).collect()).collect();
     let validator_trust: Vec<Ppb> = clipped.iter().map(|row| row.iter().sum()).collect();
 
     // 6. rank, trust
@@ -175,32 +152,20 @@ pub fn epoch(
     let trust: Vec<Ppb> = rank
         .iter()
         .zip(&prerank)
-        .map(|(r, pr)| {
-            if *pr == 0 {
-                Ok(0)
-            } else {
-                mul_div_floor(*r, one, *pr).map(|t| t as Ppb)
-            }
-        })
+        .map(|(r, pr)| if *pr == 0 { Ok(0) } else { mul_div_floor(*r, one, *pr).map(|t| t as Ppb) })
         .collect::<Result<_>>()?;
 
     // 7. in consensus: nonzero edges from > threshold of stake
     let in_consensus: Vec<bool> = (0..nm)
         .map(|j| {
             // an edge is any nonzero raw weight (even one that rounds to 0 ppb)
-            let edge_stake: u128 = (0..nv)
-                .filter(|i| input.weights[*i][j] > 0)
-                .map(|i| s[i])
-                .sum();
+            let edge_stake: u128 = (0..nv).filter(|i| input.weights[*i][j] > 0).map(|i| s[i]).sum();
             total > 0 && edge_stake * one > total * p.consensus_stake_threshold as u128
         })
         .collect();
 
     // 8. incentive
-    let c_factor: Vec<Ppb> = in_consensus
-        .iter()
-        .map(|b| if *b { ONE } else { p.out_of_consensus_factor })
-        .collect();
+    let c_factor: Vec<Ppb> = in_consensus.iter().map(|b| if *b { ONE } else { p.out_of_consensus_factor }).collect();
     let incentive = combined_incentive(&rank_share, &c_factor, input.beta, accuracy)?;
 
     // 9. bonds: ΔB = column-normalised Sᵢ·W̃ᵢⱼ; B = α·ΔB + (1−α)·B_prev, column-normalised.
@@ -210,22 +175,13 @@ pub fn epoch(
     let mut bonds = vec![vec![0 as Ppb; nm]; nv];
     for j in 0..nm {
         let delta: Vec<u128> = if rank[j] > 0 {
-            split_by_weights(
-                one,
-                &(0..nv)
-                    .map(|i| s[i] * clipped[i][j] as u128)
-                    .collect::<Vec<_>>(),
-            )?
+            split_by_weights(one, &(0..nv).map(|i| s[i] * clipped[i][j] as u128).collect::<Vec<_>>())?
         } else {
             vec![0; nv]
         };
         let ema: Vec<u128> = (0..nv)
             .map(|i| {
-                let prev = if have_prev {
-                    input.prev_bonds[i][j] as u128
-                } else {
-                    0
-                };
+                let prev = if have_prev { input.prev_bonds[i][j] as u128 } else { 0 };
                 alpha * delta[i] + (one - alpha) * prev // ≤ ONE² + ONE·u64::MAX
             })
             .collect();
@@ -238,13 +194,8 @@ pub fn epoch(
     }
 
     // 10. dividends
-    let div_raw: Vec<u128> = (0..nv)
-        .map(|i| {
-            (0..nm)
-                .map(|j| bonds[i][j] as u128 * incentive[j] as u128)
-                .sum()
-        })
-        .collect();
+    let div_raw: Vec<u128> =
+        (0..nv).map(|i| (0..nm).map(|j| bonds[i][j] as u128 * incentive[j] as u128).sum()).collect();
     let dividends = normalise(&div_raw)?;
 
     // 11. credits
@@ -273,10 +224,7 @@ fn normalise(v: &[u128]) -> Result<Vec<Ppb>> {
     if v.iter().all(|x| *x == 0) {
         return Ok(vec![0; v.len()]);
     }
-    Ok(split_by_weights(ONE as u128, v)?
-        .into_iter()
-        .map(|x| x as Ppb)
-        .collect())
+    Ok(split_by_weights(ONE as u128, v)?.into_iter().map(|x| x as Ppb).collect())
 }
 
 #[cfg(test)]

@@ -23,11 +23,7 @@ pub fn split_by_weights(total: Amount, weights: &[u128]) -> Result<Vec<Amount>> 
         sum = sum.checked_add(*w).ok_or(EconomicsError::Overflow)?;
     }
     if sum == 0 {
-        return if total == 0 {
-            Ok(vec![0; weights.len()])
-        } else {
-            Err(EconomicsError::NoRecipients)
-        };
+        return if total == 0 { Ok(vec![0; weights.len()]) } else { Err(EconomicsError::NoRecipients) };
     }
     let mut parts = Vec::with_capacity(weights.len());
     let mut rems = Vec::with_capacity(weights.len());
@@ -62,12 +58,7 @@ pub fn split_by_weights_u64(total: Amount, weights: &[u64]) -> Result<Vec<Amount
 
 /// `balance − amount`, refusing to go below zero.
 pub fn checked_debit(balance: Amount, amount: Amount) -> Result<Amount> {
-    balance
-        .checked_sub(amount)
-        .ok_or(EconomicsError::InsufficientBalance {
-            needed: amount,
-            available: balance,
-        })
+    balance.checked_sub(amount).ok_or(EconomicsError::InsufficientBalance { needed: amount, available: balance })
 }
 
 /// `balance + amount`, refusing to overflow.
@@ -77,12 +68,7 @@ pub fn checked_credit(balance: Amount, amount: Amount) -> Result<Amount> {
 
 /// Moves `amount` from `from` to `to` in a balance map. All-or-nothing: on error the map is
 /// unchanged. A missing account has balance zero; an account that reaches zero is kept.
-pub fn transfer<K: Ord + Clone>(
-    balances: &mut BTreeMap<K, Amount>,
-    from: &K,
-    to: &K,
-    amount: Amount,
-) -> Result<()> {
+pub fn transfer<K: Ord + Clone>(balances: &mut BTreeMap<K, Amount>, from: &K, to: &K, amount: Amount) -> Result<()> {
     let src = balances.get(from).copied().unwrap_or(0);
     let new_src = checked_debit(src, amount)?;
     if from == to {
@@ -111,10 +97,7 @@ mod tests {
         // 12·(3,3,4)/10 = 3.6, 3.6, 4.8: .8 first, then .6 at the lower index
         assert_eq!(split_by_weights(12, &[3, 3, 4]).unwrap(), vec![4, 3, 5]);
         assert_eq!(split_by_weights(0, &[0, 0]).unwrap(), vec![0, 0]);
-        assert_eq!(
-            split_by_weights(5, &[0, 0]),
-            Err(EconomicsError::NoRecipients)
-        );
+        assert_eq!(split_by_weights(5, &[0, 0]), Err(EconomicsError::NoRecipients));
         assert_eq!(split_by_weights(5, &[]), Err(EconomicsError::NoRecipients));
         // huge values use the 256-bit path
         let big = split_by_weights(u128::MAX, &[u128::MAX / 2, u128::MAX / 2]).unwrap();

@@ -82,9 +82,7 @@ pub fn year_issuance(year: u64, p: &EconomicsParams) -> Amount {
 
 /// The limit of all issuance: `Σ_h initial·interval / 2^h` (< 2·initial·interval).
 pub fn max_supply(p: &EconomicsParams) -> Amount {
-    (0..128u32)
-        .map(|h| (p.initial_block_reward >> h) * p.halving_interval_blocks as u128)
-        .sum()
+    (0..128u32).map(|h| (p.initial_block_reward >> h) * p.halving_interval_blocks as u128).sum()
 }
 
 /// TFT enforcer weight β(t) at `height` (§3.4.2), in ppb: 0 while t ≤ `tft_zero_years`, then
@@ -96,12 +94,7 @@ pub fn tft_beta(height: Height, p: &EconomicsParams) -> Ppb {
         0
     } else if height <= end {
         // end > start here because height > start and height ≤ end
-        mul_div_floor(
-            p.tft_ramp_max as u128,
-            (height - start) as u128,
-            (end - start) as u128,
-        )
-        .expect("fits") as Ppb
+        mul_div_floor(p.tft_ramp_max as u128, (height - start) as u128, (end - start) as u128).expect("fits") as Ppb
     } else {
         p.tft_final
     }
@@ -146,17 +139,12 @@ pub fn combined_incentive(
         .iter()
         .zip(consensus)
         .enumerate()
-        .map(|(j, (r, c))| {
-            *r as u128 * *c as u128 + beta as u128 * accuracy.accuracy(j).min(ONE) as u128
-        })
+        .map(|(j, (r, c))| *r as u128 * *c as u128 + beta as u128 * accuracy.accuracy(j).min(ONE) as u128)
         .collect();
     if scores.iter().all(|s| *s == 0) {
         return Ok(vec![0; rank.len()]);
     }
-    Ok(split_by_weights(ONE as u128, &scores)?
-        .into_iter()
-        .map(|x| x as Ppb)
-        .collect())
+    Ok(split_by_weights(ONE as u128, &scores)?.into_iter().map(|x| x as Ppb).collect())
 }
 
 #[cfg(test)]
@@ -167,11 +155,7 @@ mod tests {
 
     fn table2_params() -> EconomicsParams {
         // Table 2's emission column is reward × 365 days × 8,640 blocks.
-        EconomicsParams {
-            blocks_per_year: 3_153_600,
-            halving_interval_blocks: 3_153_600,
-            ..EconomicsParams::default()
-        }
+        EconomicsParams { blocks_per_year: 3_153_600, halving_interval_blocks: 3_153_600, ..EconomicsParams::default() }
     }
 
     /// (year, block reward, emission) from Table 2, in base units (10⁻⁹ $BASED).
@@ -207,10 +191,7 @@ mod tests {
         for (year, _, emission) in TABLE2 {
             assert_eq!(year_issuance(year, &p), emission, "year {year}");
             cumulative += emission;
-            assert_eq!(
-                cumulative_issuance(year * p.blocks_per_year, &p),
-                cumulative
-            );
+            assert_eq!(cumulative_issuance(year * p.blocks_per_year, &p), cumulative);
         }
         // Σ of the table: 63,010,406.25 $BASED after ten years.
         assert_eq!(cumulative, 63_010_406_250_000_000);
@@ -226,10 +207,7 @@ mod tests {
         }
         assert_eq!(year_issuance(1, &p), tokens(31_557_600));
         assert!(max_supply(&p) < 2 * tokens(10) * 3_155_760);
-        assert_eq!(
-            cumulative_issuance(200 * p.blocks_per_year, &p),
-            max_supply(&p)
-        );
+        assert_eq!(cumulative_issuance(200 * p.blocks_per_year, &p), max_supply(&p));
     }
 
     #[test]
@@ -249,30 +227,15 @@ mod tests {
     fn incentive_with_and_without_tft() {
         let rank = [600_000_000, 400_000_000, 0];
         let c = [ONE, ONE, ONE];
-        assert_eq!(
-            combined_incentive(&rank, &c, ONE, &NoTft).unwrap(),
-            rank.to_vec()
-        );
+        assert_eq!(combined_incentive(&rank, &c, ONE, &NoTft).unwrap(), rank.to_vec());
         // β = 0: accuracy has no influence
         let acc: Vec<Ppb> = vec![0, 0, ONE];
-        assert_eq!(
-            combined_incentive(&rank, &c, 0, &acc).unwrap(),
-            rank.to_vec()
-        );
+        assert_eq!(combined_incentive(&rank, &c, 0, &acc).unwrap(), rank.to_vec());
         // β = 1: scores .6, .4, 1.0 → .3, .2, .5
-        assert_eq!(
-            combined_incentive(&rank, &c, ONE, &acc).unwrap(),
-            vec![300_000_000, 200_000_000, 500_000_000]
-        );
+        assert_eq!(combined_incentive(&rank, &c, ONE, &acc).unwrap(), vec![300_000_000, 200_000_000, 500_000_000]);
         // a miner out of consensus (C = 0) earns nothing from rank
-        assert_eq!(
-            combined_incentive(&rank, &[ONE, 0, ONE], 0, &NoTft).unwrap(),
-            vec![ONE, 0, 0]
-        );
-        assert_eq!(
-            combined_incentive(&[0, 0], &[ONE, ONE], ONE, &NoTft).unwrap(),
-            vec![0, 0]
-        );
+        assert_eq!(combined_incentive(&rank, &[ONE, 0, ONE], 0, &NoTft).unwrap(), vec![ONE, 0, 0]);
+        assert_eq!(combined_incentive(&[0, 0], &[ONE, ONE], ONE, &NoTft).unwrap(), vec![0, 0]);
     }
 
     proptest! {

@@ -46,15 +46,14 @@ pub mod params;
 pub mod pricing;
 
 pub use brains::{
-    active_validators, brain_reward_shares, burn_price, gigabrains, is_gigabrain,
-    split_brain_emission, BrainEmissionSplit, BrainKind, BrainRecord, BrainRegistry, BrainShares,
-    BrainStanding, PeerRole, Registration,
+    active_validators, brain_reward_shares, burn_price, gigabrains, is_gigabrain, split_brain_emission,
+    BrainEmissionSplit, BrainKind, BrainRecord, BrainRegistry, BrainShares, BrainStanding, PeerRole, Registration,
 };
 pub use consensus::{epoch, EpochInput, EpochOutput};
 pub use distribution::{checked_credit, checked_debit, split_by_weights, transfer};
 pub use emission::{
-    block_reward, combined_incentive, cumulative_issuance, issuance_between, tft_beta,
-    year_issuance, AccuracyOracle, NoTft,
+    block_reward, combined_incentive, cumulative_issuance, issuance_between, tft_beta, year_issuance, AccuracyOracle,
+    NoTft,
 };
 pub use params::EconomicsParams;
 pub use pricing::{charge, ModelPrice, PriceList};
@@ -272,10 +271,7 @@ mod tests {
 
     #[test]
     fn mul_div_wide_cases() {
-        assert_eq!(
-            mul_div(u128::MAX, u128::MAX, u128::MAX).unwrap(),
-            (u128::MAX, 0)
-        );
+        assert_eq!(mul_div(u128::MAX, u128::MAX, u128::MAX).unwrap(), (u128::MAX, 0));
         assert_eq!(mul_div(u128::MAX, 2, 4).unwrap(), (u128::MAX / 2, 2));
         assert_eq!(mul_div(1 << 100, 1 << 100, 1 << 90).unwrap(), (1 << 110, 0));
         assert!(mul_div(u128::MAX, u128::MAX, 1).is_err());

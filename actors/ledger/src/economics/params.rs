@@ -172,9 +172,7 @@ impl EconomicsParams {
             return Err(EconomicsError::InvalidParam("block_time_secs"));
         }
         if self.blocks_per_year == 0 || self.halving_interval_blocks == 0 {
-            return Err(EconomicsError::InvalidParam(
-                "blocks_per_year/halving_interval_blocks",
-            ));
+            return Err(EconomicsError::InvalidParam("blocks_per_year/halving_interval_blocks"));
         }
         if self.settlement_interval_blocks == 0 {
             return Err(EconomicsError::InvalidParam("settlement_interval_blocks"));
@@ -182,11 +180,7 @@ impl EconomicsParams {
         if self.tft_ramp_end_years < self.tft_zero_years {
             return Err(EconomicsError::InvalidParam("tft_ramp_end_years"));
         }
-        if self
-            .reserved_brain_ids
-            .iter()
-            .any(|id| *id >= self.brain_cap)
-        {
+        if self.reserved_brain_ids.iter().any(|id| *id >= self.brain_cap) {
             return Err(EconomicsError::InvalidParam("reserved_brain_ids"));
         }
         Ok(())
@@ -242,15 +236,11 @@ mod tests {
         assert_eq!(serde_json::from_str::<EconomicsParams>(&s).unwrap(), p);
         // a config that names only what it changes keeps the other defaults
         let q: EconomicsParams =
-            serde_json::from_str(r#"{"block_time_secs": 1, "brain_reward_stake_cap": null}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"block_time_secs": 1, "brain_reward_stake_cap": null}"#).unwrap();
         assert_eq!(q.block_time_secs, 1);
         assert_eq!(q.brain_reward_stake_cap, None);
         assert_eq!(q.brain_cap, 1024);
-        let bad = EconomicsParams {
-            kappa: ONE + 1,
-            ..EconomicsParams::default()
-        };
+        let bad = EconomicsParams { kappa: ONE + 1, ..EconomicsParams::default() };
         assert!(bad.validate().is_err());
     }
 }

@@ -46,37 +46,18 @@ pub struct ModelPrice {
 
 impl ModelPrice {
     /// A price entry for `model`; prices in base units per 1,000 compute units.
-    pub fn new(
-        model: &str,
-        prompt_per_1k: Amount,
-        completion_per_1k: Amount,
-        context: u64,
-    ) -> Self {
-        Self {
-            model: model.to_string(),
-            prompt_per_1k,
-            completion_per_1k,
-            context,
-        }
+    pub fn new(model: &str, prompt_per_1k: Amount, completion_per_1k: Amount, context: u64) -> Self {
+        Self { model: model.to_string(), prompt_per_1k, completion_per_1k, context }
     }
 
     /// Cost of a task of `prompt` + `completion` compute units.
     pub fn cost(&self, prompt: u64, completion: u64) -> Result<Amount> {
-        let units = prompt
-            .checked_add(completion)
-            .ok_or(EconomicsError::Overflow)?;
+        let units = prompt.checked_add(completion).ok_or(EconomicsError::Overflow)?;
         if units > self.context {
-            return Err(EconomicsError::ContextExceeded {
-                units,
-                context: self.context,
-            });
+            return Err(EconomicsError::ContextExceeded { units, context: self.context });
         }
-        let a = (prompt as u128)
-            .checked_mul(self.prompt_per_1k)
-            .ok_or(EconomicsError::Overflow)?;
-        let b = (completion as u128)
-            .checked_mul(self.completion_per_1k)
-            .ok_or(EconomicsError::Overflow)?;
+        let a = (prompt as u128).checked_mul(self.prompt_per_1k).ok_or(EconomicsError::Overflow)?;
+        let b = (completion as u128).checked_mul(self.completion_per_1k).ok_or(EconomicsError::Overflow)?;
         let sum = a.checked_add(b).ok_or(EconomicsError::Overflow)?;
         mul_div_ceil(sum, 1, UNITS_PER_PRICE)
     }
@@ -105,20 +86,12 @@ impl PriceList {
             ("Goliath 120B", 12_500_000, 12_500_000, 6144),
             ("Synthia 70B", 5_000_000, 5_000_000, 8192),
         ];
-        Self {
-            models: rows
-                .iter()
-                .map(|(m, p, c, x)| ModelPrice::new(m, *p, *c, *x))
-                .collect(),
-        }
+        Self { models: rows.iter().map(|(m, p, c, x)| ModelPrice::new(m, *p, *c, *x)).collect() }
     }
 
     /// The prices of `model`, or [`EconomicsError::UnknownModel`].
     pub fn get(&self, model: &str) -> Result<&ModelPrice> {
-        self.models
-            .iter()
-            .find(|m| m.model == model)
-            .ok_or_else(|| EconomicsError::UnknownModel(model.to_string()))
+        self.models.iter().find(|m| m.model == model).ok_or_else(|| EconomicsError::UnknownModel(model.to_string()))
     }
 
     /// Cost of a task on `model`.
@@ -162,30 +135,18 @@ mod tests {
             assert_eq!(t.cost(model, 1000, 1000).unwrap(), base, "{model}");
         }
         // GPT-4: 500 prompt + 250 completion units = 0.015 + 0.015 = 0.03 $BASED
-        assert_eq!(
-            t.cost("OpenAI: GPT-4", 500, 250).unwrap(),
-            3 * UNITS_PER_TOKEN / 100
-        );
+        assert_eq!(t.cost("OpenAI: GPT-4", 500, 250).unwrap(), 3 * UNITS_PER_TOKEN / 100);
         // rounding up: 1 prompt unit of Hermes = 0.00000018 $BASED = 180 base units exactly
-        assert_eq!(
-            t.cost("Nous: Hermes 2 Mistral 8x7B DPO", 1, 0).unwrap(),
-            180
-        );
+        assert_eq!(t.cost("Nous: Hermes 2 Mistral 8x7B DPO", 1, 0).unwrap(), 180);
         // 1 unit of Mistral Medium prompt = 2,778,000 / 1000 = 2,778 base units
         assert_eq!(t.cost("Mistral: Medium", 1, 1).unwrap(), 2_778 + 8_333);
         // context limit
         assert_eq!(
             t.cost("OpenAI: GPT-4", 8000, 192),
-            Err(EconomicsError::ContextExceeded {
-                units: 8192,
-                context: 8191
-            })
+            Err(EconomicsError::ContextExceeded { units: 8192, context: 8191 })
         );
         assert!(t.cost("OpenAI: GPT-4", 8000, 191).is_ok());
-        assert!(matches!(
-            t.cost("nope", 1, 1),
-            Err(EconomicsError::UnknownModel(_))
-        ));
+        assert!(matches!(t.cost("nope", 1, 1), Err(EconomicsError::UnknownModel(_))));
         let odd = ModelPrice::new("x", 1, 1, 10);
         assert_eq!(odd.cost(1, 0).unwrap(), 1); // 0.001 base units rounds up to 1
         assert_eq!(odd.cost(0, 0).unwrap(), 0);
@@ -195,13 +156,7 @@ mod tests {
     fn charging_never_overdraws() {
         assert_eq!(charge(10, 3), Ok(7));
         assert_eq!(charge(10, 10), Ok(0));
-        assert_eq!(
-            charge(10, 11),
-            Err(EconomicsError::InsufficientBalance {
-                needed: 11,
-                available: 10
-            })
-        );
+        assert_eq!(charge(10, 11), Err(EconomicsError::InsufficientBalance { needed: 11, available: 10 }));
     }
 
     proptest! {

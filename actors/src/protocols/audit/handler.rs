@@ -22,4 +22,3 @@ pub fn serve(store: Option<&TranscriptStore>, evidence: Option<&EvidenceStore>, 
         Err(_) => AuditReply::Error { message: "malformed audit request".into() },
     }
 }
-

@@ -12,9 +12,13 @@ pub const MAX_AUDIT_BYTES: usize = 4 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AuditRequest {
-    Transcript { task_id: String },
+    Transcript {
+        task_id: String,
+    },
     /// Evidence a validator holds, by digest (to verify a ban notice on one's own).
-    Evidence { digest: String },
+    Evidence {
+        digest: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,4 +35,3 @@ impl AuditReply {
         serde_json::to_vec(self).unwrap_or_default()
     }
 }
-

@@ -129,7 +129,9 @@ impl UploadError {
 /// Result of one accepted chunk.
 #[derive(Debug, PartialEq)]
 pub enum Chunk {
-    Partial { have: u64 },
+    Partial {
+        have: u64,
+    },
     /// The whole key, its sha256 checked against the id.
     Complete(Vec<u8>),
 }

@@ -204,12 +204,9 @@ impl Envelope {
         if env.sig.is_empty() || env.public_key.is_empty() {
             return Err(Reject::Unsigned);
         }
-        let pk: [u8; 32] = hex::decode(&env.public_key)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or(Reject::Malformed)?;
-        let sig: [u8; 64] =
-            hex::decode(&env.sig).ok().and_then(|v| v.try_into().ok()).ok_or(Reject::Malformed)?;
+        let pk: [u8; 32] =
+            hex::decode(&env.public_key).ok().and_then(|v| v.try_into().ok()).ok_or(Reject::Malformed)?;
+        let sig: [u8; 64] = hex::decode(&env.sig).ok().and_then(|v| v.try_into().ok()).ok_or(Reject::Malformed)?;
         let derived = peer_id_of(&pk).map_err(|_| Reject::BadSignature)?;
         if derived.to_string() != env.signer {
             return Err(Reject::IdentityMismatch);

@@ -27,7 +27,6 @@ pub enum SyncResponse {
     Error { message: String },
 }
 
-
 /// Ledger catch-up requests (served by the rollup actor on validators).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -55,7 +54,6 @@ pub struct BlockBundle {
     pub txs: Vec<Tx>,
 }
 
-
 /// Any request on `/brainmesh/sync/1`, decoded once by the router. Both kinds are internally
 /// tagged by `type` (`roster`, `ledger_items`, `ledger_blocks`), so the wire format is the one
 /// each enum has on its own.
@@ -75,9 +73,15 @@ mod tests {
     #[test]
     fn the_router_tells_ledger_and_roster_requests_apart_by_their_tag() {
         let led = serde_json::to_vec(&LedgerRequest::LedgerBlocks { after: Some(3), max: 8 }).unwrap();
-        assert!(matches!(serde_json::from_slice(&led), Ok(SyncWire::Ledger(LedgerRequest::LedgerBlocks { max: 8, .. }))));
+        assert!(matches!(
+            serde_json::from_slice(&led),
+            Ok(SyncWire::Ledger(LedgerRequest::LedgerBlocks { max: 8, .. }))
+        ));
         let ros = serde_json::to_vec(&SyncRequest::Roster { brain: 2 }).unwrap();
-        assert_eq!(serde_json::from_slice::<SyncWire>(&ros).ok(), Some(SyncWire::Roster(SyncRequest::Roster { brain: 2 })));
+        assert_eq!(
+            serde_json::from_slice::<SyncWire>(&ros).ok(),
+            Some(SyncWire::Roster(SyncRequest::Roster { brain: 2 }))
+        );
         assert!(serde_json::from_slice::<SyncWire>(br#"{"type":"ledger_nonsense"}"#).is_err());
         assert!(serde_json::from_slice::<SyncWire>(b"\xff").is_err());
     }

@@ -32,9 +32,7 @@ fn burn_prices_match_the_whitepaper() {
     // the registry charges the curve
     let mut r = BrainRegistry::genesis("labs", &p);
     for n in 0..5u64 {
-        let (_, price) = r
-            .create_by_burn("alice", None, tokens(1_000_000), 1, &p)
-            .unwrap();
+        let (_, price) = r.create_by_burn("alice", None, tokens(1_000_000), 1, &p).unwrap();
         assert_eq!(price, burn_price(n, &p));
     }
 }
@@ -55,44 +53,21 @@ fn ids_respect_cap_and_reserved() {
     assert_eq!(ids[39], 46);
     assert_eq!(ids[40], 48);
     for reserved in [0u16, 3, 6, 47] {
-        assert_eq!(
-            r.create_by_burn("a", Some(reserved), rich, 1, &p),
-            Err(EconomicsError::ReservedId(reserved))
-        );
+        assert_eq!(r.create_by_burn("a", Some(reserved), rich, 1, &p), Err(EconomicsError::ReservedId(reserved)));
     }
-    assert_eq!(
-        r.create_by_burn("a", Some(7), rich, 1, &p),
-        Err(EconomicsError::BrainExists(7))
-    );
-    assert_eq!(
-        r.create_by_burn("a", Some(1024), rich, 1, &p),
-        Err(EconomicsError::IdOutOfRange(1024))
-    );
-    assert_eq!(
-        r.create_by_stake("b", Some(500), rich, 1, &p).unwrap().0,
-        500
-    );
+    assert_eq!(r.create_by_burn("a", Some(7), rich, 1, &p), Err(EconomicsError::BrainExists(7)));
+    assert_eq!(r.create_by_burn("a", Some(1024), rich, 1, &p), Err(EconomicsError::IdOutOfRange(1024)));
+    assert_eq!(r.create_by_stake("b", Some(500), rich, 1, &p).unwrap().0, 500);
     // fill to the cap: 1,016 public + 8 reserved
     while r.active_count() < 1024 {
         r.create_by_stake("b", None, rich, 1, &p).unwrap();
     }
-    assert_eq!(
-        r.create_by_burn("a", None, rich, 1, &p),
-        Err(EconomicsError::BrainCapReached { cap: 1024 })
-    );
+    assert_eq!(r.create_by_burn("a", None, rich, 1, &p), Err(EconomicsError::BrainCapReached { cap: 1024 }));
     // deactivating a staked Brain frees one id
-    let staked = r
-        .brains
-        .values()
-        .find(|b| matches!(b.kind, BrainKind::Staked { .. }))
-        .unwrap()
-        .id;
+    let staked = r.brains.values().find(|b| matches!(b.kind, BrainKind::Staked { .. })).unwrap().id;
     let unlock = 1 + p.stake_method_lock_blocks;
     assert_eq!(r.deactivate(staked, "b", unlock).unwrap(), tokens(100_000));
-    assert_eq!(
-        r.create_by_burn("a", None, rich, unlock, &p).unwrap().0,
-        staked
-    );
+    assert_eq!(r.create_by_burn("a", None, rich, unlock, &p).unwrap().0, staked);
 }
 
 #[test]
@@ -101,54 +76,28 @@ fn stake_method_lock_and_transfer_rules() {
     let mut r = BrainRegistry::genesis("labs", &p);
     assert_eq!(
         r.create_by_stake("s", None, tokens(99_999), 10, &p),
-        Err(EconomicsError::InsufficientBalance {
-            needed: tokens(100_000),
-            available: tokens(99_999)
-        })
+        Err(EconomicsError::InsufficientBalance { needed: tokens(100_000), available: tokens(99_999) })
     );
     assert_eq!(
         r.create_by_burn("s", None, tokens(999), 10, &p),
-        Err(EconomicsError::InsufficientBalance {
-            needed: tokens(1_000),
-            available: tokens(999)
-        })
+        Err(EconomicsError::InsufficientBalance { needed: tokens(1_000), available: tokens(999) })
     );
-    let (sid, locked) = r
-        .create_by_stake("s", None, tokens(100_000), 10, &p)
-        .unwrap();
+    let (sid, locked) = r.create_by_stake("s", None, tokens(100_000), 10, &p).unwrap();
     assert_eq!(locked, tokens(100_000));
     let (bid, _) = r.create_by_burn("b", None, tokens(1_000), 10, &p).unwrap();
     let unlock_at = 10 + 777_600;
-    assert_eq!(
-        r.get(sid).unwrap().kind,
-        BrainKind::Staked { locked, unlock_at }
-    );
+    assert_eq!(r.get(sid).unwrap().kind, BrainKind::Staked { locked, unlock_at });
     // staked: not transferable, locked 90 days, owner rewards start after the lock
-    assert_eq!(
-        r.transfer(sid, "s", "x"),
-        Err(EconomicsError::NotTransferable(sid))
-    );
-    assert_eq!(
-        r.deactivate(sid, "s", unlock_at - 1),
-        Err(EconomicsError::StakeLocked {
-            id: sid,
-            until: unlock_at
-        })
-    );
-    assert_eq!(
-        r.deactivate(sid, "x", unlock_at),
-        Err(EconomicsError::NotOwner)
-    );
+    assert_eq!(r.transfer(sid, "s", "x"), Err(EconomicsError::NotTransferable(sid)));
+    assert_eq!(r.deactivate(sid, "s", unlock_at - 1), Err(EconomicsError::StakeLocked { id: sid, until: unlock_at }));
+    assert_eq!(r.deactivate(sid, "x", unlock_at), Err(EconomicsError::NotOwner));
     assert!(!r.get(sid).unwrap().owner_rewards_active(unlock_at - 1));
     assert!(r.get(sid).unwrap().owner_rewards_active(unlock_at));
     // burned: transferable by its owner, never deactivated, owner rewards from the start
     assert_eq!(r.transfer(bid, "x", "y"), Err(EconomicsError::NotOwner));
     r.transfer(bid, "b", "y").unwrap();
     assert_eq!(r.get(bid).unwrap().owner, "y");
-    assert_eq!(
-        r.deactivate(bid, "y", unlock_at),
-        Err(EconomicsError::NotDeactivatable(bid))
-    );
+    assert_eq!(r.deactivate(bid, "y", unlock_at), Err(EconomicsError::NotDeactivatable(bid)));
     assert!(r.get(bid).unwrap().owner_rewards_active(10));
     assert_eq!(r.deactivate(sid, "s", unlock_at), Ok(locked));
     assert_eq!(r.get(sid), Err(EconomicsError::UnknownBrain(sid)));
@@ -158,68 +107,37 @@ fn stake_method_lock_and_transfer_rules() {
 /// contributors but grandfathering-in already registered contributors".
 #[test]
 fn registration_fee_grandfathering() {
-    let p = EconomicsParams {
-        max_validators_per_brain: 2,
-        ..EconomicsParams::default()
-    };
+    let p = EconomicsParams { max_validators_per_brain: 2, ..EconomicsParams::default() };
     let mut r = BrainRegistry::genesis("labs", &p);
-    let (id, _) = r
-        .create_by_burn("owner", None, tokens(1_000), 0, &p)
-        .unwrap();
+    let (id, _) = r.create_by_burn("owner", None, tokens(1_000), 0, &p).unwrap();
     let b = r.get_mut(id).unwrap();
     assert_eq!(b.registration_fee, tokens(100));
     assert_eq!(
         b.register("m1", PeerRole::Miner, tokens(99), 1, &p),
-        Err(EconomicsError::InsufficientBalance {
-            needed: tokens(100),
-            available: tokens(99)
-        })
+        Err(EconomicsError::InsufficientBalance { needed: tokens(100), available: tokens(99) })
     );
-    assert_eq!(
-        b.register("m1", PeerRole::Miner, tokens(100), 1, &p),
-        Ok(tokens(100))
-    );
-    assert_eq!(
-        b.register("m1", PeerRole::Miner, tokens(100), 1, &p),
-        Err(EconomicsError::AlreadyRegistered)
-    );
-    assert_eq!(
-        b.set_registration_fee("m1", tokens(1)),
-        Err(EconomicsError::NotOwner)
-    );
+    assert_eq!(b.register("m1", PeerRole::Miner, tokens(100), 1, &p), Ok(tokens(100)));
+    assert_eq!(b.register("m1", PeerRole::Miner, tokens(100), 1, &p), Err(EconomicsError::AlreadyRegistered));
+    assert_eq!(b.set_registration_fee("m1", tokens(1)), Err(EconomicsError::NotOwner));
     b.set_registration_fee("owner", tokens(500)).unwrap();
     // m1 keeps its registration at the old fee
     assert!(b.is_registered("m1"));
     assert_eq!(b.registrations["m1"].fee_paid, tokens(100));
     // newcomers pay the new fee
-    assert!(b
-        .register("m2", PeerRole::Miner, tokens(499), 2, &p)
-        .is_err());
-    assert_eq!(
-        b.register("m2", PeerRole::Miner, tokens(500), 2, &p),
-        Ok(tokens(500))
-    );
+    assert!(b.register("m2", PeerRole::Miner, tokens(499), 2, &p).is_err());
+    assert_eq!(b.register("m2", PeerRole::Miner, tokens(500), 2, &p), Ok(tokens(500)));
     // lowering the fee does not refund anyone either
     b.set_registration_fee("owner", 0).unwrap();
     assert_eq!(b.registrations["m2"].fee_paid, tokens(500));
     // slots per role
     b.register("v1", PeerRole::Validator, 0, 3, &p).unwrap();
     b.register("v2", PeerRole::Validator, 0, 3, &p).unwrap();
-    assert_eq!(
-        b.register("v3", PeerRole::Validator, 0, 3, &p),
-        Err(EconomicsError::BrainFull(PeerRole::Validator))
-    );
-    assert_eq!(
-        (b.count(PeerRole::Miner), b.count(PeerRole::Validator)),
-        (2, 2)
-    );
+    assert_eq!(b.register("v3", PeerRole::Validator, 0, 3, &p), Err(EconomicsError::BrainFull(PeerRole::Validator)));
+    assert_eq!((b.count(PeerRole::Miner), b.count(PeerRole::Validator)), (2, 2));
     // a peer that leaves and returns pays the current fee
     b.set_registration_fee("owner", tokens(7)).unwrap();
     b.deregister("m1").unwrap();
-    assert_eq!(
-        b.register("m1", PeerRole::Miner, tokens(7), 4, &p),
-        Ok(tokens(7))
-    );
+    assert_eq!(b.register("m1", PeerRole::Miner, tokens(7), 4, &p), Ok(tokens(7)));
     assert_eq!(b.deregister("zz"), Err(EconomicsError::NotRegistered));
     assert!(b.set_miner_share("owner", ONE + 1).is_err());
     b.set_miner_share("owner", 700 * M).unwrap();
@@ -245,16 +163,7 @@ fn brain_split_25_75() {
     let s = split_brain_emission(tokens(1_000), 600 * M, true, &[0, 0, 0], &div, &st, &p).unwrap();
     assert_eq!(s.validators, vec![tokens(5625) / 10, tokens(1875) / 10]);
     // no dividends: validators by stake
-    let s = split_brain_emission(
-        tokens(1_000),
-        600 * M,
-        true,
-        &inc,
-        &[0, 0],
-        &[tokens(3), tokens(1)],
-        &p,
-    )
-    .unwrap();
+    let s = split_brain_emission(tokens(1_000), 600 * M, true, &inc, &[0, 0], &[tokens(3), tokens(1)], &p).unwrap();
     assert_eq!(s.validators, vec![tokens(225), tokens(75)]);
     // no validators at all: their part goes to the owner
     let s = split_brain_emission(tokens(1_000), 600 * M, true, &inc, &[], &[], &p).unwrap();
@@ -269,27 +178,12 @@ fn brain_split_25_75() {
 /// Base 900 by score: A 600, B 225, C 75. Totals: A 700, B 225, C 75, D 0.
 #[test]
 fn brains_share_block_reward_with_top_bonus() {
-    let p = EconomicsParams {
-        brain_reward_stake_cap: None,
-        ..EconomicsParams::default()
-    };
+    let p = EconomicsParams { brain_reward_stake_cap: None, ..EconomicsParams::default() };
     let b = [
-        BrainStanding {
-            stake: tokens(400),
-            performance: ONE,
-        },
-        BrainStanding {
-            stake: tokens(300),
-            performance: 500 * M,
-        },
-        BrainStanding {
-            stake: tokens(250),
-            performance: 200 * M,
-        },
-        BrainStanding {
-            stake: tokens(50),
-            performance: 0,
-        },
+        BrainStanding { stake: tokens(400), performance: ONE },
+        BrainStanding { stake: tokens(300), performance: 500 * M },
+        BrainStanding { stake: tokens(250), performance: 200 * M },
+        BrainStanding { stake: tokens(50), performance: 0 },
     ];
     let s = brain_reward_shares(tokens(1_000), &b, &p).unwrap();
     assert_eq!(s.per_brain, vec![tokens(700), tokens(225), tokens(75), 0]);
@@ -301,37 +195,23 @@ fn brains_share_block_reward_with_top_bonus() {
     assert_eq!(s.per_brain.iter().sum::<Amount>(), tokens(1_000));
     assert_eq!(s.per_brain[1], 264_705_882_353);
     // nobody qualifies: nothing is minted
-    let none = [BrainStanding {
-        stake: 0,
-        performance: ONE,
-    }];
+    let none = [BrainStanding { stake: 0, performance: ONE }];
     let s = brain_reward_shares(tokens(10), &none, &p).unwrap();
     assert_eq!((s.per_brain.clone(), s.unallocated), (vec![0], tokens(10)));
-    assert_eq!(
-        brain_reward_shares(tokens(10), &[], &p)
-            .unwrap()
-            .unallocated,
-        tokens(10)
-    );
+    assert_eq!(brain_reward_shares(tokens(10), &[], &p).unwrap().unallocated, tokens(10));
 }
 
 #[test]
 fn active_validator_percentile() {
     let f = 700 * M;
-    assert_eq!(
-        active_validators(&[10, 9, 8, 1], f),
-        vec![true, true, true, false]
-    );
+    assert_eq!(active_validators(&[10, 9, 8, 1], f), vec![true, true, true, false]);
     // ⌈0.7·10⌉ = 7
     let s: Vec<Amount> = (1..=10).rev().collect();
     assert_eq!(active_validators(&s, f).iter().filter(|a| **a).count(), 7);
     assert_eq!(active_validators(&s, f)[6..], [true, false, false, false]);
     // ties with the last active one are active too
     assert_eq!(active_validators(&[5, 5, 5, 5], f), vec![true; 4]);
-    assert_eq!(
-        active_validators(&[9, 5, 5, 1], f),
-        vec![true, true, true, false]
-    );
+    assert_eq!(active_validators(&[9, 5, 5, 1], f), vec![true, true, true, false]);
     // a single validator is active; zero stake never is
     assert_eq!(active_validators(&[3], f), vec![true]);
     assert_eq!(active_validators(&[3, 0, 0], f), vec![true, false, false]);

@@ -6,29 +6,11 @@ use proptest::prelude::*;
 const M: Ppb = 1_000_000; // 0.001 in ppb, for writing 0.300 as 300 * M
 
 fn params_all_active() -> EconomicsParams {
-    EconomicsParams {
-        active_validator_fraction: ONE,
-        ..EconomicsParams::default()
-    }
+    EconomicsParams { active_validator_fraction: ONE, ..EconomicsParams::default() }
 }
 
-fn run(
-    weights: Vec<Vec<u64>>,
-    stake: Vec<Amount>,
-    prev: Vec<Vec<Ppb>>,
-    p: &EconomicsParams,
-) -> EpochOutput {
-    epoch(
-        &EpochInput {
-            weights,
-            stake,
-            prev_bonds: prev,
-            beta: 0,
-        },
-        &NoTft,
-        p,
-    )
-    .unwrap()
+fn run(weights: Vec<Vec<u64>>, stake: Vec<Amount>, prev: Vec<Vec<Ppb>>, p: &EconomicsParams) -> EpochOutput {
+    epoch(&EpochInput { weights, stake, prev_bonds: prev, beta: 0 }, &NoTft, p).unwrap()
 }
 
 /// Hand-computed example: 3 validators, 4 miners, κ = 0.5, α = 0.1, β = 0.
@@ -97,10 +79,7 @@ fn hand_computed_three_validators_four_miners() {
     assert_eq!(o.validator_trust, vec![900 * M, 900 * M, 400 * M]);
     // P and R are in (token base units × ppb): 1 token × 1.0 = 10¹⁸.
     let e18 = 1_000_000_000_000_000_000u128;
-    assert_eq!(
-        o.prerank,
-        vec![29 * e18, 285 * e18 / 10, 275 * e18 / 10, 15 * e18]
-    );
+    assert_eq!(o.prerank, vec![29 * e18, 285 * e18 / 10, 275 * e18 / 10, 15 * e18]);
     assert_eq!(o.rank, vec![25 * e18, 25 * e18, 275 * e18 / 10, 0]);
     assert_eq!(o.rank_share, vec![322_580_645, 322_580_645, 354_838_710, 0]);
     assert_eq!(o.incentive, vec![322_580_645, 322_580_645, 354_838_710, 0]);
@@ -176,10 +155,7 @@ fn coalition_of_40_percent_cannot_lift_its_miner() {
     w.push(vec![1, 0, 0, 0]);
     let attacked = run(w, stake, vec![], &p);
 
-    assert_eq!(
-        all_honest.consensus,
-        vec![100 * M, 200 * M, 300 * M, 400 * M]
-    );
+    assert_eq!(all_honest.consensus, vec![100 * M, 200 * M, 300 * M, 400 * M]);
     assert_eq!(attacked.consensus, all_honest.consensus);
     assert_eq!(attacked.clipped[3], vec![100 * M, 0, 0, 0]);
     assert_eq!(attacked.clipped[4], vec![100 * M, 0, 0, 0]);
@@ -188,16 +164,10 @@ fn coalition_of_40_percent_cannot_lift_its_miner() {
     for j in 1..4 {
         assert!(attacked.rank[j] < all_honest.rank[j]);
     }
-    assert_eq!(
-        attacked.incentive,
-        vec![156_250_000, 187_500_000, 281_250_000, 375_000_000]
-    );
+    assert_eq!(attacked.incentive, vec![156_250_000, 187_500_000, 281_250_000, 375_000_000]);
     // coalition dividends: 40% of miner 0's bonds × 0.15625 = 6.25%
     assert_eq!(attacked.dividends[3] + attacked.dividends[4], 62_500_000);
-    assert_eq!(
-        all_honest.dividends[3] + all_honest.dividends[4],
-        400_000_000
-    );
+    assert_eq!(all_honest.dividends[3] + all_honest.dividends[4], 400_000_000);
     // without clipping the coalition would have given miner 0 a prerank of 46 instead of 10
     let e18 = 1_000_000_000_000_000_000u128;
     assert_eq!(attacked.prerank[0], 46 * e18);
@@ -223,12 +193,7 @@ fn inactive_validators_do_not_vote() {
     let p = EconomicsParams::default();
     // 4 validators: top ceil(2.8) = 3 by stake active; the 1-token one is not.
     let w = vec![vec![1, 0], vec![1, 0], vec![1, 0], vec![0, 1]];
-    let o = run(
-        w,
-        vec![tokens(10), tokens(9), tokens(8), tokens(1)],
-        vec![],
-        &p,
-    );
+    let o = run(w, vec![tokens(10), tokens(9), tokens(8), tokens(1)], vec![], &p);
     assert_eq!(o.active, vec![true, true, true, false]);
     assert_eq!(o.incentive, vec![ONE, 0]);
     assert_eq!(o.dividends[3], 0);
@@ -239,12 +204,7 @@ fn inactive_validators_do_not_vote() {
 fn degenerate_inputs() {
     let p = EconomicsParams::default();
     // nobody set weights
-    let o = run(
-        vec![vec![0, 0], vec![0, 0]],
-        vec![tokens(1), tokens(1)],
-        vec![],
-        &p,
-    );
+    let o = run(vec![vec![0, 0], vec![0, 0]], vec![tokens(1), tokens(1)], vec![], &p);
     assert_eq!(o.incentive, vec![0, 0]);
     assert_eq!(o.dividends, vec![0, 0]);
     // no stake
@@ -255,36 +215,18 @@ fn degenerate_inputs() {
     let o = run(vec![], vec![], vec![], &p);
     assert!(o.incentive.is_empty());
     // shape errors
-    let bad = EpochInput {
-        weights: vec![vec![1, 2], vec![1]],
-        stake: vec![1, 1],
-        ..Default::default()
-    };
+    let bad = EpochInput { weights: vec![vec![1, 2], vec![1]], stake: vec![1, 1], ..Default::default() };
     assert!(epoch(&bad, &NoTft, &p).is_err());
-    let bad = EpochInput {
-        weights: vec![vec![1]],
-        stake: vec![1, 1],
-        ..Default::default()
-    };
+    let bad = EpochInput { weights: vec![vec![1]], stake: vec![1, 1], ..Default::default() };
     assert!(epoch(&bad, &NoTft, &p).is_err());
-    let bad = EpochInput {
-        weights: vec![vec![1]],
-        stake: vec![1],
-        prev_bonds: vec![vec![1, 2]],
-        beta: 0,
-    };
+    let bad = EpochInput { weights: vec![vec![1]], stake: vec![1], prev_bonds: vec![vec![1, 2]], beta: 0 };
     assert!(epoch(&bad, &NoTft, &p).is_err());
 }
 
 #[test]
 fn tft_accuracy_enters_after_beta() {
     let p = params_all_active();
-    let input = EpochInput {
-        weights: vec![vec![1, 1]; 2],
-        stake: vec![tokens(1); 2],
-        prev_bonds: vec![],
-        beta: ONE,
-    };
+    let input = EpochInput { weights: vec![vec![1, 1]; 2], stake: vec![tokens(1); 2], prev_bonds: vec![], beta: ONE };
     let acc: Vec<Ppb> = vec![0, ONE];
     // R = (.5, .5), β·acc = (0, 1) ⇒ (.5, 1.5)/2
     let o = epoch(&input, &acc, &p).unwrap();
@@ -395,23 +337,14 @@ fn full_size_brain_epoch() {
         x ^= x << 17;
         x
     };
-    let weights: Vec<Vec<u64>> = (0..nv)
-        .map(|_| (0..nm).map(|_| next() % 65_536).collect())
-        .collect();
-    let mut stake: Vec<Amount> = (0..nv)
-        .map(|_| (next() % 1_000_000) as u128 * 1_000_000)
-        .collect();
+    let weights: Vec<Vec<u64>> = (0..nv).map(|_| (0..nm).map(|_| next() % 65_536).collect()).collect();
+    let mut stake: Vec<Amount> = (0..nv).map(|_| (next() % 1_000_000) as u128 * 1_000_000).collect();
     let total: u128 = stake.iter().sum();
     stake[0] += tokens(63_100_000) - total; // ≈ max supply in one Brain
     let o = run(weights, stake, vec![], &p);
     assert_eq!(o.incentive.iter().sum::<Ppb>(), ONE);
     assert_eq!(o.dividends.iter().sum::<Ppb>(), ONE);
     assert_eq!(o.active.iter().filter(|a| **a).count(), 180); // ⌈0.7 · 256⌉
-    let o2 = run(
-        o.weights.clone(),
-        o.active_stake.clone(),
-        o.bonds.clone(),
-        &p,
-    );
+    let o2 = run(o.weights.clone(), o.active_stake.clone(), o.bonds.clone(), &p);
     assert_eq!(o2.incentive.iter().sum::<Ppb>(), ONE);
 }
