@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use brainmesh_models::proof::Tolerance;
@@ -300,9 +300,10 @@ impl Auditor {
         let (Some(tasks), Ok(expected)) = (self.tasks.clone(), e.text) else { return };
         let mut spec = e.spec;
         let hash = self.cfg.model_hash.clone();
+        let clock = self.cfg.clock.clone();
         ctx.spawn(
             async move {
-                let t0 = Instant::now();
+                let t0 = clock.instant();
                 // The model id the Brain's miners advertise for the hash this validator holds.
                 let models = crate::task::TaskService::models(&tasks).await;
                 let Some(m) = models.into_iter().find(|m| m.hash == hash) else {
@@ -321,13 +322,13 @@ impl Auditor {
                             return QualityDone {
                                 miner,
                                 passed: text == expected,
-                                latency_ms: t0.elapsed().as_millis() as u64,
+                                latency_ms: clock.elapsed(t0).as_millis() as u64,
                             }
                         }
                         TaskEvent::Failed(_) => break,
                     }
                 }
-                QualityDone { miner, passed: false, latency_ms: t0.elapsed().as_millis() as u64 }
+                QualityDone { miner, passed: false, latency_ms: clock.elapsed(t0).as_millis() as u64 }
             }
             .into_actor(self)
             .map(|q, act, _| act.on_quality(q)),
@@ -377,9 +378,10 @@ impl Auditor {
         let (net, timeout) = (self.net.clone(), self.cfg.fetch_timeout);
         let req = serde_json::to_vec(&AuditRequest::Transcript { task_id: r.task_id.clone() }).unwrap_or_default();
         let miner = r.miner.clone();
+        let clock = self.cfg.clock.clone();
         ctx.spawn(
             async move {
-                let t0 = Instant::now();
+                let t0 = clock.instant();
                 let mut transcript = None;
                 // One retry: the receipt can outrun the miner's write of its transcript.
                 for attempt in 0..2 {
@@ -399,7 +401,7 @@ impl Auditor {
                     signed: msg.signed,
                     receipt: msg.receipt,
                     transcript,
-                    latency_ms: t0.elapsed().as_millis() as u64,
+                    latency_ms: clock.elapsed(t0).as_millis() as u64,
                 }
             }
             .into_actor(self)

@@ -139,6 +139,8 @@ pub async fn classify(
     text: &str,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PrivateOutcome, PrivateError> {
+    // Client-side wall time of a real round trip (reported to the user).
+    #[allow(clippy::disallowed_methods)]
     let t0 = Instant::now();
     if classifier.head_id != offer.head_id {
         return Err(PrivateError::HeadMismatch { want: offer.head_id.clone(), got: classifier.head_id.clone() });

@@ -5,6 +5,8 @@
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
+use brainmesh_ledger::clock::ChainClock;
+
 use actix::prelude::*;
 use brainmesh_models::fhe::{self, FheError, QuantizedHead, WireRequest};
 use tokio::sync::oneshot;
@@ -27,7 +29,7 @@ pub struct FheService {
 impl FheService {
     /// Starts the head's thread. The head's keys cache holds 8 client keys (≈ 1 GB decompressed
     /// for the 2_3 set), uploads in flight at most 2, each dropped after 5 minutes of silence.
-    pub fn new(head: QuantizedHead, metrics: Metrics) -> Result<Self, FheError> {
+    pub fn new(head: QuantizedHead, metrics: Metrics, clock: ChainClock) -> Result<Self, FheError> {
         let head_id = head.head_id();
         let spec_json = serde_json::to_string(&head.spec).map_err(|e| FheError::Wire(e.to_string()))?;
         let miner = fhe::Miner::new(head)?;
@@ -42,6 +44,7 @@ impl FheService {
                     head_id,
                     spec_json,
                     metrics: m,
+                    clock,
                 };
                 while let Ok((peer, data, reply)) = rx.recv() {
                     let _ = reply.send(w.handle(&peer, &data).to_bytes());
@@ -82,6 +85,7 @@ struct Worker {
     head_id: String,
     spec_json: String,
     metrics: Metrics,
+    clock: ChainClock,
 }
 
 impl Worker {
@@ -96,7 +100,7 @@ impl Worker {
         match msg {
             FheMsg::Describe => FheReply::Head { head_id: self.head_id.clone(), spec_json: self.spec_json.clone() },
             FheMsg::KeyChunk { key_id, offset, total, bytes } => {
-                match self.uploads.chunk(peer, key_id, offset, total, &bytes, Instant::now()) {
+                match self.uploads.chunk(peer, key_id, offset, total, &bytes, self.clock.instant()) {
                     Ok(Chunk::Partial { have }) => FheReply::Key { have, installed: false },
                     Ok(Chunk::Complete(key)) => match self.miner.install_key(&key) {
                         Ok(_) => {
@@ -123,6 +127,8 @@ impl Worker {
                         return FheReply::error(FheFail::Malformed, e.to_string());
                     }
                 };
+                // Real CPU work: timed on the machine's clock whatever the chain clock is.
+                #[allow(clippy::disallowed_methods)]
                 let (t, cpu) = (Instant::now(), fhe::head::process_cpu_seconds());
                 match self.miner.serve(&req).and_then(|(resp, _)| resp.to_bytes()) {
                     Ok(response) => {

@@ -152,7 +152,7 @@ pub fn start_actors(
     let book = receipt::ReceiptBook::new(brain, receipts.clone(), metrics.clone(), auditor_addr.map(|a| a.recipient()))
         .start();
     let fhe = match cfg.fhe {
-        Some(head) => match fhe_service::FheService::new(head, metrics.clone()) {
+        Some(head) => match fhe_service::FheService::new(head, metrics.clone(), cfg.clock.clone()) {
             Ok(s) => Some(s.start().recipient()),
             Err(e) => {
                 tracing::error!("encrypted head not served: {e}");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use libp2p::{gossipsub, identify, identity::Keypair, kad, ping, request_response, StreamProtocol};
+use libp2p::{connection_limits, gossipsub, identify, identity::Keypair, kad, ping, request_response, StreamProtocol};
 
 use brainmesh_actors::Proto;
 
@@ -12,8 +12,15 @@ use super::codec::{protocol_id, BytesCodec};
 /// application, are counted and rejected there (and never forwarded).
 pub const GOSSIP_MAX_TRANSMIT: usize = 1024 * 1024;
 
+/// Connections a peer may hold to us at once (a dial race can open two; more is abuse).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+/// Inbound connections still in their handshake at once.
+pub const MAX_PENDING_INCOMING: u32 = 64;
+
 #[derive(libp2p::swarm::NetworkBehaviour)]
 pub struct Behaviour {
+    /// Bounds on open and pending connections (inbound connections were unbounded before).
+    pub limits: connection_limits::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub identify: identify::Behaviour,
@@ -26,7 +33,12 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    pub fn new(key: &Keypair, gossip_heartbeat: Duration) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+    /// `max_peers` bounds established inbound connections (and Kademlia's dials, in the service).
+    pub fn new(
+        key: &Keypair,
+        gossip_heartbeat: Duration,
+        max_peers: usize,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let peer_id = key.public().to_peer_id();
         let gossip_cfg = gossipsub::ConfigBuilder::default()
             .heartbeat_interval(gossip_heartbeat)
@@ -70,7 +82,14 @@ impl Behaviour {
             [(protocol_id(Proto::Audit), request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
         );
-        Ok(Self { gossipsub, kad, identify, ping, sync, task, fhe, audit })
+        let max_in = u32::try_from(max_peers.max(1)).unwrap_or(u32::MAX);
+        let limits = connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established_incoming(Some(max_in))
+                .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+        );
+        Ok(Self { limits, gossipsub, kad, identify, ping, sync, task, fhe, audit })
     }
 }
 

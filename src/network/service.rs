@@ -71,7 +71,7 @@ impl NetworkService {
         events: Arc<dyn NetworkEvents>,
         metrics: Metrics,
     ) -> Result<(Self, Vec<Multiaddr>), NetError> {
-        let heartbeat = settings.gossip_heartbeat;
+        let (heartbeat, max_peers) = (settings.gossip_heartbeat, settings.max_peers);
         let builder = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -79,7 +79,7 @@ impl NetworkService {
         #[cfg(feature = "quic")]
         let builder = builder.with_quic();
         let mut swarm = builder
-            .with_behaviour(|key| Behaviour::new(key, heartbeat))
+            .with_behaviour(|key| Behaviour::new(key, heartbeat, max_peers))
             .map_err(|e| NetError::Transport(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
             .build();

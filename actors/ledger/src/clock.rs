@@ -7,6 +7,9 @@
 //! [`VirtualClock`] and advances it, so a 10 s block can pass in 100 ms of wall time (or in no
 //! time at all) and the same scenario replays identically.
 
+// The one module allowed to read the machine's clocks (see actors/clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -209,9 +212,26 @@ impl ChainClock {
 pub struct ClockInstant(u64);
 
 impl ClockInstant {
+    /// An instant `us` microseconds from a source's origin (tests, replay).
+    pub fn from_micros(us: u64) -> Self {
+        Self(us)
+    }
+
     /// Microseconds from the source's origin.
     pub fn as_micros(self) -> u64 {
         self.0
+    }
+
+    /// Time from `earlier` to `self` (zero if `earlier` is later).
+    pub fn saturating_duration_since(self, earlier: ClockInstant) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl std::ops::Add<Duration> for ClockInstant {
+    type Output = ClockInstant;
+    fn add(self, d: Duration) -> ClockInstant {
+        ClockInstant(self.0.saturating_add(d.as_micros() as u64))
     }
 }
 

@@ -14,7 +14,9 @@
 //! hashes to the id the client named.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use brainmesh_ledger::clock::ClockInstant;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -139,7 +141,7 @@ pub enum Chunk {
 struct Upload {
     total: u64,
     buf: Vec<u8>,
-    touched: Instant,
+    touched: ClockInstant,
 }
 
 /// Uploads in flight, one per (peer, key id): a peer cannot write into another's upload.
@@ -165,7 +167,7 @@ impl KeyUploads {
         offset: u64,
         total: u64,
         bytes: &[u8],
-        now: Instant,
+        now: ClockInstant,
     ) -> Result<Chunk, UploadError> {
         if total == 0 || total > MAX_KEY_BYTES {
             return Err(UploadError::Size(total));
@@ -227,7 +229,7 @@ mod tests {
     fn chunks_in_order_assemble_the_key_and_check_its_hash() {
         let key: Vec<u8> = (0..5000u32).map(|i| (i * 31) as u8).collect();
         let mut u = KeyUploads::new(2, Duration::from_secs(60));
-        let t = Instant::now();
+        let t = ClockInstant::from_micros(1_000_000);
         let mut off = 0;
         let mut last = None;
         for c in key.chunks(1500) {
@@ -242,7 +244,7 @@ mod tests {
     fn a_key_that_does_not_hash_to_its_id_is_refused() {
         let key = vec![7u8; 100];
         let mut u = KeyUploads::new(2, Duration::from_secs(60));
-        let err = u.chunk("p", id(b"other"), 0, 100, &key, Instant::now()).unwrap_err();
+        let err = u.chunk("p", id(b"other"), 0, 100, &key, ClockInstant::from_micros(1_000_000)).unwrap_err();
         assert!(matches!(err, UploadError::HashMismatch { .. }), "{err}");
     }
 
@@ -251,7 +253,7 @@ mod tests {
         let key = vec![1u8; 300];
         let k = id(&key);
         let mut u = KeyUploads::new(2, Duration::from_secs(60));
-        let t = Instant::now();
+        let t = ClockInstant::from_micros(1_000_000);
         u.chunk("p", k, 0, 300, &key[..100], t).unwrap();
         let e = u.chunk("p", k, 200, 300, &key[200..], t).unwrap_err();
         assert_eq!(e, UploadError::OutOfOrder { offset: 200, have: 100 });
@@ -271,7 +273,7 @@ mod tests {
         let key = vec![3u8; 200];
         let k = id(&key);
         let mut u = KeyUploads::new(2, Duration::from_secs(60));
-        let t = Instant::now();
+        let t = ClockInstant::from_micros(1_000_000);
         u.chunk("alice", k, 0, 200, &key[..100], t).unwrap();
         // mallory's chunks go to mallory's own slot
         u.chunk("mallory", k, 0, 200, &[9u8; 100], t).unwrap();

@@ -1,0 +1,110 @@
+//! The network service on its own: two services on 127.0.0.1 with ephemeral ports and a
+//! channel as their event sink (no actors, no models, no ledger). A request travels one way and
+//! its answer back; a gossip message published by one reaches the other's sink.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use brainmesh::network::{command_channel, ChannelEvents, NetEvent, NetworkService, NetworkSettings};
+use brainmesh_actors::{Metrics, NetworkSender, Proto};
+use libp2p::identity::Keypair;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+struct Peer {
+    net: NetworkSender,
+    events: UnboundedReceiver<NetEvent>,
+    peer_id: String,
+    addr: String,
+}
+
+async fn start(bootstrap: Vec<String>) -> Peer {
+    let key = Keypair::generate_ed25519();
+    let peer_id = key.public().to_peer_id().to_string();
+    let (net, commands) = command_channel();
+    let (sink, events) = ChannelEvents::new();
+    let settings = NetworkSettings {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        bootstrap,
+        gossip_heartbeat: Duration::from_millis(100),
+        max_peers: 8,
+    };
+    let (service, addrs) = NetworkService::new(key, settings, commands, Arc::new(sink), Metrics::new())
+        .await
+        .expect("network service starts without a node");
+    let addr = format!("{}/p2p/{peer_id}", addrs.first().expect("a listen address"));
+    tokio::spawn(service.run());
+    Peer { net, events, peer_id, addr }
+}
+
+/// Waits for the first event `pick` accepts, answering requests and gossip it passes over.
+async fn next<T>(events: &mut UnboundedReceiver<NetEvent>, mut pick: impl FnMut(NetEvent) -> Option<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let ev = events.recv().await.expect("the service is running");
+            if let Some(t) = pick(ev) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("the event arrives within 30 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_network_services_exchange_a_request_and_a_gossip_message_without_actors() {
+    let mut a = start(vec![]).await;
+    let mut b = start(vec![a.addr.clone()]).await;
+
+    // B dials A through its bootstrap list; both sinks hear of the connection.
+    let a_id = a.peer_id.clone();
+    next(&mut b.events, |e| matches!(e, NetEvent::Connected(ref p) if *p == a_id).then_some(())).await;
+    let b_id = b.peer_id.clone();
+    next(&mut a.events, |e| matches!(e, NetEvent::Connected(ref p) if *p == b_id).then_some(())).await;
+
+    // A request from B to A on the sync protocol; A's reader answers it.
+    let net = b.net.clone();
+    let to = a.peer_id.clone();
+    let asked = tokio::spawn(async move { net.request_on(Proto::Sync, to, b"ping?".to_vec()).await });
+    let (proto, from, data) = next(&mut a.events, |e| match e {
+        NetEvent::Request { proto, peer, data, reply } => {
+            let _ = reply.send(b"pong!".to_vec());
+            Some((proto, peer, data))
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!((proto, from.as_str(), data.as_slice()), (Proto::Sync, b.peer_id.as_str(), &b"ping?"[..]));
+    let answer = asked.await.expect("request task").expect("the response comes back");
+    assert_eq!(answer, b"pong!");
+
+    // Gossip: both subscribe; B publishes until A's sink sees the message (the gossipsub mesh
+    // forms on its heartbeat, and a publish before that has nobody to go to).
+    let topic = "brainmesh/test/network-only".to_string();
+    a.net.subscribe(topic.clone()).await.expect("subscribe");
+    b.net.subscribe(topic.clone()).await.expect("subscribe");
+    let publisher = b.net.clone();
+    let t = topic.clone();
+    let pumping = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        for i in 0u32.. {
+            tick.tick().await;
+            publisher.publish(t.clone(), format!("hello #{i}").into_bytes());
+        }
+    });
+    let (got_topic, source, data) = next(&mut a.events, |e| match e {
+        NetEvent::Gossip { topic, source, data, verdict } => {
+            let _ = verdict.send(Ok(()));
+            Some((topic, source, data))
+        }
+        NetEvent::Request { reply, .. } => {
+            let _ = reply.send(Vec::new());
+            None
+        }
+        _ => None,
+    })
+    .await;
+    pumping.abort();
+    assert_eq!(got_topic, topic);
+    assert_eq!(source.as_deref(), Some(b.peer_id.as_str()), "gossipsub's signed author is B");
+    assert!(String::from_utf8_lossy(&data).starts_with("hello #"), "{data:?}");
+}
