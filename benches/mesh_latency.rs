@@ -80,14 +80,17 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// One in-process job: chat messages (role, content), max tokens, where the timing goes.
+type DirectJob = (Vec<(String, String)>, u32, tokio::sync::oneshot::Sender<Timing>);
+
 /// In-process generation on its own thread (the model is not shared with the mesh's miner).
 struct Direct {
-    tx: std_mpsc::Sender<(Vec<(String, String)>, u32, tokio::sync::oneshot::Sender<Timing>)>,
+    tx: std_mpsc::Sender<DirectJob>,
 }
 
 impl Direct {
     fn start(threads: usize) -> Direct {
-        let (tx, rx) = std_mpsc::channel::<(Vec<(String, String)>, u32, tokio::sync::oneshot::Sender<Timing>)>();
+        let (tx, rx) = std_mpsc::channel::<DirectJob>();
         std::thread::spawn(move || {
             let opts = LoadOptions { threads: Some(threads), ..Default::default() };
             let model = Model::load(smollm(), &opts, &mut |_| {}).expect("load SmolLM2");
@@ -149,7 +152,7 @@ async fn through_mesh(tasks: &dyn TaskService, msgs: &[(String, String)], max_to
 
 async fn wait_miners(tasks: &dyn TaskService, n: u32) {
     let end = Instant::now() + Duration::from_secs(120);
-    while !tasks.models().await.first().is_some_and(|m| m.miners >= n) {
+    while tasks.models().await.first().is_none_or(|m| m.miners < n) {
         assert!(Instant::now() < end, "miners never advertised");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -92,7 +92,7 @@ async fn one_hundred_bad_messages_are_all_rejected_and_counted_without_harm() {
         // A registration for the victim, signed by the rogue.
         sent.push((
             membership.clone(),
-            Envelope::seal(&rogue_id, &registration(&rogue_id, format!("{victim_id}"))).to_bytes(),
+            Envelope::seal(&rogue_id, &registration(&rogue_id, victim_id.to_string())).to_bytes(),
             Reject::IdentityMismatch,
         ));
         // A genuine registration of some other peer, published by the rogue as its own.

@@ -71,7 +71,7 @@ async fn ask(tasks: &impl TaskService, i: usize) -> Option<String> {
             role: "user".into(),
             content: format!("Give me fact number {i} about the sea."),
         }]),
-        sampling: if i % 2 == 0 {
+        sampling: if i.is_multiple_of(2) {
             Sampling { max_tokens: 12, ..Default::default() }
         } else {
             Sampling { max_tokens: 12, temperature: 0.8, top_p: Some(0.95), seed: Some(i as u64), ..Default::default() }

@@ -1146,9 +1146,8 @@ impl Handler<SubmitSigned> for Rollup {
     fn handle(&mut self, msg: SubmitSigned, _ctx: &mut Self::Context) -> Self::Result {
         let id = msg.tx.id();
         let tx = msg.tx.clone();
-        self.on_tx(msg.tx).map_err(|r| {
+        self.on_tx(msg.tx).inspect_err(|&r| {
             self.metrics.reject(r);
-            r
         })?;
         self.net.publish(self.topic(), RollupMsg::Tx { tx, sent_ms: self.cfg.clock.now_ms() }.to_bytes());
         Ok(id)

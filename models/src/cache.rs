@@ -137,6 +137,7 @@ pub(crate) struct Step {
 
 /// Writes this step's keys/values (`[B, KV, T, hd]`) into layer `layer` of the cache (when
 /// there is one) and runs scaled-dot-product attention; returns `[B, T, H*hd]`.
+#[allow(clippy::too_many_arguments)] // the attention call's tensors and shape, as the callers hold them
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,

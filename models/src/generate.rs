@@ -19,7 +19,7 @@ pub struct GenerateConfig {
     pub top_p: Option<f32>,
     pub seed: u64,
     /// > 1 discourages tokens already in the prompt or the output (1.0: off), as in
-    /// transformers' `RepetitionPenaltyLogitsProcessor`.
+    /// > transformers' `RepetitionPenaltyLogitsProcessor`.
     pub repetition_penalty: f32,
     /// Strings that end a generation; the text is cut before them.
     pub stop: Vec<String>,

@@ -485,8 +485,8 @@ mod tests {
         }
         let mut out = vec![0f32; 32];
         dequantize_into(GgmlType::Q8_0, &b, &mut out).unwrap();
-        for j in 0..32 {
-            assert_eq!(out[j], 0.25 * (j as f32 - 16.0));
+        for (j, v) in out.iter().enumerate() {
+            assert_eq!(*v, 0.25 * (j as f32 - 16.0));
         }
     }
 

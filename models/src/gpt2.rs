@@ -64,7 +64,7 @@ impl Gpt2Config {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.n_head == 0 || self.n_embd % self.n_head != 0 || self.n_layer == 0 {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) || self.n_layer == 0 {
             return Err(ModelError::Metadata("gpt2: n_embd must be a non-zero multiple of n_head".into()));
         }
         match self.activation_function.as_str() {

@@ -126,7 +126,7 @@ fn work(mail: &Mailbox, stop: &AtomicBool) {
                 return;
             }
             spins = spins.wrapping_add(1);
-            if spins % 64 != 0 {
+            if !spins.is_multiple_of(64) {
                 std::hint::spin_loop();
                 continue;
             }

@@ -247,10 +247,10 @@ impl LlamaConfig {
         if self.num_attention_heads == 0 || self.num_hidden_layers == 0 || self.hidden_size == 0 {
             return bad("llama: zero heads, layers or hidden size");
         }
-        if self.num_attention_heads % self.kv_heads().max(1) != 0 || self.kv_heads() == 0 {
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads().max(1)) || self.kv_heads() == 0 {
             return bad("llama: attention heads not a multiple of key/value heads");
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return bad("llama: odd head_dim");
         }
         if let Some(h) = &self.brainmesh_heads {
@@ -573,12 +573,12 @@ impl Llama {
             let k = self.rope(&k, &cos, &sin);
             let mask = head_mask.map(|m| m.get(li as i64).narrow(0, 0, nh));
             let a = attention(&q, &k, &v, cache.as_deref_mut(), li, &step, l.kv_index.as_ref(), mask.as_ref());
-            x = x + l.wo.forward(&sq(a), pool)?;
+            x += l.wo.forward(&sq(a), pool)?;
             let h = x.rms_norm([x.size()[2]], Some(&l.ffn_norm), eps);
             let gu = l.w_gate_up.forward(&sq(h), pool)?;
             let f = self.cfg.intermediate_size as i64;
             let act = gu.narrow(-1, 0, f).silu() * gu.narrow(-1, f, f);
-            x = x + l.w_down.forward(&sq(act), pool)?;
+            x += l.w_down.forward(&sq(act), pool)?;
         }
         if let Some(c) = cache {
             c.advance(t as usize);

@@ -187,7 +187,7 @@ fn load_groups(files: &SafeTensorFiles, name: &str) -> Result<crate::llama::Weig
     if files.contains(&channel) {
         let scale = Vec::<f32>::try_from(&files.tensor(&channel, Device::Cpu, Kind::Float)?)?;
         let rows = scale.len();
-        let cols = if rows > 0 { q.numel() / rows } else { 0 };
+        let cols = q.numel().checked_div(rows).unwrap_or(0);
         let quants = Vec::<u8>::try_from(&q)?;
         let m = crate::qmatmul::QMatrix::from_channel_parts(rows, cols, quants, &scale).ok_or_else(|| {
             ModelError::ShapeMismatch {
@@ -219,7 +219,7 @@ fn load_groups(files: &SafeTensorFiles, name: &str) -> Result<crate::llama::Weig
     let quants = Vec::<u8>::try_from(&q)?;
     let scale = Vec::<f32>::try_from(&scale)?;
     let offset = Vec::<f32>::try_from(&offset)?;
-    Ok(crate::llama::Weight::grouped(name, kind, quants, scale, offset)?)
+    crate::llama::Weight::grouped(name, kind, quants, scale, offset)
 }
 
 fn load_gguf(

@@ -74,7 +74,7 @@ impl QMatrix {
     /// Unpacks raw ggml blocks; None when the type has no kernel or sizes do not match.
     pub fn new(kind: GgmlType, rows: usize, cols: usize, data: Vec<u8>) -> Option<Self> {
         let bb = block_bytes(kind)?;
-        if cols % 32 != 0 || data.len() != rows * cols / 32 * bb {
+        if !cols.is_multiple_of(32) || data.len() != rows * cols / 32 * bb {
             return None;
         }
         let nblocks = rows * cols / 32;
@@ -101,7 +101,7 @@ impl QMatrix {
     /// Scales are kept in f32 (ggml rounds them to f16), so the error bounds are exact:
     /// |w − ŵ| ≤ (max − min)/30 per block for Q4_1, ≤ absmax/254 for Q8_0.
     pub fn quantize(kind: GgmlType, rows: usize, cols: usize, w: &[f32]) -> Option<Self> {
-        if cols % 32 != 0 || w.len() != rows * cols || !matches!(kind, GgmlType::Q4_1 | GgmlType::Q8_0) {
+        if !cols.is_multiple_of(32) || w.len() != rows * cols || !matches!(kind, GgmlType::Q4_1 | GgmlType::Q8_0) {
             return None;
         }
         let nblocks = rows * cols / 32;
@@ -137,7 +137,7 @@ impl QMatrix {
     /// quantizes each input row x to int8 with its own scale max|x|/127, takes the integer dot
     /// product and rescales: y_r = s_x · s_r · Σ q_x q_w.
     pub fn quantize_per_channel_i8(rows: usize, cols: usize, w: &[f32]) -> Option<Self> {
-        if cols % 32 != 0 || w.len() != rows * cols {
+        if !cols.is_multiple_of(32) || w.len() != rows * cols {
             return None;
         }
         let nb = cols / 32;
@@ -156,7 +156,7 @@ impl QMatrix {
 
     /// The per-channel form from stored parts (`rows × cols` signed bytes, one scale per row).
     pub fn from_channel_parts(rows: usize, cols: usize, quants: Vec<u8>, channel_scale: &[f32]) -> Option<Self> {
-        if cols % 32 != 0 || quants.len() != rows * cols || channel_scale.len() != rows {
+        if !cols.is_multiple_of(32) || quants.len() != rows * cols || channel_scale.len() != rows {
             return None;
         }
         let nb = cols / 32;
@@ -198,14 +198,21 @@ impl QMatrix {
     ) -> Option<Self> {
         block_bytes(kind)?;
         let nb = rows * cols / 32;
-        let ok = cols % 32 == 0 && quants.len() == nb * quant_bytes(kind) && scale.len() == nb && offset.len() == nb;
+        let ok = cols.is_multiple_of(32)
+            && quants.len() == nb * quant_bytes(kind)
+            && scale.len() == nb
+            && offset.len() == nb;
         ok.then_some(QMatrix { rows, cols, kind, quants, scale, offset, int8_activations: false })
     }
 
     /// The same groups seen as `rows × cols` (groups run along rows, so any split with
     /// `cols` a multiple of 32 and the same element count is the same matrix in row-major order).
     pub fn reshape(&self, rows: usize, cols: usize) -> Option<Self> {
-        (cols % 32 == 0 && rows * cols == self.rows * self.cols).then(|| QMatrix { rows, cols, ..self.clone() })
+        (cols.is_multiple_of(32) && rows * cols == self.rows * self.cols).then(|| QMatrix {
+            rows,
+            cols,
+            ..self.clone()
+        })
     }
 
     /// The dense f32 values `d·q + m`, row-major.
@@ -716,14 +723,10 @@ mod tests {
         assert_eq!(y, y2);
         assert_eq!(dot_i8(&[1, -2, 3], &[4, 5, -6]), 4 - 10 - 18);
         // the SIMD path (70 = two 32-steps and a tail) against the plain sum, extremes included
-        let a: Vec<i8> = (0..70)
-            .map(|i| if i % 7 == 0 { -127 } else { ((i * 37) % 255) as i32 as i8 })
-            .map(|v: i8| v.max(-127))
-            .collect();
-        let b: Vec<i8> = (0..70)
-            .map(|i| if i % 5 == 0 { 127 } else { ((i * 91) % 255) as i32 as i8 })
-            .map(|v: i8| v.max(-127))
-            .collect();
+        let a: Vec<i8> =
+            (0..70).map(|i| if i % 7 == 0 { -127 } else { ((i * 37) % 255) as i8 }).map(|v: i8| v.max(-127)).collect();
+        let b: Vec<i8> =
+            (0..70).map(|i| if i % 5 == 0 { 127 } else { ((i * 91) % 255) as i8 }).map(|v: i8| v.max(-127)).collect();
         let want: i32 = a.iter().zip(&b).map(|(&x, &y)| x as i32 * y as i32).sum();
         assert_eq!(dot_i8(&a, &b), want);
     }

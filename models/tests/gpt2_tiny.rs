@@ -58,7 +58,7 @@ fn a_prompt_longer_than_the_context_is_refused_with_a_clear_error() {
     let m = load();
     let ctx = m.net.context_length();
     let ids = vec![1u32; ctx + 5];
-    match m.generate(&[ids.clone()], &GenerateConfig::greedy(4), &mut |_| true) {
+    match m.generate(std::slice::from_ref(&ids), &GenerateConfig::greedy(4), &mut |_| true) {
         Err(ModelError::PromptTooLong { prompt_tokens, context }) => {
             assert_eq!((prompt_tokens, context), (ctx + 5, ctx));
         }

@@ -186,7 +186,7 @@ fn a_prefix_cache_hit_skips_the_shared_prefill_and_yields_the_same_greedy_tokens
     assert_eq!(reused, 0, "cold cache");
     let (hot, reused) = m.generate_with_prefix_cache(&second, &cfg, &mut pc, &mut |_| true).expect("second");
     assert_eq!(reused, shared, "the whole shared prefix comes from the cache");
-    let cold = m.generate(&[second.clone()], &cfg, &mut |_| true).expect("uncached").remove(0);
+    let cold = m.generate(std::slice::from_ref(&second), &cfg, &mut |_| true).expect("uncached").remove(0);
     assert_eq!(hot.tokens, cold.tokens, "cached: {:?} uncached: {:?}", hot.text, cold.text);
     let s = pc.stats();
     assert_eq!((s.lookups, s.hits, s.reused_tokens), (2, 1, shared as u64));

@@ -268,7 +268,9 @@ async fn streamed_completion_sends_text_chunks_then_finish_then_done() {
 #[actix_web::test]
 async fn task_errors_before_start_map_to_openai_statuses() {
     let too_long = TaskError::PromptTooLong { prompt_tokens: 3000, context: 2048 };
-    let cases: Vec<(Plan, &str, u16, &str, Option<&str>, Option<&str>)> = vec![
+    // (plan, path, status, error type, error code, error param)
+    type Case<'a> = (Plan, &'a str, u16, &'a str, Option<&'a str>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             Plan::Reject(TaskError::UnknownModel("nope".into())),
             "/v1/chat/completions",

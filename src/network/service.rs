@@ -37,6 +37,9 @@ pub struct NetworkSettings {
     pub max_peers: usize,
 }
 
+/// Where a request's answer goes (the caller awaits it).
+type ReplyTo = oneshot::Sender<Result<Vec<u8>, NetworkError>>;
+
 /// Answers from the small per-message tasks back to the loop.
 enum Internal {
     Validation { id: gossipsub::MessageId, source: PeerId, accept: bool },
@@ -50,7 +53,7 @@ pub struct NetworkService {
     metrics: Metrics,
     internal_tx: mpsc::Sender<Internal>,
     internal_rx: mpsc::Receiver<Internal>,
-    pending: HashMap<(Proto, request_response::OutboundRequestId), oneshot::Sender<Result<Vec<u8>, NetworkError>>>,
+    pending: HashMap<(Proto, request_response::OutboundRequestId), ReplyTo>,
     pending_dials: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<(), NetworkError>>>,
     bootstrap: Vec<Multiaddr>,
     max_peers: usize,
@@ -320,12 +323,10 @@ impl NetworkService {
                     }
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                if num_established == 0 {
-                    self.metrics.connected_peers.set(self.swarm.connected_peers().count() as i64);
-                    self.events.peer_disconnected(peer_id.to_string());
-                    tracing::debug!(peer = %peer_id, "disconnected");
-                }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.metrics.connected_peers.set(self.swarm.connected_peers().count() as i64);
+                self.events.peer_disconnected(peer_id.to_string());
+                tracing::debug!(peer = %peer_id, "disconnected");
             }
             SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error, .. } => {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {

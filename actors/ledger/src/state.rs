@@ -583,6 +583,7 @@ impl LedgerState {
     }
 
     /// `RevealWeights` at block `height` (see the module doc). Changes nothing on error.
+    #[allow(clippy::too_many_arguments)] // one per transaction field, plus height and params
     pub(crate) fn reveal_weights(
         &mut self,
         from: &str,

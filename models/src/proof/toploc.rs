@@ -150,7 +150,7 @@ impl ProofPoly {
         if b.len() < 2 {
             return Err(PolyError::Malformed("shorter than 2 bytes"));
         }
-        if b.len() % 2 != 0 {
+        if !b.len().is_multiple_of(2) {
             return Err(PolyError::Malformed("odd length"));
         }
         let modulus = u16::from_be_bytes([b[0], b[1]]);

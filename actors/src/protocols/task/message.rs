@@ -2,6 +2,7 @@
 //! - gateway → miner: `Assign` (the task, sealed to the miner) → `Ack`;
 //! - miner → gateway: `Chunk` (tokens as they come, sealed to the gateway) → `Ack`, whose
 //!   `cont: false` tells the miner to stop (client gone, task moved elsewhere).
+//!
 //! Streaming is a sequence of chunk requests; cancellation rides on the acks.
 
 use serde::{Deserialize, Serialize};
