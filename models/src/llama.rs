@@ -573,12 +573,20 @@ impl Llama {
             let k = self.rope(&k, &cos, &sin);
             let mask = head_mask.map(|m| m.get(li as i64).narrow(0, 0, nh));
             let a = attention(&q, &k, &v, cache.as_deref_mut(), li, &step, l.kv_index.as_ref(), mask.as_ref());
-            x += l.wo.forward(&sq(a), pool)?;
+            // Not `+=`: on a tch Tensor that is an in-place add_, which breaks autograd through
+            // the residual stream (head-importance gradients in squeeze).
+            #[allow(clippy::assign_op_pattern)]
+            {
+                x = x + l.wo.forward(&sq(a), pool)?;
+            }
             let h = x.rms_norm([x.size()[2]], Some(&l.ffn_norm), eps);
             let gu = l.w_gate_up.forward(&sq(h), pool)?;
             let f = self.cfg.intermediate_size as i64;
             let act = gu.narrow(-1, 0, f).silu() * gu.narrow(-1, f, f);
-            x += l.w_down.forward(&sq(act), pool)?;
+            #[allow(clippy::assign_op_pattern)] // not `+=` (in-place add_), see above
+            {
+                x = x + l.w_down.forward(&sq(act), pool)?;
+            }
         }
         if let Some(c) = cache {
             c.advance(t as usize);
