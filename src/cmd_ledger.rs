@@ -24,6 +24,7 @@ use brainmesh_ledger::batch::{is_supermajority, Batch, BatchVote};
 use brainmesh_ledger::settlement;
 use brainmesh_ledger::store::LedgerStore;
 use brainmesh_ledger::tx::{Tx, TxKind};
+use brainmesh_ledger::BrainId;
 
 #[derive(Subcommand)]
 pub enum LedgerCmd {
@@ -78,7 +79,7 @@ pub struct StakeArgs {
     #[command(flatten)]
     pub submit: SubmitArgs,
     #[arg(long)]
-    pub brain: u16,
+    pub brain: BrainId,
     /// A validator of the Brain (its peer id); the Brain itself when absent.
     #[arg(long)]
     pub validator: Option<String>,

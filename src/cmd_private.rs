@@ -5,6 +5,7 @@
 //! [`brainmesh_actors::fhe_client::classify`]: the text is embedded and quantized here, only
 //! TFHE ciphertexts leave this process, and only this process can decrypt the logits.
 
+use brainmesh_ledger::BrainId;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ pub enum PrivateCmd {
 pub struct ClassifyArgs {
     /// The Brain whose miners serve the head.
     #[arg(long)]
-    pub brain: u16,
+    pub brain: BrainId,
     /// The text to classify (embedded and encrypted locally).
     #[arg(long)]
     pub text: String,

@@ -5,6 +5,7 @@
 //! `BRAINMESH_NETWORK_BOOTSTRAP=/ip4/1.2.3.4/tcp/4001/p2p/12D3…,/ip4/…` (comma-separated for
 //! lists), `BRAINMESH_BRAIN_POLICY_MAX_MINERS=8`.
 
+use brainmesh_ledger::BrainId;
 use std::path::{Path, PathBuf};
 
 use brainmesh_actors::protocols::gossip::Role;
@@ -30,7 +31,7 @@ pub struct NodeConfig {
     /// Roles this peer plays.
     pub roles: Vec<Role>,
     /// The Brain this peer registers with.
-    pub brain: u16,
+    pub brain: BrainId,
     /// Models this peer serves (miners) or audits (validators).
     #[serde(default)]
     pub models: Vec<String>,

@@ -2,6 +2,7 @@
 //! ledger's `GET /ledger/accounts/{id}` (validators) and `POST /ledger/tx` (every role: a
 //! transaction signed by its sender, checked and published on the Brain's rollup topic).
 
+use brainmesh_ledger::BrainId;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +22,7 @@ use brainmesh_actors::{MembershipHandle, Metrics, NetworkSender};
 pub struct HttpState {
     pub peer_id: String,
     pub roles: Vec<Role>,
-    pub brain: u16,
+    pub brain: BrainId,
     pub net: NetworkSender,
     pub membership: MembershipHandle,
     pub metrics: Metrics,
@@ -38,7 +39,7 @@ pub struct Status {
     pub peer_id: String,
     pub version: String,
     pub roles: Vec<Role>,
-    pub brain: u16,
+    pub brain: BrainId,
     pub registration: String,
     pub listen_addrs: Vec<String>,
     pub connected_peers: Vec<String>,

@@ -5,6 +5,7 @@
 //! and re-checked here before this validator signs a ban of its own. Weight vectors are
 //! committed and revealed once per epoch ([`brainmesh_ledger::audit::weights`]).
 
+use brainmesh_ledger::BrainId;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,7 +44,7 @@ pub enum AuditGossip {
 
 #[derive(Debug, Clone)]
 pub struct AuditorConfig {
-    pub brain: u16,
+    pub brain: BrainId,
     /// The declared model this validator holds (receipts for other hashes are not audited).
     pub model_hash: String,
     pub spot_check: SpotCheckParams,
@@ -174,7 +175,7 @@ pub struct AuditShared {
 }
 
 impl AuditShared {
-    pub fn new(brain: u16) -> Self {
+    pub fn new(brain: BrainId) -> Self {
         Self {
             bans: Arc::new(Mutex::new(BanList::new(brain, Default::default()))),
             stats: Default::default(),
@@ -631,7 +632,7 @@ impl Auditor {
 }
 
 /// Size, topic, author and shape checks shared by every peer's audit-topic handler.
-pub fn parse_gossip(msg: &GossipIn, brain: u16) -> Result<AuditGossip, Reject> {
+pub fn parse_gossip(msg: &GossipIn, brain: BrainId) -> Result<AuditGossip, Reject> {
     if msg.data.len() > MAX_MESSAGE_BYTES {
         return Err(Reject::Oversized);
     }
@@ -732,13 +733,13 @@ impl Handler<GossipIn> for Auditor {
 /// Every other peer's audit-topic handler: keeps the ban list (gateways route around banned
 /// miners), ignores weights.
 pub struct BanBook {
-    brain: u16,
+    brain: BrainId,
     shared: AuditShared,
     metrics: Metrics,
 }
 
 impl BanBook {
-    pub fn new(brain: u16, shared: AuditShared, metrics: Metrics) -> Self {
+    pub fn new(brain: BrainId, shared: AuditShared, metrics: Metrics) -> Self {
         Self { brain, shared, metrics }
     }
 }

@@ -2,6 +2,7 @@
 //! stream to the HTTP client, fails over to another miner when one dies or stalls (resuming
 //! after the tokens already produced), and countersigns, stores and publishes the receipt.
 
+use brainmesh_ledger::BrainId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,7 @@ use crate::task::{Prompt, TaskError, TaskEvent, TaskSpec, Usage};
 
 #[derive(Debug, Clone)]
 pub struct DistributorConfig {
-    pub brain: u16,
+    pub brain: BrainId,
     /// Longest silence between chunks once a task is streaming.
     pub chunk_timeout: Duration,
     /// Longest wait for the first chunk (queueing + prefill).

@@ -2,6 +2,7 @@
 //! the distributor actor: it reads the roster, leaves out banned miners, picks the candidates
 //! ([`routing::candidates`]) and starts the task.
 
+use brainmesh_ledger::BrainId;
 use std::sync::Arc;
 
 use actix::Addr;
@@ -17,7 +18,7 @@ use crate::{distributor, roster, routing, task};
 pub struct DistributorHandle {
     pub(crate) addr: Addr<distributor::Distributor>,
     pub(crate) membership: MembershipHandle,
-    pub(crate) brain: u16,
+    pub(crate) brain: BrainId,
     pub(crate) bans: Arc<std::sync::Mutex<brainmesh_ledger::audit::BanList>>,
     pub(crate) clock: ChainClock,
 }

@@ -11,6 +11,7 @@ use crate::messages::RosterSnapshot;
 use crate::protocols::fhe::{FheFail, FheMsg, FheReply, FrameError, KEY_CHUNK_BYTES};
 use crate::roster::Liveness;
 use crate::{NetworkError, NetworkSender};
+use brainmesh_ledger::BrainId;
 
 /// The `models` entry a miner registers for the encrypted head it serves.
 pub fn head_model_entry(head_id: &str) -> String {
@@ -43,7 +44,7 @@ pub struct HeadOffer {
 }
 
 /// Online, admitted miners of `brain` that advertise an encrypted head, fewest queued first.
-pub fn heads_in(snap: &RosterSnapshot, brain: u16) -> Vec<HeadOffer> {
+pub fn heads_in(snap: &RosterSnapshot, brain: BrainId) -> Vec<HeadOffer> {
     let mut out: Vec<(u32, HeadOffer)> = Vec::new();
     for b in snap.brains.iter().filter(|b| b.brain == brain) {
         for m in b.members.iter().filter(|m| m.admitted && m.status == Liveness::Online) {

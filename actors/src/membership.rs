@@ -1,5 +1,6 @@
 //! The Membership actor: the Brain roster, persisted, gossiped, kept alive by heartbeats.
 
+use brainmesh_ledger::BrainId;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use brainmesh_ledger::clock::{ChainClock, ClockInstant};
 /// What the membership actor needs to know about this peer and its Brain.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MembershipConfig {
-    pub brain: u16,
+    pub brain: BrainId,
     pub roles: Vec<Role>,
     pub models: Vec<String>,
     pub policy: BrainPolicy,

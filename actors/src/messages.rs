@@ -2,6 +2,7 @@
 //! themselves as in actix's chat-broker example.
 
 use actix::Message;
+use brainmesh_ledger::BrainId;
 
 use crate::protocols::Reject;
 use crate::roster::BrainView;
@@ -41,7 +42,7 @@ pub struct GetRoster;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RosterSnapshot {
-    pub brain: u16,
+    pub brain: BrainId,
     /// `admitted`, or the reason this peer's registration was refused.
     pub registration: String,
     pub brains: Vec<BrainView>,

@@ -1,6 +1,7 @@
 //! The Miner actor: holds the Brain's model on a dedicated inference thread, opens sealed
 //! assignments, streams sealed tokens back to the gateway and signs a receipt at the end.
 
+use brainmesh_ledger::BrainId;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +25,7 @@ use brainmesh_models::proof::{self, ProofConfig};
 
 #[derive(Debug, Clone)]
 pub struct MinerConfig {
-    pub brain: u16,
+    pub brain: BrainId,
     pub model_id: String,
     /// sha256 of the model file (hex).
     pub model_hash: String,

@@ -3,6 +3,7 @@
 //! two) and published on the Brain's receipts topic.
 
 use actix::prelude::*;
+use brainmesh_ledger::BrainId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -15,7 +16,7 @@ use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     pub task_id: String,
-    pub brain: u16,
+    pub brain: BrainId,
     pub model: String,
     pub model_hash: String,
     pub miner: String,
@@ -55,25 +56,11 @@ pub enum ReceiptError {
     BadGatewaySignature,
 }
 
-/// The ed25519 public key inlined in an ed25519 peer id.
-pub fn public_key_of(peer_id: &str) -> Option<[u8; 32]> {
-    let pid: libp2p_identity::PeerId = peer_id.parse().ok()?;
-    let mh = pid.as_ref();
-    if mh.code() != 0 {
-        return None; // not an identity multihash
-    }
-    let pk = libp2p_identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
-    let ed = pk.try_into_ed25519().ok()?;
-    Some(ed.to_bytes())
-}
-
-/// An ed25519 signature (hex) by the peer id's key over `msg`.
-pub fn verify_sig(peer_id: &str, msg: &[u8], sig_hex: &str) -> bool {
-    let Some(pk) = public_key_of(peer_id) else { return false };
-    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&pk) else { return false };
-    let Some(sig) = hex::decode(sig_hex).ok().and_then(|v| <[u8; 64]>::try_from(v).ok()) else { return false };
-    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()
-}
+/// An ed25519 signature (hex) by the peer id's key over `msg` (the one verify, in `canon`).
+pub use brainmesh_ledger::canon::verify_by_peer as verify_sig;
+/// The ed25519 public key inlined in an ed25519 peer id (the one implementation, in the ledger
+/// crate's typed ids).
+pub use brainmesh_ledger::ids::ed25519_key_of as public_key_of;
 
 /// A new receipt this peer stored (sent by the receipt book).
 #[derive(Message, Debug, Clone)]
@@ -167,7 +154,7 @@ impl ReceiptStore {
 
 /// Keeps every valid receipt seen on the Brain's receipts topic.
 pub struct ReceiptBook {
-    brain: u16,
+    brain: BrainId,
     store: ReceiptStore,
     metrics: Metrics,
     /// Told of every receipt stored for the first time (the validator's auditor).
@@ -175,7 +162,7 @@ pub struct ReceiptBook {
 }
 
 impl ReceiptBook {
-    pub fn new(brain: u16, store: ReceiptStore, metrics: Metrics, watcher: Option<Recipient<NewReceipt>>) -> Self {
+    pub fn new(brain: BrainId, store: ReceiptStore, metrics: Metrics, watcher: Option<Recipient<NewReceipt>>) -> Self {
         Self { brain, store, metrics, watcher }
     }
 }

@@ -111,8 +111,7 @@ impl Evidence {
 
     /// The signed receipt and transcript, length-prefixed (what is judged, not the judgement).
     pub fn judged_bytes(&self) -> Vec<u8> {
-        let mut h = Vec::new();
-        h.extend_from_slice(b"brainmesh/evidence/v1");
+        let mut e = brainmesh_ledger::canon::Enc::new("brainmesh/evidence/v2");
         for part in [
             &self.receipt.body,
             &self.receipt.miner_sig,
@@ -120,10 +119,9 @@ impl Evidence {
             &self.transcript.body,
             &self.transcript.miner_sig,
         ] {
-            h.extend_from_slice(&(part.len() as u64).to_le_bytes());
-            h.extend_from_slice(part.as_bytes());
+            e.str(part);
         }
-        h
+        e.into_bytes()
     }
 }
 

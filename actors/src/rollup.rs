@@ -54,6 +54,7 @@ use brainmesh_ledger::settlement::{FeeSplit, ReceiptLine, SettlementRecord};
 use brainmesh_ledger::state::LedgerState;
 use brainmesh_ledger::store::{Applied, LedgerStore, StoreError};
 use brainmesh_ledger::tx::Tx;
+use brainmesh_ledger::BrainId;
 
 /// Blocks a catch-up response carries at most.
 const MAX_BLOCKS_PER_RESPONSE: usize = 64;
@@ -63,7 +64,7 @@ const KEEP_HEIGHTS: u64 = 64;
 /// What the rollup needs from the node's configuration.
 #[derive(Debug, Clone)]
 pub struct RollupConfig {
-    pub brain: u16,
+    pub brain: BrainId,
     /// The chain clock (genesis, block time, height; wall or virtual time).
     pub clock: ChainClock,
     /// Wait between proposing and voting (0: 2/5 of the block time).

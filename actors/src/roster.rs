@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::protocols::gossip::{Envelope, Heartbeat, ModelAd, Registration, Role, MAX_FUTURE_SKEW_MS};
 
 use crate::protocols::Reject;
+use brainmesh_ledger::BrainId;
 
 /// Heartbeat sequence numbers are the sender's clock in ms (strictly increasing). One that is
 /// older than the newest seen by at most this much is a late gossip delivery, not a replay.
@@ -107,7 +108,7 @@ pub struct MemberView {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BrainView {
-    pub brain: u16,
+    pub brain: BrainId,
     pub digest: String,
     pub members: Vec<MemberView>,
 }
@@ -181,7 +182,7 @@ impl Roster {
     }
 
     /// Recomputes who is admitted in `brain` under `policy`.
-    pub fn admit(&mut self, brain: u16, policy: &BrainPolicy) {
+    pub fn admit(&mut self, brain: BrainId, policy: &BrainPolicy) {
         let Some(members) = self.brains.get_mut(&brain) else { return };
         let mut order: Vec<(u64, String)> =
             members.values().map(|m| (m.registration.time_ms, m.registration.peer_id.clone())).collect();
@@ -235,16 +236,16 @@ impl Roster {
         Ok(Beat::Recorded)
     }
 
-    pub fn get(&self, brain: u16, peer_id: &str) -> Option<&Member> {
+    pub fn get(&self, brain: BrainId, peer_id: &str) -> Option<&Member> {
         self.brains.get(&brain)?.get(peer_id)
     }
 
-    pub fn envelopes(&self, brain: u16) -> Vec<Envelope> {
+    pub fn envelopes(&self, brain: BrainId) -> Vec<Envelope> {
         self.brains.get(&brain).map(|b| b.values().map(|m| m.envelope.clone()).collect()).unwrap_or_default()
     }
 
     /// Digest of the registrations held for a Brain: equal digests, equal rosters.
-    pub fn digest(&self, brain: u16) -> String {
+    pub fn digest(&self, brain: BrainId) -> String {
         let mut h = Sha256::new();
         if let Some(b) = self.brains.get(&brain) {
             for (pid, m) in b {
@@ -296,7 +297,7 @@ impl Roster {
             .collect()
     }
 
-    pub fn members(&self, brain: u16) -> impl Iterator<Item = &Member> {
+    pub fn members(&self, brain: BrainId) -> impl Iterator<Item = &Member> {
         self.brains.get(&brain).into_iter().flat_map(|b| b.values())
     }
 }

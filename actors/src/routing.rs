@@ -2,6 +2,7 @@
 //! prompts sharing a prefix land on the same healthy miner and reuse its cache), else the power
 //! of two random choices on load and latency. Pure functions, testable without a network.
 
+use brainmesh_ledger::BrainId;
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
@@ -82,7 +83,7 @@ pub fn choose<'a>(
 /// Online, admitted, unbanned miners of this Brain serving `model`.
 pub fn candidates(
     snap: &RosterSnapshot,
-    brain: u16,
+    brain: BrainId,
     model: &str,
     banned: &std::collections::BTreeSet<String>,
 ) -> (Vec<Candidate>, bool) {

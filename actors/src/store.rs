@@ -1,5 +1,6 @@
 //! Durable storage behind a small trait (sled today; swappable).
 
+use brainmesh_ledger::BrainId;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -10,8 +11,8 @@ pub enum StoreError {
 
 /// Key-value storage of signed registration envelopes, keyed by peer id.
 pub trait RosterStore: Send {
-    fn put(&self, brain: u16, peer_id: &str, envelope: &[u8]) -> Result<(), StoreError>;
-    fn remove(&self, brain: u16, peer_id: &str) -> Result<(), StoreError>;
+    fn put(&self, brain: BrainId, peer_id: &str, envelope: &[u8]) -> Result<(), StoreError>;
+    fn remove(&self, brain: BrainId, peer_id: &str) -> Result<(), StoreError>;
     /// Every stored envelope: (brain, bytes).
     fn load_all(&self) -> Result<Vec<(u16, Vec<u8>)>, StoreError>;
 }
@@ -39,7 +40,7 @@ impl SledStore {
         &self.db
     }
 
-    fn key(brain: u16, peer_id: &str) -> Vec<u8> {
+    fn key(brain: BrainId, peer_id: &str) -> Vec<u8> {
         let mut k = brain.to_be_bytes().to_vec();
         k.extend_from_slice(peer_id.as_bytes());
         k
@@ -47,13 +48,13 @@ impl SledStore {
 }
 
 impl RosterStore for SledStore {
-    fn put(&self, brain: u16, peer_id: &str, envelope: &[u8]) -> Result<(), StoreError> {
+    fn put(&self, brain: BrainId, peer_id: &str, envelope: &[u8]) -> Result<(), StoreError> {
         self.registrations.insert(Self::key(brain, peer_id), envelope)?;
         self.registrations.flush()?;
         Ok(())
     }
 
-    fn remove(&self, brain: u16, peer_id: &str) -> Result<(), StoreError> {
+    fn remove(&self, brain: BrainId, peer_id: &str) -> Result<(), StoreError> {
         self.registrations.remove(Self::key(brain, peer_id))?;
         self.registrations.flush()?;
         Ok(())

@@ -8,8 +8,9 @@
 //! another prompt or output — and `proof_digest` over the nonce, the declared model hash and the
 //! TOPLOC proofs. A transcript that matches both is the miner's signed claim about the task.
 
+use brainmesh_ledger::canon::Enc;
+use brainmesh_ledger::BrainId;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::identity::Identity;
 use crate::receipt::{verify_sig, Receipt};
@@ -54,7 +55,7 @@ impl RunSampling {
 pub struct Transcript {
     pub task_id: String,
     pub attempt: u32,
-    pub brain: u16,
+    pub brain: BrainId,
     pub model: String,
     pub model_hash: String,
     pub miner: String,
@@ -89,24 +90,19 @@ pub enum TranscriptError {
     Mismatch(&'static str),
 }
 
-fn put(h: &mut Sha256, b: &[u8]) {
-    h.update((b.len() as u64).to_le_bytes());
-    h.update(b);
-}
-
 fn tokens_bytes(t: &[u32]) -> Vec<u8> {
-    t.iter().flat_map(|x| x.to_le_bytes()).collect()
+    t.iter().flat_map(|x| x.to_be_bytes()).collect()
 }
 
-/// Hex sha256 binding the nonce, the prompt as sealed, the resumed tokens and the output.
+/// Hex sha256 binding the nonce, the prompt as sealed, the resumed tokens and the output, in
+/// the one canonical encoding ([`Enc`]; v2: v1 hashed little-endian u64 length prefixes).
 pub fn io_digest(nonce: &str, prompt: &Prompt, resume: &[u32], output: &[u32]) -> String {
-    let mut h = Sha256::new();
-    h.update(b"brainmesh/task-io/v1");
-    put(&mut h, nonce.as_bytes());
-    put(&mut h, &serde_json::to_vec(prompt).unwrap_or_default());
-    put(&mut h, &tokens_bytes(resume));
-    put(&mut h, &tokens_bytes(output));
-    hex::encode(h.finalize())
+    let mut e = Enc::new("brainmesh/task-io/v2");
+    e.str(nonce)
+        .bytes(&serde_json::to_vec(prompt).unwrap_or_default())
+        .bytes(&tokens_bytes(resume))
+        .bytes(&tokens_bytes(output));
+    hex::encode(e.digest())
 }
 
 impl Transcript {

@@ -142,7 +142,7 @@ pub fn verify_sig_hex(pubkey: &[u8; 32], msg: &[u8], sig_hex: &str) -> bool {
 /// Verifies a hex-encoded ed25519 signature by the key a peer id inlines (see
 /// [`crate::ids::PeerId::ed25519_public_key`]); an id without an ed25519 key fails the check.
 pub fn verify_by_peer(peer: &str, msg: &[u8], sig_hex: &str) -> bool {
-    crate::ids::PeerId::new(peer).ed25519_public_key().is_some_and(|pk| verify_sig_hex(&pk, msg, sig_hex))
+    crate::ids::ed25519_key_of(peer).is_some_and(|pk| verify_sig_hex(&pk, msg, sig_hex))
 }
 
 /// Decodes exactly `N` bytes of hex.

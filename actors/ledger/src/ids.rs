@@ -39,12 +39,17 @@ impl PeerId {
     /// The ed25519 public key this id inlines, or `None` for text that is not an ed25519
     /// peer id (malformed base58, another key type, a hashed id).
     pub fn ed25519_public_key(&self) -> Option<[u8; 32]> {
-        let b = bs58::decode(&self.0).into_vec().ok()?;
-        if b.len() != 38 || b[..6] != ED25519_PEER_PREFIX {
-            return None;
-        }
-        b[6..].try_into().ok()
+        ed25519_key_of(&self.0)
     }
+}
+
+/// The ed25519 public key inlined in the text form of an ed25519 peer id (see [`PeerId`]).
+pub fn ed25519_key_of(peer: &str) -> Option<[u8; 32]> {
+    let b = bs58::decode(peer).into_vec().ok()?;
+    if b.len() != 38 || b[..6] != ED25519_PEER_PREFIX {
+        return None;
+    }
+    b[6..].try_into().ok()
 }
 
 impl fmt::Display for PeerId {

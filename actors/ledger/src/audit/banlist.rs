@@ -17,9 +17,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::weights::{decode_hex, put_str, verify_sig, PPB};
+use super::weights::{decode_hex, verify_sig, PPB};
+use crate::canon::Enc;
+use crate::economics::BrainId;
 
-const BAN_TAG: &[u8] = b"brainmesh/ban/v1";
+// v2: the canonical encoding of `crate::canon::Enc` (v1 was little-endian, u64 length prefixes).
+const BAN_TAG: &str = "brainmesh/ban/v2";
 
 /// Why a [`BanEntry`] was refused by [`BanEntry::verify`] or [`BanList::insert`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,7 +77,7 @@ pub fn evidence_digest(evidence: &[u8]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BanEntry {
     /// Brain the miner was misbehaving in.
-    pub brain: u16,
+    pub brain: BrainId,
     /// The miner's peer id.
     pub miner: String,
     /// Hex sha256 of the evidence bytes.
@@ -93,7 +96,7 @@ impl BanEntry {
     /// Builds an entry for `evidence` (stored as its sha256) and signs it with `sign`, the
     /// validator's ed25519 key.
     pub fn new(
-        brain: u16,
+        brain: BrainId,
         miner: &str,
         evidence: &[u8],
         reason: &str,
@@ -116,18 +119,13 @@ impl BanEntry {
     }
 
     fn message(&self, digest: &[u8; 32]) -> Vec<u8> {
-        let mut buf = BAN_TAG.to_vec();
-        buf.extend_from_slice(&self.brain.to_le_bytes());
-        put_str(&mut buf, &self.miner);
-        buf.extend_from_slice(digest);
-        put_str(&mut buf, &self.reason);
-        put_str(&mut buf, &self.validator);
-        buf.extend_from_slice(&self.block.to_le_bytes());
-        buf
+        let mut e = Enc::new(BAN_TAG);
+        e.u16(self.brain).str(&self.miner).raw(digest).str(&self.reason).str(&self.validator).u64(self.block);
+        e.into_bytes()
     }
 
     /// `tag || brain u16 || str(miner) || digest[32] || str(reason) || str(validator) ||
-    /// block u64` (integers little endian, strings prefixed by their length as u64).
+    /// block u64` in the canonical encoding ([`Enc`]: big-endian, u32 length prefixes).
     pub fn signed_bytes(&self) -> Result<Vec<u8>, BanError> {
         let digest = decode_hex::<32>(&self.evidence_digest)
             .ok_or(BanError::Malformed("evidence digest is not 32 bytes of hex"))?;
@@ -176,7 +174,7 @@ pub struct MinerBans {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BanList {
     /// Brain whose miners this list bans; entries for another Brain are refused.
-    pub brain: u16,
+    pub brain: BrainId,
     /// Ban threshold and duration.
     pub params: BanParams,
     miners: BTreeMap<String, MinerBans>,
@@ -191,7 +189,7 @@ fn ppb_of_ceil(total: u128, ppb: u64) -> u128 {
 
 impl BanList {
     /// An empty list for `brain`.
-    pub fn new(brain: u16, params: BanParams) -> Self {
+    pub fn new(brain: BrainId, params: BanParams) -> Self {
         Self { brain, params, miners: BTreeMap::new() }
     }
 

@@ -6,27 +6,26 @@
 //! salt). Without the salt a commitment says nothing about the weights, and the validator's id
 //! is inside the hashed bytes, so a reveal cannot be re-used under another id.
 //!
-//! Everything hashed or signed uses the explicit canonical encoding below, never serde:
-//! a domain tag, then fields in a fixed order, integers little endian, strings and lists
-//! prefixed by their length as a `u64` little endian.
+//! Everything hashed or signed uses the crate's one canonical encoding ([`crate::canon::Enc`]),
+//! never serde: a length-prefixed domain tag, then fields in a fixed order, integers big
+//! endian, strings prefixed by their length as a `u32`, lists by their count.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::canon::Enc;
+use crate::economics::BrainId;
+
 /// 1.0 in parts per billion.
 pub const PPB: u64 = 1_000_000_000;
 
-const VECTOR_TAG: &[u8] = b"brainmesh/weights/v1";
-const COMMIT_SIG_TAG: &[u8] = b"brainmesh/weights/commit-sig/v1";
-const REVEAL_SIG_TAG: &[u8] = b"brainmesh/weights/reveal-sig/v1";
-
-/// Appends `s` as `len: u64 LE || bytes`.
-pub(super) fn put_str(buf: &mut Vec<u8>, s: &str) {
-    buf.extend_from_slice(&(s.len() as u64).to_le_bytes());
-    buf.extend_from_slice(s.as_bytes());
-}
+// v2: the canonical encoding of `crate::canon::Enc` (big-endian, u32 length prefixes, the tag
+// length-prefixed too); v1 was little-endian with u64 length prefixes.
+const VECTOR_TAG: &str = "brainmesh/weights/v2";
+const COMMIT_SIG_TAG: &str = "brainmesh/weights/commit-sig/v2";
+const REVEAL_SIG_TAG: &str = "brainmesh/weights/reveal-sig/v2";
 
 pub(super) use crate::canon::{decode_hex, verify_sig_hex as verify_sig};
 
@@ -155,7 +154,7 @@ impl WeightsParams {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WeightVector {
     /// Brain whose miners are weighted.
-    pub brain: u16,
+    pub brain: BrainId,
     /// Epoch the weights are for (see [`WeightsParams::epoch_of`]).
     pub epoch: u64,
     /// The validator's peer id.
@@ -181,20 +180,15 @@ impl WeightVector {
         Ok(())
     }
 
-    /// Canonical bytes: `tag || brain u16 || epoch u64 || str(validator) || count u64 ||
+    /// Canonical bytes ([`Enc`]): `tag || brain u16 || epoch u64 || str(validator) || count u64 ||
     /// (str(miner) || ppb u64)*`.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(64 + self.weights.len() * 64);
-        buf.extend_from_slice(VECTOR_TAG);
-        buf.extend_from_slice(&self.brain.to_le_bytes());
-        buf.extend_from_slice(&self.epoch.to_le_bytes());
-        put_str(&mut buf, &self.validator);
-        buf.extend_from_slice(&(self.weights.len() as u64).to_le_bytes());
+        let mut e = Enc::new(VECTOR_TAG);
+        e.u16(self.brain).u64(self.epoch).str(&self.validator).u64(self.weights.len() as u64);
         for (miner, w) in &self.weights {
-            put_str(&mut buf, miner);
-            buf.extend_from_slice(&w.to_le_bytes());
+            e.str(miner).u64(*w);
         }
-        buf
+        e.into_bytes()
     }
 
     /// `sha256(canonical_bytes || salt)`.
@@ -210,7 +204,7 @@ impl WeightVector {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Commit {
     /// Brain of the committed vector.
-    pub brain: u16,
+    pub brain: BrainId,
     /// Epoch of the committed vector.
     pub epoch: u64,
     /// The committing validator's peer id.
@@ -236,14 +230,10 @@ impl Commit {
         })
     }
 
-    fn message(brain: u16, epoch: u64, validator: &str, commitment: &[u8; 32]) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(COMMIT_SIG_TAG.len() + 50 + validator.len());
-        buf.extend_from_slice(COMMIT_SIG_TAG);
-        buf.extend_from_slice(&brain.to_le_bytes());
-        buf.extend_from_slice(&epoch.to_le_bytes());
-        put_str(&mut buf, validator);
-        buf.extend_from_slice(commitment);
-        buf
+    fn message(brain: BrainId, epoch: u64, validator: &str, commitment: &[u8; 32]) -> Vec<u8> {
+        let mut e = Enc::new(COMMIT_SIG_TAG);
+        e.u16(brain).u64(epoch).str(validator).raw(commitment);
+        e.into_bytes()
     }
 
     /// The commitment bytes.
@@ -286,10 +276,9 @@ impl Reveal {
     }
 
     fn message(vector: &WeightVector, salt: &[u8; 32]) -> Vec<u8> {
-        let mut buf = REVEAL_SIG_TAG.to_vec();
-        buf.extend_from_slice(&vector.canonical_bytes());
-        buf.extend_from_slice(salt);
-        buf
+        let mut e = Enc::new(REVEAL_SIG_TAG);
+        e.bytes(&vector.canonical_bytes()).raw(salt);
+        e.into_bytes()
     }
 
     /// The salt bytes; [`WeightsError::Malformed`] if `salt` is not 32 bytes of hex.
@@ -337,7 +326,7 @@ pub struct CommitSlot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitRevealBook {
     /// Brain whose commits and reveals this book takes; others are refused.
-    pub brain: u16,
+    pub brain: BrainId,
     /// Epoch length and reveal timing.
     pub params: WeightsParams,
     /// epoch → validator peer id → slot.
@@ -346,7 +335,7 @@ pub struct CommitRevealBook {
 
 impl CommitRevealBook {
     /// An empty book for `brain`.
-    pub fn new(brain: u16, params: WeightsParams) -> Self {
+    pub fn new(brain: BrainId, params: WeightsParams) -> Self {
         Self { brain, params, epochs: BTreeMap::new() }
     }
 
@@ -746,15 +735,17 @@ mod tests {
     #[test]
     fn canonical_encoding_is_explicit() {
         let v = WeightVector { brain: 0x0102, epoch: 5, validator: "ab".into(), weights: vec![("m".into(), 7)] };
-        let mut want = b"brainmesh/weights/v1".to_vec();
-        want.extend([0x02, 0x01]);
-        want.extend(5u64.to_le_bytes());
-        want.extend(2u64.to_le_bytes());
+        let tag = b"brainmesh/weights/v2";
+        let mut want = (tag.len() as u32).to_be_bytes().to_vec();
+        want.extend(tag);
+        want.extend([0x01, 0x02]);
+        want.extend(5u64.to_be_bytes());
+        want.extend(2u32.to_be_bytes());
         want.extend(b"ab");
-        want.extend(1u64.to_le_bytes());
-        want.extend(1u64.to_le_bytes());
+        want.extend(1u64.to_be_bytes());
+        want.extend(1u32.to_be_bytes());
         want.extend(b"m");
-        want.extend(7u64.to_le_bytes());
+        want.extend(7u64.to_be_bytes());
         assert_eq!(v.canonical_bytes(), want);
         // length prefixes keep field boundaries: moving a byte between strings changes the bytes
         let w = WeightVector { validator: "a".into(), weights: vec![("bm".into(), 7)], ..v.clone() };

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::{peer_id_of, Identity};
 use crate::protocols::{Reject, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+use brainmesh_ledger::BrainId;
 
 /// Largest accepted clock skew for timestamps in the future (ms).
 pub const MAX_FUTURE_SKEW_MS: u64 = 60_000;
@@ -59,7 +60,7 @@ impl TopicKind {
     pub const ALL: [TopicKind; 5] =
         [TopicKind::Membership, TopicKind::Heartbeat, TopicKind::Receipts, TopicKind::Audit, TopicKind::Rollup];
 
-    pub fn topic(&self, brain: u16) -> String {
+    pub fn topic(&self, brain: BrainId) -> String {
         let name = match self {
             TopicKind::Membership => "membership",
             TopicKind::Heartbeat => "heartbeat",
@@ -91,7 +92,7 @@ impl TopicKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
     pub peer_id: String,
-    pub brain: u16,
+    pub brain: BrainId,
     pub roles: Vec<Role>,
     /// X25519 public key (hex) that prompts are sealed to.
     pub seal_key: String,
@@ -107,7 +108,7 @@ pub struct Registration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub peer_id: String,
-    pub brain: u16,
+    pub brain: BrainId,
     /// Strictly increasing per peer; a lower or equal value is a replay.
     pub seq: u64,
     pub time_ms: u64,

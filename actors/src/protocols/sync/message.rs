@@ -1,6 +1,7 @@
 //! `/brainmesh/sync/1` messages: roster sync ([`SyncRequest`]) and ledger catch-up
 //! ([`LedgerRequest`]), matched by the router as one typed [`SyncWire`].
 
+use brainmesh_ledger::BrainId;
 use serde::{Deserialize, Serialize};
 
 use brainmesh_ledger::economics::Height;
@@ -17,13 +18,13 @@ pub const MAX_SYNC_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SyncRequest {
     /// Send me every registration you hold for this Brain.
-    Roster { brain: u16 },
+    Roster { brain: BrainId },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SyncResponse {
-    Roster { brain: u16, records: Vec<Envelope> },
+    Roster { brain: BrainId, records: Vec<Envelope> },
     Error { message: String },
 }
 

@@ -5,6 +5,7 @@
 //!
 //! Streaming is a sequence of chunk requests; cancellation rides on the acks.
 
+use brainmesh_ledger::BrainId;
 use serde::{Deserialize, Serialize};
 
 use crate::task::{Finish, Prompt, Sampling, TaskError};
@@ -42,7 +43,7 @@ pub struct SealedChunk {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssignBody {
     pub task_id: String,
-    pub brain: u16,
+    pub brain: BrainId,
     pub model: String,
     pub account: String,
     pub prompt: Prompt,
