@@ -31,11 +31,6 @@ impl PeerId {
         Self(bs58::encode(b).into_string())
     }
 
-    /// The text form.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The ed25519 public key this id inlines, or `None` for text that is not an ed25519
     /// peer id (malformed base58, another key type, a hashed id).
     pub fn ed25519_public_key(&self) -> Option<[u8; 32]> {
@@ -52,83 +47,64 @@ pub fn ed25519_key_of(peer: &str) -> Option<[u8; 32]> {
     b[6..].try_into().ok()
 }
 
-impl fmt::Display for PeerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// The text-form traits every id shares: `Display`, `From<String>`, `From<&str>`, `AsRef<str>`,
+/// `Borrow<str>` (so a map keyed by id can be looked up with a `&str`) and `as_str`.
+macro_rules! text_id {
+    ($t:ident) => {
+        impl $t {
+            /// The text form.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $t {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl From<&str> for $t {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+    };
 }
 
-impl From<String> for PeerId {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl From<&str> for PeerId {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
-    }
-}
-
-impl AsRef<str> for PeerId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::borrow::Borrow<str> for PeerId {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
+text_id!(PeerId);
 
 /// A ledger account: the hex of an ed25519 public key, or a named system account.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(transparent)]
 pub struct AccountId(pub String);
 
-impl AccountId {
-    /// The text form.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<String> for AccountId {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
+text_id!(AccountId);
 
 /// An inference task's id (the distributor's, carried in receipts and transcripts).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(transparent)]
 pub struct TaskId(pub String);
 
-impl TaskId {
-    /// The text form.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<String> for TaskId {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
+text_id!(TaskId);
 
 #[cfg(test)]
 mod tests {
