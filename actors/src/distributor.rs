@@ -3,6 +3,7 @@
 //! after the tokens already produced), and countersigns, stores and publishes the receipt.
 
 use brainmesh_ledger::BrainId;
+use brainmesh_ledger::PeerId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -378,7 +379,7 @@ impl Handler<StartTask> for Distributor {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Ack")]
 pub struct ChunkIn {
-    pub peer: String,
+    pub peer: PeerId,
     pub chunk: SealedChunk,
 }
 

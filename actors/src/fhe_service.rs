@@ -64,7 +64,7 @@ impl Handler<FheIn> for FheService {
 
     fn handle(&mut self, msg: FheIn, _ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        if let Err(e) = self.jobs.try_send((msg.peer, msg.data, tx)) {
+        if let Err(e) = self.jobs.try_send((msg.peer.into(), msg.data, tx)) {
             let busy = matches!(e, std_mpsc::TrySendError::Full(_));
             self.metrics.task_event(if busy { "fhe_busy" } else { "fhe_stopped" });
             let r = FheReply::error(

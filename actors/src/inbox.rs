@@ -14,6 +14,7 @@
 //! | `/brainmesh/audit/1` | [`AuditRequest`](crate::protocols::audit::AuditRequest) | transcript / evidence stores |
 
 use actix::Recipient;
+use brainmesh_ledger::PeerId;
 
 use crate::distributor::ChunkIn;
 use crate::membership::SyncIn;
@@ -63,8 +64,8 @@ impl Inbox {
     pub async fn gossip(
         &self,
         topic: String,
-        source: Option<String>,
-        propagation_source: String,
+        source: Option<PeerId>,
+        propagation_source: PeerId,
         data: Vec<u8>,
     ) -> Result<(), Reject> {
         let to = match TopicKind::parse(&topic) {
@@ -96,7 +97,7 @@ impl Inbox {
 
     /// Routes a `/brainmesh/sync/1` request: decoded once as a [`SyncWire`], then roster sync to
     /// membership and ledger catch-up to the rollup actor. Returns the response bytes.
-    pub async fn request(&self, peer: String, data: Vec<u8>) -> Vec<u8> {
+    pub async fn request(&self, peer: PeerId, data: Vec<u8>) -> Vec<u8> {
         if data.len() > MAX_MESSAGE_BYTES {
             self.metrics.reject(Reject::Oversized);
             return to_json(&SyncResponse::Error { message: "request too large".into() });
@@ -127,7 +128,7 @@ impl Inbox {
 
     /// Routes a `/brainmesh/task/1` request: decoded once as a [`TaskWire`], assignments to the
     /// miner and chunks to the distributor. Returns the [`Ack`]'s bytes.
-    pub async fn task_request(&self, peer: String, data: Vec<u8>) -> Vec<u8> {
+    pub async fn task_request(&self, peer: PeerId, data: Vec<u8>) -> Vec<u8> {
         let ack = match serde_json::from_slice::<TaskWire>(&data) {
             Ok(TaskWire::Assign(assign)) => match &self.assign {
                 Some(r) => r.send(AssignIn { peer, assign }).await.unwrap_or_else(|_| Ack::stop("miner stopped")),
@@ -146,7 +147,7 @@ impl Inbox {
     }
 
     /// Hands an encrypted-mode request to the head's service (if this peer serves one).
-    pub async fn fhe_request(&self, peer: String, data: Vec<u8>) -> Vec<u8> {
+    pub async fn fhe_request(&self, peer: PeerId, data: Vec<u8>) -> Vec<u8> {
         match &self.fhe {
             Some(r) => r
                 .send(messages::FheIn { peer, data })
@@ -157,7 +158,7 @@ impl Inbox {
     }
 
     /// Serves a validator's audit request: a miner's transcript, or a validator's evidence.
-    pub async fn audit_request(&self, _peer: String, data: Vec<u8>) -> Vec<u8> {
+    pub async fn audit_request(&self, _peer: PeerId, data: Vec<u8>) -> Vec<u8> {
         let (t, e) = (self.transcripts.clone(), self.evidence.clone());
         // sled reads are quick but blocking; keep them off the network task's thread.
         tokio::task::spawn_blocking(move || crate::protocols::audit::serve(t.as_ref(), e.as_ref(), &data).to_bytes())
@@ -165,15 +166,15 @@ impl Inbox {
             .unwrap_or_default()
     }
 
-    pub fn peer_connected(&self, peer: String) {
+    pub fn peer_connected(&self, peer: PeerId) {
         self.peer_event(messages::PeerEvent::Connected { peer });
     }
 
-    pub fn peer_disconnected(&self, peer: String) {
+    pub fn peer_disconnected(&self, peer: PeerId) {
         self.peer_event(messages::PeerEvent::Disconnected { peer });
     }
 
-    pub fn ping(&self, peer: String, rtt_us: u64) {
+    pub fn ping(&self, peer: PeerId, rtt_us: u64) {
         self.peer_event(messages::PeerEvent::PingRtt { peer, rtt_us });
     }
 
@@ -198,15 +199,15 @@ impl NetworkEvents for Inbox {
     fn gossip(
         &self,
         topic: String,
-        source: Option<String>,
-        propagation_source: String,
+        source: Option<PeerId>,
+        propagation_source: PeerId,
         data: Vec<u8>,
     ) -> BoxFuture<'static, Result<(), Reject>> {
         let me = self.clone();
         Box::pin(async move { me.gossip(topic, source, propagation_source, data).await })
     }
 
-    fn request(&self, proto: Proto, peer: String, data: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
+    fn request(&self, proto: Proto, peer: PeerId, data: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
         let me = self.clone();
         Box::pin(async move {
             match proto {
@@ -218,15 +219,15 @@ impl NetworkEvents for Inbox {
         })
     }
 
-    fn peer_connected(&self, peer: String) {
+    fn peer_connected(&self, peer: PeerId) {
         Inbox::peer_connected(self, peer)
     }
 
-    fn peer_disconnected(&self, peer: String) {
+    fn peer_disconnected(&self, peer: PeerId) {
         Inbox::peer_disconnected(self, peer)
     }
 
-    fn ping(&self, peer: String, rtt_us: u64) {
+    fn ping(&self, peer: PeerId, rtt_us: u64) {
         Inbox::ping(self, peer, rtt_us)
     }
 }

@@ -1,6 +1,7 @@
 //! The Membership actor: the Brain roster, persisted, gossiped, kept alive by heartbeats.
 
 use brainmesh_ledger::BrainId;
+use brainmesh_ledger::PeerId;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -371,9 +372,9 @@ impl Handler<GossipIn> for Membership {
             Ok(Some(Beat::UnknownPeer)) => {
                 // The sender knows records we lack (or we know ones it lacks): sync both ways.
                 if let Some(author) = msg.source {
-                    self.sync_with(author, ctx);
+                    self.sync_with(author.into(), ctx);
                 }
-                self.sync_with(msg.propagation_source, ctx);
+                self.sync_with(msg.propagation_source.into(), ctx);
                 Ok(())
             }
             Ok(_) => Ok(()),
@@ -390,7 +391,7 @@ impl Handler<GossipIn> for Membership {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "SyncResponse")]
 pub struct SyncIn {
-    pub peer: String,
+    pub peer: PeerId,
     pub req: SyncRequest,
 }
 
@@ -413,17 +414,17 @@ impl Handler<PeerEvent> for Membership {
     fn handle(&mut self, msg: PeerEvent, ctx: &mut Self::Context) {
         match msg {
             PeerEvent::Connected { peer } => {
-                self.connected.insert(peer.clone());
-                self.sync_with(peer, ctx);
+                self.connected.insert(peer.to_string());
+                self.sync_with(peer.into(), ctx);
                 // Let the newcomer see us alive without waiting a whole interval.
                 ctx.run_later(Duration::from_millis(200), |act, _| act.heartbeat());
             }
             PeerEvent::Disconnected { peer } => {
-                self.connected.remove(&peer);
-                self.rtts.remove(&peer);
+                self.connected.remove(peer.as_str());
+                self.rtts.remove(peer.as_str());
             }
             PeerEvent::PingRtt { peer, rtt_us } => {
-                self.rtts.insert(peer, rtt_us);
+                self.rtts.insert(peer.into(), rtt_us);
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use actix::Message;
 use brainmesh_ledger::BrainId;
+use brainmesh_ledger::PeerId;
 
 use crate::protocols::Reject;
 use crate::roster::BrainView;
@@ -13,8 +14,8 @@ use crate::roster::BrainView;
 #[rtype(result = "Result<(), Reject>")]
 pub struct GossipIn {
     pub topic: String,
-    pub source: Option<String>,
-    pub propagation_source: String,
+    pub source: Option<PeerId>,
+    pub propagation_source: PeerId,
     pub data: Vec<u8>,
 }
 
@@ -22,7 +23,7 @@ pub struct GossipIn {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Vec<u8>")]
 pub struct FheIn {
-    pub peer: String,
+    pub peer: PeerId,
     pub data: Vec<u8>,
 }
 
@@ -30,9 +31,9 @@ pub struct FheIn {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub enum PeerEvent {
-    Connected { peer: String },
-    Disconnected { peer: String },
-    PingRtt { peer: String, rtt_us: u64 },
+    Connected { peer: PeerId },
+    Disconnected { peer: PeerId },
+    PingRtt { peer: PeerId, rtt_us: u64 },
 }
 
 /// The roster and this peer's own registration state.

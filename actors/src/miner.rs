@@ -2,6 +2,7 @@
 //! assignments, streams sealed tokens back to the gateway and signs a receipt at the end.
 
 use brainmesh_ledger::BrainId;
+use brainmesh_ledger::PeerId;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -153,14 +154,14 @@ impl Actor for Miner {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Ack")]
 pub struct AssignIn {
-    pub peer: String,
+    pub peer: PeerId,
     pub assign: SealedAssign,
 }
 
 impl Handler<AssignIn> for Miner {
     type Result = MessageResult<AssignIn>;
     fn handle(&mut self, msg: AssignIn, _ctx: &mut Self::Context) -> Self::Result {
-        let ack = self.assign(msg.peer, msg.assign);
+        let ack = self.assign(msg.peer.into(), msg.assign);
         if let Some(e) = &ack.error {
             tracing::debug!("assignment refused: {e}");
         }

@@ -3,6 +3,7 @@
 //! The actors never touch the swarm; they hold a [`NetworkSender`] and the one task that owns
 //! the swarm executes these commands. Replies travel back on oneshot channels.
 
+use brainmesh_ledger::PeerId;
 use tokio::sync::{mpsc, oneshot};
 
 /// What the network reports about itself.
@@ -111,16 +112,16 @@ pub trait NetworkEvents: Send + Sync + 'static {
     fn gossip(
         &self,
         topic: String,
-        source: Option<String>,
-        propagation_source: String,
+        source: Option<PeerId>,
+        propagation_source: PeerId,
         data: Vec<u8>,
     ) -> crate::task::BoxFuture<'static, Result<(), crate::protocols::Reject>>;
     /// An inbound request on `proto` from `peer`; the future's bytes are the response.
-    fn request(&self, proto: Proto, peer: String, data: Vec<u8>) -> crate::task::BoxFuture<'static, Vec<u8>>;
+    fn request(&self, proto: Proto, peer: PeerId, data: Vec<u8>) -> crate::task::BoxFuture<'static, Vec<u8>>;
     /// The first connection to `peer` opened.
-    fn peer_connected(&self, peer: String);
+    fn peer_connected(&self, peer: PeerId);
     /// The last connection to `peer` closed.
-    fn peer_disconnected(&self, peer: String);
+    fn peer_disconnected(&self, peer: PeerId);
     /// A ping round trip to `peer`.
-    fn ping(&self, peer: String, rtt_us: u64);
+    fn ping(&self, peer: PeerId, rtt_us: u64);
 }

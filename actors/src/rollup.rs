@@ -55,6 +55,7 @@ use brainmesh_ledger::state::LedgerState;
 use brainmesh_ledger::store::{Applied, LedgerStore, StoreError};
 use brainmesh_ledger::tx::Tx;
 use brainmesh_ledger::BrainId;
+use brainmesh_ledger::PeerId;
 
 /// Blocks a catch-up response carries at most.
 const MAX_BLOCKS_PER_RESPONSE: usize = 64;
@@ -1121,7 +1122,7 @@ impl Handler<ReceiptSeen> for Rollup {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "LedgerResponse")]
 pub struct LedgerSyncIn {
-    pub peer: String,
+    pub peer: PeerId,
     pub req: LedgerRequest,
 }
 

@@ -5,21 +5,22 @@
 
 use brainmesh_actors::task::BoxFuture;
 use brainmesh_actors::{NetworkEvents, Proto, Reject};
+use brainmesh_ledger::PeerId;
 use tokio::sync::{mpsc, oneshot};
 
 /// One thing the network delivered.
 #[derive(Debug)]
 pub enum NetEvent {
     /// A gossip message; answer `Ok(())` to accept (forward) it, `Err` to reject it.
-    Gossip { topic: String, source: Option<String>, data: Vec<u8>, verdict: oneshot::Sender<Result<(), Reject>> },
+    Gossip { topic: String, source: Option<PeerId>, data: Vec<u8>, verdict: oneshot::Sender<Result<(), Reject>> },
     /// An inbound request; send the response bytes on `reply`.
-    Request { proto: Proto, peer: String, data: Vec<u8>, reply: oneshot::Sender<Vec<u8>> },
+    Request { proto: Proto, peer: PeerId, data: Vec<u8>, reply: oneshot::Sender<Vec<u8>> },
     /// The first connection to a peer opened.
-    Connected(String),
+    Connected(PeerId),
     /// The last connection to a peer closed.
-    Disconnected(String),
+    Disconnected(PeerId),
     /// A ping round trip.
-    Ping { peer: String, rtt_us: u64 },
+    Ping { peer: PeerId, rtt_us: u64 },
 }
 
 /// The channel sink. Unanswered gossip is rejected and unanswered requests get an empty
@@ -41,8 +42,8 @@ impl NetworkEvents for ChannelEvents {
     fn gossip(
         &self,
         topic: String,
-        source: Option<String>,
-        _propagation_source: String,
+        source: Option<PeerId>,
+        _propagation_source: PeerId,
         data: Vec<u8>,
     ) -> BoxFuture<'static, Result<(), Reject>> {
         let (verdict, rx) = oneshot::channel();
@@ -55,7 +56,7 @@ impl NetworkEvents for ChannelEvents {
         })
     }
 
-    fn request(&self, proto: Proto, peer: String, data: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
+    fn request(&self, proto: Proto, peer: PeerId, data: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
         let (reply, rx) = oneshot::channel();
         let sent = self.tx.send(NetEvent::Request { proto, peer, data, reply }).is_ok();
         Box::pin(async move {
@@ -66,15 +67,15 @@ impl NetworkEvents for ChannelEvents {
         })
     }
 
-    fn peer_connected(&self, peer: String) {
+    fn peer_connected(&self, peer: PeerId) {
         let _ = self.tx.send(NetEvent::Connected(peer));
     }
 
-    fn peer_disconnected(&self, peer: String) {
+    fn peer_disconnected(&self, peer: PeerId) {
         let _ = self.tx.send(NetEvent::Disconnected(peer));
     }
 
-    fn ping(&self, peer: String, rtt_us: u64) {
+    fn ping(&self, peer: PeerId, rtt_us: u64) {
         let _ = self.tx.send(NetEvent::Ping { peer, rtt_us });
     }
 }

@@ -272,8 +272,8 @@ impl NetworkService {
                 }
                 let fut = self.events.gossip(
                     topic,
-                    message.source.map(|p| p.to_string()),
-                    propagation_source.to_string(),
+                    message.source.map(|p| p.to_string().into()),
+                    propagation_source.to_string().into(),
                     message.data,
                 );
                 let tx = self.internal_tx.clone();
@@ -301,7 +301,7 @@ impl NetworkService {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
-                self.events.ping(peer.to_string(), rtt.as_micros() as u64);
+                self.events.ping(peer.to_string().into(), rtt.as_micros() as u64);
             }
             SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, connection_id, .. } => {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
@@ -313,7 +313,7 @@ impl NetworkService {
                 }
                 if num_established.get() == 1 {
                     self.metrics.connected_peers.set(self.swarm.connected_peers().count() as i64);
-                    self.events.peer_connected(peer_id.to_string());
+                    self.events.peer_connected(peer_id.to_string().into());
                     tracing::debug!(peer = %peer_id, "connected");
                     // The first connection (usually a bootstrap peer): look the mesh up now
                     // rather than at the next 30 s tick, so peers named in the roster can be
@@ -325,7 +325,7 @@ impl NetworkService {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.metrics.connected_peers.set(self.swarm.connected_peers().count() as i64);
-                self.events.peer_disconnected(peer_id.to_string());
+                self.events.peer_disconnected(peer_id.to_string().into());
                 tracing::debug!(peer = %peer_id, "disconnected");
             }
             SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error, .. } => {
@@ -348,7 +348,7 @@ impl NetworkService {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    let fut = self.events.request(proto, peer.to_string(), request);
+                    let fut = self.events.request(proto, peer.to_string().into(), request);
                     let tx = self.internal_tx.clone();
                     tokio::spawn(async move {
                         let data = fut.await;

@@ -48,7 +48,8 @@ pub fn ed25519_key_of(peer: &str) -> Option<[u8; 32]> {
 }
 
 /// The text-form traits every id shares: `Display`, `From<String>`, `From<&str>`, `AsRef<str>`,
-/// `Borrow<str>` (so a map keyed by id can be looked up with a `&str`) and `as_str`.
+/// `Borrow<str>` (so a map keyed by id can be looked up with a `&str`), `Deref<Target = str>`,
+/// comparison with strings, `as_str`, and back `into()` a `String`.
 macro_rules! text_id {
     ($t:ident) => {
         impl $t {
@@ -85,6 +86,37 @@ macro_rules! text_id {
         impl std::borrow::Borrow<str> for $t {
             fn borrow(&self) -> &str {
                 &self.0
+            }
+        }
+
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(id: $t) -> String {
+                id.0
+            }
+        }
+
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<String> for $t {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+
+        impl PartialEq<$t> for String {
+            fn eq(&self, other: &$t) -> bool {
+                *self == other.0
             }
         }
     };
