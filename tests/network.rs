@@ -18,12 +18,16 @@ struct Peer {
 }
 
 async fn start(bootstrap: Vec<String>) -> Peer {
+    start_on("/ip4/127.0.0.1/tcp/0", bootstrap).await
+}
+
+async fn start_on(listen: &str, bootstrap: Vec<String>) -> Peer {
     let key = Keypair::generate_ed25519();
     let peer_id = key.public().to_peer_id().to_string();
     let (net, commands) = command_channel();
     let (sink, events) = ChannelEvents::new();
     let settings = NetworkSettings {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        listen: vec![listen.into()],
         bootstrap,
         gossip_heartbeat: Duration::from_millis(100),
         max_peers: 8,
@@ -52,9 +56,23 @@ async fn next<T>(events: &mut UnboundedReceiver<NetEvent>, mut pick: impl FnMut(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_network_services_exchange_a_request_and_a_gossip_message_without_actors() {
-    let mut a = start(vec![]).await;
-    let mut b = start(vec![a.addr.clone()]).await;
+    let a = start(vec![]).await;
+    let b = start(vec![a.addr.clone()]).await;
+    exchange(a, b).await;
+}
 
+/// The same over libp2p's in-memory transport: peers of one process, no sockets (what a
+/// simulator runs hundreds of).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_network_services_talk_over_the_in_memory_transport() {
+    let a = start_on("/memory/0", vec![]).await;
+    assert!(a.addr.starts_with("/memory/"), "{}", a.addr);
+    let b = start_on("/memory/0", vec![a.addr.clone()]).await;
+    exchange(a, b).await;
+}
+
+/// B (bootstrapped to A) and A: a connection, a request and its answer, a gossip message.
+async fn exchange(mut a: Peer, mut b: Peer) {
     // B dials A through its bootstrap list; both sinks hear of the connection.
     let a_id = a.peer_id.clone();
     next(&mut b.events, |e| matches!(e, NetEvent::Connected(ref p) if *p == a_id).then_some(())).await;

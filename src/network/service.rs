@@ -81,6 +81,22 @@ impl NetworkService {
             .map_err(|e| NetError::Transport(e.to_string()))?;
         #[cfg(feature = "quic")]
         let builder = builder.with_quic();
+        // In-process peers (`/memory/N` addresses): many nodes in one process without sockets,
+        // for a simulator; the same noise + yamux stack as TCP, unreachable from outside.
+        let builder = builder
+            .with_other_transport(|key| {
+                use libp2p::core::{transport::MemoryTransport, upgrade::Version};
+                use libp2p::Transport;
+                let noise =
+                    noise::Config::new(key).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    MemoryTransport::default()
+                        .upgrade(Version::V1)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default()),
+                )
+            })
+            .map_err(|e| NetError::Transport(e.to_string()))?;
         let mut swarm = builder
             .with_behaviour(|key| Behaviour::new(key, heartbeat, max_peers))
             .map_err(|e| NetError::Transport(e.to_string()))?
