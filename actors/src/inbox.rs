@@ -61,7 +61,7 @@ pub(crate) struct RollupRecipients {
 
 impl Inbox {
     /// Hands a gossip message to the actor of its topic; `Ok` means accept (forward), `Err` reject.
-    pub async fn gossip(
+    async fn route_gossip(
         &self,
         topic: String,
         source: Option<PeerId>,
@@ -97,7 +97,7 @@ impl Inbox {
 
     /// Routes a `/brainmesh/sync/1` request: decoded once as a [`SyncWire`], then roster sync to
     /// membership and ledger catch-up to the rollup actor. Returns the response bytes.
-    pub async fn request(&self, peer: PeerId, data: Vec<u8>) -> Vec<u8> {
+    async fn sync_request(&self, peer: PeerId, data: Vec<u8>) -> Vec<u8> {
         if data.len() > MAX_MESSAGE_BYTES {
             self.metrics.reject(Reject::Oversized);
             return to_json(&SyncResponse::Error { message: "request too large".into() });
@@ -128,7 +128,7 @@ impl Inbox {
 
     /// Routes a `/brainmesh/task/1` request: decoded once as a [`TaskWire`], assignments to the
     /// miner and chunks to the distributor. Returns the [`Ack`]'s bytes.
-    pub async fn task_request(&self, peer: PeerId, data: Vec<u8>) -> Vec<u8> {
+    async fn task_request(&self, peer: PeerId, data: Vec<u8>) -> Vec<u8> {
         let ack = match serde_json::from_slice::<TaskWire>(&data) {
             Ok(TaskWire::Assign(assign)) => match &self.assign {
                 Some(r) => r.send(AssignIn { peer, assign }).await.unwrap_or_else(|_| Ack::stop("miner stopped")),
@@ -147,7 +147,7 @@ impl Inbox {
     }
 
     /// Hands an encrypted-mode request to the head's service (if this peer serves one).
-    pub async fn fhe_request(&self, peer: PeerId, data: Vec<u8>) -> Vec<u8> {
+    async fn fhe_request(&self, peer: PeerId, data: Vec<u8>) -> Vec<u8> {
         match &self.fhe {
             Some(r) => r
                 .send(messages::FheIn { peer, data })
@@ -158,24 +158,12 @@ impl Inbox {
     }
 
     /// Serves a validator's audit request: a miner's transcript, or a validator's evidence.
-    pub async fn audit_request(&self, _peer: PeerId, data: Vec<u8>) -> Vec<u8> {
+    async fn audit_request(&self, _peer: PeerId, data: Vec<u8>) -> Vec<u8> {
         let (t, e) = (self.transcripts.clone(), self.evidence.clone());
         // sled reads are quick but blocking; keep them off the network task's thread.
         tokio::task::spawn_blocking(move || crate::protocols::audit::serve(t.as_ref(), e.as_ref(), &data).to_bytes())
             .await
             .unwrap_or_default()
-    }
-
-    pub fn peer_connected(&self, peer: PeerId) {
-        self.peer_event(messages::PeerEvent::Connected { peer });
-    }
-
-    pub fn peer_disconnected(&self, peer: PeerId) {
-        self.peer_event(messages::PeerEvent::Disconnected { peer });
-    }
-
-    pub fn ping(&self, peer: PeerId, rtt_us: u64) {
-        self.peer_event(messages::PeerEvent::PingRtt { peer, rtt_us });
     }
 
     fn peer_event(&self, ev: messages::PeerEvent) {
@@ -204,14 +192,14 @@ impl NetworkEvents for Inbox {
         data: Vec<u8>,
     ) -> BoxFuture<'static, Result<(), Reject>> {
         let me = self.clone();
-        Box::pin(async move { me.gossip(topic, source, propagation_source, data).await })
+        Box::pin(async move { me.route_gossip(topic, source, propagation_source, data).await })
     }
 
     fn request(&self, proto: Proto, peer: PeerId, data: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
         let me = self.clone();
         Box::pin(async move {
             match proto {
-                Proto::Sync => me.request(peer, data).await,
+                Proto::Sync => me.sync_request(peer, data).await,
                 Proto::Task => me.task_request(peer, data).await,
                 Proto::Fhe => me.fhe_request(peer, data).await,
                 Proto::Audit => me.audit_request(peer, data).await,
@@ -220,14 +208,14 @@ impl NetworkEvents for Inbox {
     }
 
     fn peer_connected(&self, peer: PeerId) {
-        Inbox::peer_connected(self, peer)
+        self.peer_event(messages::PeerEvent::Connected { peer });
     }
 
     fn peer_disconnected(&self, peer: PeerId) {
-        Inbox::peer_disconnected(self, peer)
+        self.peer_event(messages::PeerEvent::Disconnected { peer });
     }
 
     fn ping(&self, peer: PeerId, rtt_us: u64) {
-        Inbox::ping(self, peer, rtt_us)
+        self.peer_event(messages::PeerEvent::PingRtt { peer, rtt_us });
     }
 }

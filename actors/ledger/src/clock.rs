@@ -144,29 +144,14 @@ impl ChainClock {
         Self::new(genesis_ms, block_time_ms, Arc::new(WallClock))
     }
 
-    /// Genesis time, Unix ms.
-    pub fn genesis_ms(&self) -> u64 {
-        self.genesis_ms
-    }
-
     /// Block time in ms (at least 1).
     pub fn block_time_ms(&self) -> u64 {
         self.block_time_ms
     }
 
-    /// The time source this clock reads.
-    pub fn source(&self) -> &Arc<dyn TimeSource> {
-        &self.source
-    }
-
     /// Now, Unix ms.
     pub fn now_ms(&self) -> u64 {
         self.source.now_ms()
-    }
-
-    /// Now, in whole Unix seconds.
-    pub fn now_secs(&self) -> u64 {
-        self.now_ms() / 1000
     }
 
     /// The block height at Unix time `ms` (0 before genesis).
@@ -189,11 +174,6 @@ impl ChainClock {
         let now = self.now_ms();
         let next = self.block_start_ms(self.height_at(now).saturating_add(1));
         Duration::from_millis(next.saturating_sub(now).max(1))
-    }
-
-    /// The settlement period a height falls in, for periods of `period_blocks` blocks.
-    pub fn period_of(h: Height, period_blocks: u64) -> u64 {
-        h / period_blocks.max(1)
     }
 
     /// A monotonic instant on this clock's source, for measuring durations.

@@ -23,14 +23,6 @@ impl PeerId {
         Self(s.into())
     }
 
-    /// The peer id of an ed25519 public key (what libp2p derives from the same key).
-    pub fn from_ed25519(pubkey: &[u8; 32]) -> Self {
-        let mut b = Vec::with_capacity(38);
-        b.extend_from_slice(&ED25519_PEER_PREFIX);
-        b.extend_from_slice(pubkey);
-        Self(bs58::encode(b).into_string())
-    }
-
     /// The ed25519 public key this id inlines, or `None` for text that is not an ed25519
     /// peer id (malformed base58, another key type, a hashed id).
     pub fn ed25519_public_key(&self) -> Option<[u8; 32]> {
@@ -142,10 +134,18 @@ text_id!(TaskId);
 mod tests {
     use super::*;
 
+    /// The peer id of an ed25519 public key (what libp2p derives from the same key).
+    fn from_ed25519(pubkey: &[u8; 32]) -> PeerId {
+        let mut b = Vec::with_capacity(38);
+        b.extend_from_slice(&ED25519_PEER_PREFIX);
+        b.extend_from_slice(pubkey);
+        PeerId(bs58::encode(b).into_string())
+    }
+
     #[test]
     fn an_ed25519_peer_id_round_trips_its_public_key() {
         let pk = [7u8; 32];
-        let id = PeerId::from_ed25519(&pk);
+        let id = from_ed25519(&pk);
         assert!(id.as_str().starts_with("12D3KooW"), "libp2p's ed25519 prefix: {id}");
         assert_eq!(id.ed25519_public_key(), Some(pk));
     }
