@@ -144,6 +144,9 @@ pub struct MinerSection {
     pub model_hash: String,
     /// Blocks a task's transcript is kept for validators to fetch (default 8640: one day).
     pub transcript_blocks: u64,
+    /// Research and testing only: "honest" (default), or a cheat of the audit matrix that
+    /// validators must catch: "edited", "replayed", "random", "intermittent:<honest share>".
+    pub behaviour: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,6 +210,7 @@ impl Default for MinerSection {
             fhe_head: PathBuf::new(),
             model_hash: String::new(),
             transcript_blocks: 8640,
+            behaviour: "honest".into(),
         }
     }
 }
@@ -284,7 +288,8 @@ impl Default for NetworkConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Address of the status/metrics HTTP server (port 0 picks a free port).
+    /// Address of the status/metrics HTTP server (port 0 picks a free port; empty: no server,
+    /// as for the simulator's in-process peers).
     pub listen: String,
 }
 
@@ -349,6 +354,7 @@ impl NodeConfig {
                 .map_err(|e| ConfigError::Invalid(format!("`{a}` is not a multiaddr: {e}")))?;
         }
         self.miner.device.parse::<brainmesh_actors::models::DevicePref>().map_err(ConfigError::Invalid)?;
+        self.miner.behaviour.parse::<brainmesh_actors::adversary::MinerBehaviour>().map_err(ConfigError::Invalid)?;
         if !["like_emission", "miner_only"].contains(&self.ledger.fee_split.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "ledger.fee_split `{}`: expected like_emission or miner_only",
@@ -361,16 +367,20 @@ impl NodeConfig {
         if self.chain.block_time_ms == 0 {
             return Err(ConfigError::Invalid("chain.block_time_ms must be > 0".into()));
         }
-        self.http
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|e| ConfigError::Invalid(format!("http.listen `{}`: {e}", self.http.listen)))?;
-        if self.roles.contains(&Role::Gateway) {
-            self.gateway.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
-            self.gateway
+        if !self.http.listen.is_empty() {
+            self.http
                 .listen
                 .parse::<std::net::SocketAddr>()
-                .map_err(|e| ConfigError::Invalid(format!("gateway.listen `{}`: {e}", self.gateway.listen)))?;
+                .map_err(|e| ConfigError::Invalid(format!("http.listen `{}`: {e}", self.http.listen)))?;
+        }
+        if self.roles.contains(&Role::Gateway) {
+            self.gateway.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if !self.gateway.listen.is_empty() {
+                self.gateway
+                    .listen
+                    .parse::<std::net::SocketAddr>()
+                    .map_err(|e| ConfigError::Invalid(format!("gateway.listen `{}`: {e}", self.gateway.listen)))?;
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod http;
 pub mod network;
 pub mod node;
+pub mod sim;
 
 pub use config::NodeConfig;
 pub use node::Node;

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 mod cmd_generate;
 mod cmd_ledger;
 mod cmd_private;
+mod cmd_sim;
 mod cmd_squeeze;
 
 use brainmesh::config::{self, NodeConfig};
@@ -42,6 +43,9 @@ enum Cmd {
     /// The rollup ledger of a (stopped) validator: balances, receipts, settlements, proofs.
     #[command(subcommand)]
     Ledger(cmd_ledger::LedgerCmd),
+    /// Simulate a whole mesh in one process (researchers): real peers on an accelerated chain
+    /// clock, cheaters and faults; CSVs, summary.json and plots. `sim report DIR` prints a run.
+    Sim(cmd_sim::SimArgs),
 }
 
 #[derive(Args)]
@@ -103,6 +107,7 @@ fn main() -> Result<()> {
         Cmd::Private(c) => cmd_private::run(&c),
         Cmd::Squeeze(a) => cmd_squeeze::run(&a),
         Cmd::Ledger(c) => cmd_ledger::run(&c),
+        Cmd::Sim(a) => cmd_sim::run(&a),
     }
 }
 
@@ -178,9 +183,9 @@ fn node(a: NodeArgs) -> Result<()> {
     system.block_on(async move {
         let node = Node::start(cfg).await?;
         println!(
-            "peer id {} | http http://{}/status | listening on {}",
+            "peer id {} | http {} | listening on {}",
             node.peer_id,
-            node.http_addr,
+            node.http_addr.map(|a| format!("http://{a}/status")).unwrap_or_else(|| "off".into()),
             node.listen_addrs.join(", ")
         );
         wait_for_signal().await;

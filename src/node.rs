@@ -20,6 +20,7 @@ use brainmesh_actors::{
     ActorsConfig, DistributorHandle, Identity, MembershipConfig, MembershipHandle, Metrics, NetworkSender, NodeActors,
 };
 use brainmesh_ledger::settlement::FeeSplit;
+use brainmesh_ledger::ChainClock;
 
 use crate::config::NodeConfig;
 use crate::gateway::{self, GatewayState};
@@ -45,7 +46,7 @@ pub enum NodeError {
 }
 
 /// The rollup actor's settings from the `[ledger]` and `[chain]` sections.
-pub fn rollup_config(cfg: &NodeConfig) -> RollupConfig {
+pub fn rollup_config(cfg: &NodeConfig, clock: &ChainClock) -> RollupConfig {
     let l = &cfg.ledger;
     let params = brainmesh_ledger::economics::EconomicsParams {
         settlement_interval_blocks: l.settlement_interval_blocks.max(1),
@@ -69,7 +70,7 @@ pub fn rollup_config(cfg: &NodeConfig) -> RollupConfig {
     };
     RollupConfig {
         brain: cfg.brain,
-        clock: cfg.chain.clock(),
+        clock: clock.clone(),
         vote_delay_ms: l.vote_delay_ms,
         min_validators: l.min_validators,
         max_batch_items: l.max_batch_items.max(1),
@@ -83,7 +84,7 @@ pub fn rollup_config(cfg: &NodeConfig) -> RollupConfig {
 }
 
 /// Loads the miner's model and its declared hash (the file's sha256 unless configured).
-fn load_miner_model(cfg: &NodeConfig) -> Result<(MinerConfig, Model), NodeError> {
+fn load_miner_model(cfg: &NodeConfig, clock: &ChainClock) -> Result<(MinerConfig, Model), NodeError> {
     let device =
         cfg.miner.device.parse().map_err(|message| NodeError::Model { path: cfg.miner.model.clone(), message })?;
     let (model, file_hash) = load_model(&cfg.miner.model, &cfg.miner.model_id, device, cfg.miner.threads)?;
@@ -93,15 +94,20 @@ fn load_miner_model(cfg: &NodeConfig) -> Result<(MinerConfig, Model), NodeError>
         model_id: cfg.miner.model_id.clone(),
         model_hash: hash,
         max_queue: cfg.miner.max_queue,
-        clock: cfg.chain.clock(),
+        clock: clock.clone(),
         prefix_cache_tokens: cfg.miner.prefix_cache_tokens,
         transcript_blocks: cfg.miner.transcript_blocks,
+        behaviour: cfg
+            .miner
+            .behaviour
+            .parse()
+            .map_err(|message| NodeError::Model { path: cfg.miner.model.clone(), message })?,
     };
     Ok((mcfg, model))
 }
 
 /// The validator's copy of the audited model (CPU) and the auditor's settings.
-fn load_auditor(cfg: &NodeConfig) -> Result<(AuditorConfig, Model), NodeError> {
+fn load_auditor(cfg: &NodeConfig, clock: &ChainClock) -> Result<(AuditorConfig, Model), NodeError> {
     let a = &cfg.audit;
     let (model, hash) = load_model(&a.model, "audit model", brainmesh_actors::models::DevicePref::Cpu, a.threads)?;
     let tolerance = brainmesh_actors::models::proof::Tolerance {
@@ -124,7 +130,7 @@ fn load_auditor(cfg: &NodeConfig) -> Result<(AuditorConfig, Model), NodeError> {
             reveal_delay_blocks: a.reveal_delay_blocks,
             ..Default::default()
         },
-        clock: cfg.chain.clock(),
+        clock: clock.clone(),
         fetch_timeout: Duration::from_millis(a.fetch_timeout_ms),
         quality_every_blocks: a.quality_every_blocks,
         quality_max_tokens: a.quality_max_tokens,
@@ -164,7 +170,7 @@ fn load_model(
 }
 
 /// sha256 of a model file, or of every file of a model directory in name order.
-fn hash_model(path: &std::path::Path) -> std::io::Result<String> {
+pub fn hash_model(path: &std::path::Path) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
     let mut files = vec![];
@@ -211,7 +217,8 @@ pub const NODE_FILE: &str = "node.json";
 /// A running peer.
 pub struct Node {
     pub peer_id: String,
-    pub http_addr: SocketAddr,
+    /// The status/metrics server (none when `http.listen` is empty).
+    pub http_addr: Option<SocketAddr>,
     pub listen_addrs: Vec<String>,
     pub net: NetworkSender,
     pub membership: MembershipHandle,
@@ -228,12 +235,19 @@ pub struct Node {
     gateway_http: Option<actix_web::dev::ServerHandle>,
     state: HttpState,
     swarm_task: tokio::task::JoinHandle<()>,
-    http: actix_web::dev::ServerHandle,
+    http: Option<actix_web::dev::ServerHandle>,
 }
 
 impl Node {
     /// Starts a peer. Must run inside an actix system (`actix_rt::System`).
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        let clock = cfg.chain.clock();
+        Self::start_with_clock(cfg, clock).await
+    }
+
+    /// Starts a peer on a given chain clock (a simulator hands every peer one shared virtual
+    /// clock; `start` uses the wall clock from `[chain]`).
+    pub async fn start_with_clock(cfg: NodeConfig, clock: ChainClock) -> Result<Node, NodeError> {
         let id = Arc::new(Identity::load_or_create(&cfg.data_dir)?);
         let peer_id = id.peer_id().to_string();
         let db_path = cfg.data_dir.join("db");
@@ -247,7 +261,7 @@ impl Node {
             if !models.contains(&cfg.miner.model_id) {
                 models.push(cfg.miner.model_id.clone());
             }
-            Some(load_miner_model(&cfg)?)
+            Some(load_miner_model(&cfg, &clock)?)
         } else {
             None
         };
@@ -262,7 +276,7 @@ impl Node {
             None
         };
         let auditor = if is(Role::Validator) && !cfg.audit.model.as_os_str().is_empty() {
-            Some(load_auditor(&cfg)?)
+            Some(load_auditor(&cfg, &clock)?)
         } else {
             None
         };
@@ -293,8 +307,8 @@ impl Node {
                 distributor,
                 fhe,
                 auditor,
-                clock: cfg.chain.clock(),
-                ledger: (is(Role::Validator) && cfg.ledger.enabled).then(|| rollup_config(&cfg)),
+                clock: clock.clone(),
+                ledger: (is(Role::Validator) && cfg.ledger.enabled).then(|| rollup_config(&cfg, &clock)),
             },
             store,
             net.clone(),
@@ -328,9 +342,17 @@ impl Node {
             receipts: receipts.clone(),
             ledger: ledger.clone(),
         };
-        let (http_addr, http) = http::serve(state.clone(), &cfg.http.listen)
-            .map_err(|source| NodeError::Http { addr: cfg.http.listen.clone(), source })?;
-        let (gateway_addr, gateway_http) = match tasks.as_ref().filter(|_| is(Role::Gateway)) {
+        let (http_addr, http) = if cfg.http.listen.is_empty() {
+            (None, None)
+        } else {
+            let (a, h) = http::serve(state.clone(), &cfg.http.listen)
+                .map_err(|source| NodeError::Http { addr: cfg.http.listen.clone(), source })?;
+            (Some(a), Some(h))
+        };
+        let (gateway_addr, gateway_http) = match tasks
+            .as_ref()
+            .filter(|_| is(Role::Gateway) && !cfg.gateway.listen.is_empty())
+        {
             Some(t) => {
                 let gstate = GatewayState::new(Arc::new(t.clone()), &cfg.gateway)
                     .map_err(|e| NodeError::Gateway(e.to_string()))?;
@@ -344,15 +366,17 @@ impl Node {
 
         let file = NodeFile {
             peer_id: peer_id.clone(),
-            http: http_addr.to_string(),
+            http: http_addr.map(|a| a.to_string()).unwrap_or_default(),
             listen_addrs: listen_addrs.clone(),
             pid: std::process::id(),
             gateway: gateway_addr.map(|a| a.to_string()),
         };
         let path = cfg.data_dir.join(NODE_FILE);
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|source| NodeError::Io { path: cfg.data_dir.clone(), source })?;
         std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap_or_default())
             .map_err(|source| NodeError::Io { path, source })?;
-        tracing::info!(%peer_id, http = %http_addr, listen = ?listen_addrs, roles = ?cfg.roles, brain = cfg.brain, "node started");
+        tracing::info!(%peer_id, http = ?http_addr, listen = ?listen_addrs, roles = ?cfg.roles, brain = cfg.brain, "node started");
         Ok(Node {
             peer_id,
             http_addr,
@@ -382,7 +406,9 @@ impl Node {
         if let Some(g) = &self.gateway_http {
             g.stop(false).await;
         }
-        self.http.stop(false).await;
+        if let Some(h) = &self.http {
+            h.stop(false).await;
+        }
         self.membership.stop();
         self.swarm_task.abort();
         let _ = self.swarm_task.await;

@@ -194,7 +194,7 @@ async fn revealed_weights_drive_emission_and_a_killed_validator_catches_up_on_th
 
     // A transfer through the CLI while it is down; then the HTTP refusals.
     step("finalising without v2");
-    let v0_http = vals[0].http_addr.to_string();
+    let v0_http = vals[0].http_addr.expect("v0 serves HTTP").to_string();
     let payer_s = payer_dir.to_string_lossy().to_string();
     // The CLI talks to this process's node: off the actix thread, or the node cannot answer.
     let sent = blocking({

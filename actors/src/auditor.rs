@@ -691,7 +691,7 @@ impl Actor for Auditor {
                 tracing::error!("cannot start the audit thread: {e}");
             }
         }
-        let every = Duration::from_millis(self.cfg.clock.block_time_ms().max(10));
+        let every = self.cfg.clock.wall_wait(Duration::from_millis(self.cfg.clock.block_time_ms().max(10)));
         ctx.run_interval(every, |act, _| act.tick());
         tracing::info!(hash = %self.cfg.model_hash, "auditor ready");
     }

@@ -11,6 +11,7 @@
 //!   the [`NetworkEvents`] trait back from it; [`messages`]: actix message types.
 //! * [`start`]: which actors run for which roles.
 
+pub mod adversary;
 pub mod auditor;
 pub mod distributor;
 pub mod distributor_handle;

@@ -346,7 +346,7 @@ impl Actor for Membership {
             }
             .into_actor(self),
         );
-        ctx.run_interval(self.cfg.heartbeat_interval, |act, _ctx| {
+        ctx.run_interval(self.clock.wall_wait(self.cfg.heartbeat_interval), |act, _ctx| {
             act.heartbeat();
             act.update_liveness();
         });

@@ -38,6 +38,8 @@ pub struct MinerConfig {
     pub prefix_cache_tokens: usize,
     /// Blocks a task's transcript is kept for validators to fetch.
     pub transcript_blocks: u64,
+    /// Honest, or a cheat of the audit matrix (research and tests: [`crate::adversary`]).
+    pub behaviour: crate::adversary::MinerBehaviour,
 }
 
 enum WorkerEvent {
@@ -287,19 +289,30 @@ fn worker(
     mut prefix: PrefixCache,
     metrics: Metrics,
 ) {
+    // A replaying cheater's previous output (research knob; unused by honest miners).
+    let mut last: Option<crate::adversary::LastOutput> = None;
     while let Ok(job) = rx.recv() {
         let left = queued.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
         load.set_queue_depth(left);
         if job.cancel.load(Ordering::Relaxed) {
             continue;
         }
-        run_job(&model, job, &load, &mut prefix, &metrics);
+        run_job(&model, job, &load, &mut prefix, &metrics, &mut last);
         load.set_queue_depth(queued.load(Ordering::Relaxed));
     }
 }
 
-fn run_job(model: &Model, job: Job, load: &LoadReport, prefix: &mut PrefixCache, metrics: &Metrics) {
+fn run_job(
+    model: &Model,
+    job: Job,
+    load: &LoadReport,
+    prefix: &mut PrefixCache,
+    metrics: &Metrics,
+    last: &mut Option<crate::adversary::LastOutput>,
+) {
     let Job { body, cancel, events, miner, cfg: mcfg, attempt } = job;
+    // A cheating miner (research knob) streams nothing until it has made up its output.
+    let cheat = mcfg.behaviour.cheat_for(&body.task_id);
     let text = match &body.prompt {
         Prompt::Chat(msgs) => {
             let msgs: Vec<brainmesh_models::ChatMessage> =
@@ -347,7 +360,9 @@ fn run_job(model: &Model, job: Job, load: &LoadReport, prefix: &mut PrefixCache,
         if first.is_none() {
             first = Some(t0.elapsed().as_secs_f64() * 1000.0);
         }
-        let _ = events.send(WorkerEvent::Token { id: ev.token_id, text: ev.text.to_string() });
+        if cheat.is_none() {
+            let _ = events.send(WorkerEvent::Token { id: ev.token_id, text: ev.text.to_string() });
+        }
         !cancel.load(Ordering::Relaxed)
     };
     match model.generate_with_activations(&ids, &cfg, prefix, &mut on_token) {
@@ -373,7 +388,24 @@ fn run_job(model: &Model, job: Job, load: &LoadReport, prefix: &mut PrefixCache,
                 }
             };
             let nonce = hex::decode(&body.nonce).unwrap_or_default();
-            let proof_digest = hex::encode(proof::proof_digest(&nonce, &mcfg.model_hash, &proofs));
+            let mut proof_digest = hex::encode(proof::proof_digest(&nonce, &mcfg.model_hash, &proofs));
+            let mut proofs_hex = hex::encode(proof::encode_proofs(&proofs));
+            let mut output = g.tokens.clone();
+            if let Some(c) = cheat {
+                let vocab = model.net.vocab_size();
+                (output, proofs_hex) =
+                    crate::adversary::apply(c, &body.task_id, vocab, output, proofs_hex, last.as_ref());
+                if let Ok(p) =
+                    hex::decode(&proofs_hex).map_err(|_| ()).and_then(|b| proof::decode_proofs(&b).map_err(|_| ()))
+                {
+                    proof_digest = hex::encode(proof::proof_digest(&nonce, &mcfg.model_hash, &p));
+                }
+                for &id in &output {
+                    let text = model.tokenizer.decode(&[id], true).unwrap_or_default();
+                    let _ = events.send(WorkerEvent::Token { id, text });
+                }
+            }
+            *last = Some(crate::adversary::LastOutput { output: output.clone(), proofs: proofs_hex.clone() });
             let transcript = Transcript {
                 task_id: body.task_id.clone(),
                 attempt,
@@ -384,16 +416,16 @@ fn run_job(model: &Model, job: Job, load: &LoadReport, prefix: &mut PrefixCache,
                 nonce: body.nonce.clone(),
                 prompt: body.prompt.clone(),
                 resume_tokens: body.resume_tokens.clone(),
-                output: g.tokens.clone(),
+                output: output.clone(),
                 sampling: RunSampling::from_request(s),
                 proof_topk: pc.topk as u32,
                 proof_decode_batch: pc.decode_batch as u32,
-                proofs: hex::encode(proof::encode_proofs(&proofs)),
+                proofs: proofs_hex,
                 block_height: 0,
             };
             let _ = events.send(WorkerEvent::Done {
                 finish,
-                completion_tokens: g.tokens.len() as u32,
+                completion_tokens: output.len() as u32,
                 proof_digest,
                 transcript: Box::new(transcript),
             });

@@ -38,6 +38,8 @@ pub enum NetworkMessage {
     Info { reply: oneshot::Sender<NetworkInfo> },
     /// Dial an address (bootstrap, tests).
     Dial { addr: String, reply: oneshot::Sender<Result<(), NetworkError>> },
+    /// Block (`blocked: true`: close every connection, refuse new ones) or unblock a peer.
+    Block { peer: String, blocked: bool },
 }
 
 /// A cloneable handle for sending commands to the swarm task.
@@ -67,6 +69,13 @@ impl NetworkSender {
 
     pub async fn subscribe(&self, topic: String) -> Result<(), NetworkError> {
         self.tx.send(NetworkMessage::Subscribe { topic }).await.map_err(|_| NetworkError::Stopped)
+    }
+
+    /// Blocks or unblocks a peer (a partition, an operator's block list); fire and forget.
+    pub fn block(&self, peer: String, blocked: bool) {
+        if let Err(e) = self.tx.try_send(NetworkMessage::Block { peer, blocked }) {
+            tracing::warn!("network queue full or closed, block dropped: {e}");
+        }
     }
 
     /// A roster-sync request.

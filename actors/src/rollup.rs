@@ -409,7 +409,7 @@ impl Rollup {
     fn vote_delay(&self) -> Duration {
         let ms =
             if self.cfg.vote_delay_ms > 0 { self.cfg.vote_delay_ms } else { self.cfg.clock.block_time_ms() * 2 / 5 };
-        Duration::from_millis(ms.max(1))
+        self.cfg.clock.wall_wait(Duration::from_millis(ms.max(1)))
     }
 
     fn included(&self, id: &str) -> bool {
@@ -548,7 +548,7 @@ impl Rollup {
     fn schedule_tick(&self, ctx: &mut Context<Self>) {
         let bt = self.cfg.clock.block_time_ms();
         let wait = self.cfg.clock.until_next_block() + Duration::from_millis(20.min(bt / 10));
-        ctx.run_later(wait, |act, ctx| {
+        ctx.run_later(self.cfg.clock.wall_wait(wait), |act, ctx| {
             act.tick(ctx);
             act.schedule_tick(ctx);
         });

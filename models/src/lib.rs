@@ -27,6 +27,7 @@ pub mod proof;
 pub mod qmatmul;
 pub mod quant;
 pub mod squeeze;
+pub mod tiny;
 pub mod tokenizer;
 
 pub use device::DevicePref;

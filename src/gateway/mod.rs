@@ -55,7 +55,8 @@ use sse::{Chunker, Endpoint};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
-    /// Address the OpenAI-compatible HTTP API listens on (port 0 picks a free port).
+    /// Address the OpenAI-compatible HTTP API listens on (port 0 picks a free port; empty: no
+    /// API server, as for the simulator's in-process gateways, which take tasks directly).
     pub listen: String,
     /// API keys as `"key:account"`: a request with `Authorization: Bearer key` is billed to
     /// `account`. The account is what follows the last `:`. With no keys every request is

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use libp2p::{connection_limits, gossipsub, identify, identity::Keypair, kad, ping, request_response, StreamProtocol};
+use libp2p::{
+    allow_block_list, connection_limits, gossipsub, identify, identity::Keypair, kad, ping, request_response,
+    StreamProtocol,
+};
 
 use brainmesh_actors::Proto;
 
@@ -19,6 +22,9 @@ pub const MAX_PENDING_INCOMING: u32 = 64;
 
 #[derive(libp2p::swarm::NetworkBehaviour)]
 pub struct Behaviour {
+    /// Peers this node refuses to talk to (existing connections close; dials both ways fail):
+    /// partitions in the simulator, an operator's block list.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// Bounds on open and pending connections (inbound connections were unbounded before).
     pub limits: connection_limits::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
@@ -89,7 +95,7 @@ impl Behaviour {
                 .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
                 .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
         );
-        Ok(Self { limits, gossipsub, kad, identify, ping, sync, task, fhe, audit })
+        Ok(Self { blocked: Default::default(), limits, gossipsub, kad, identify, ping, sync, task, fhe, audit })
     }
 }
 

@@ -219,6 +219,15 @@ impl NetworkService {
                     connected_peers: self.swarm.connected_peers().map(|p| p.to_string()).collect(),
                 });
             }
+            NetworkMessage::Block { peer, blocked } => match peer.parse::<PeerId>() {
+                Ok(p) if blocked => {
+                    self.swarm.behaviour_mut().blocked.block_peer(p);
+                }
+                Ok(p) => {
+                    self.swarm.behaviour_mut().blocked.unblock_peer(p);
+                }
+                Err(_) => tracing::warn!(%peer, "block: not a peer id"),
+            },
             NetworkMessage::Dial { addr, reply } => match addr.parse::<Multiaddr>() {
                 Ok(a) => {
                     let opts = libp2p::swarm::dial_opts::DialOpts::from(a);

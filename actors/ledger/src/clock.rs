@@ -25,6 +25,12 @@ pub trait TimeSource: Send + Sync + fmt::Debug {
     /// A monotonic reading in microseconds from an arbitrary origin, for durations (latency,
     /// timeouts, rate limits). Never goes backwards.
     fn monotonic_us(&self) -> u64;
+    /// The wall-clock wait that lets `chain` pass on this source: what a real timer (actix,
+    /// tokio) must be given for a protocol duration. The wall clock and a frozen clock return
+    /// it unchanged; an accelerated clock divides it by its speed-up.
+    fn wall_wait(&self, chain: Duration) -> Duration {
+        chain
+    }
 }
 
 /// The machine's clocks: `SystemTime` for the calendar, `Instant` for durations.
@@ -63,6 +69,8 @@ struct VirtualInner {
     /// Wall-time speed-up (0 = frozen until advanced).
     speedup: u64,
     started: Instant,
+    /// Microseconds after `started` at which the scaling began; `u64::MAX` while held.
+    released_us: AtomicU64,
 }
 
 impl fmt::Debug for VirtualClock {
@@ -86,8 +94,23 @@ impl VirtualClock {
                 offset_us: AtomicU64::new(0),
                 speedup,
                 started: Instant::now(),
+                released_us: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// An accelerated clock held at `start_ms` until [`VirtualClock::release`]: a simulator
+    /// starts its peers on it, and chain time begins to run once they are all up.
+    pub fn held(start_ms: u64, speedup: u64) -> Self {
+        let c = Self::accelerated(start_ms, speedup);
+        c.inner.released_us.store(u64::MAX, Ordering::SeqCst);
+        c
+    }
+
+    /// Starts a held clock running (no effect on one already running).
+    pub fn release(&self) {
+        let now = self.inner.started.elapsed().as_micros() as u64;
+        let _ = self.inner.released_us.compare_exchange(u64::MAX, now, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// Moves the clock forward by `d` (every peer sharing it sees the jump at once).
@@ -96,10 +119,13 @@ impl VirtualClock {
     }
 
     fn elapsed_us(&self) -> u64 {
-        let scaled = if self.inner.speedup == 0 {
+        let released = self.inner.released_us.load(Ordering::SeqCst);
+        let scaled = if self.inner.speedup == 0 || released == u64::MAX {
             0
         } else {
-            (self.inner.started.elapsed().as_micros() as u64).saturating_mul(self.inner.speedup)
+            (self.inner.started.elapsed().as_micros() as u64)
+                .saturating_sub(released)
+                .saturating_mul(self.inner.speedup)
         };
         self.inner.offset_us.load(Ordering::SeqCst).saturating_add(scaled)
     }
@@ -111,6 +137,19 @@ impl TimeSource for VirtualClock {
     }
     fn monotonic_us(&self) -> u64 {
         self.elapsed_us()
+    }
+    fn wall_wait(&self, chain: Duration) -> Duration {
+        match self.inner.speedup {
+            0 => chain,
+            s => Duration::from_micros((chain.as_micros() as u64 / s).max(1)),
+        }
+    }
+}
+
+impl VirtualClock {
+    /// The wall-time speed-up (0: frozen until advanced).
+    pub fn speedup(&self) -> u64 {
+        self.inner.speedup
     }
 }
 
@@ -174,6 +213,13 @@ impl ChainClock {
         let now = self.now_ms();
         let next = self.block_start_ms(self.height_at(now).saturating_add(1));
         Duration::from_millis(next.saturating_sub(now).max(1))
+    }
+
+    /// The wall-clock wait for a chain-time duration `d` (`d / speed-up` on an accelerated
+    /// clock): every actor timer that stands for protocol time (block ticks, vote delays,
+    /// heartbeats) goes through this, so an accelerated simulation keeps the protocol's rhythm.
+    pub fn wall_wait(&self, d: Duration) -> Duration {
+        self.source.wall_wait(d)
     }
 
     /// A monotonic instant on this clock's source, for measuring durations.
@@ -252,6 +298,24 @@ mod tests {
         v.advance(Duration::from_secs(10));
         assert_eq!((a.height(), b.height()), (100, 100));
         assert_eq!(a.elapsed(t0), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_held_clock_stands_still_until_released_then_runs() {
+        let v = VirtualClock::held(5_000, 1_000);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(v.now_ms(), 5_000);
+        v.release();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(v.now_ms() >= 5_000 + 5_000, "{}", v.now_ms());
+    }
+
+    #[test]
+    fn timers_wait_chain_time_divided_by_the_speed_up() {
+        let fast = ChainClock::new(0, 10_000, Arc::new(VirtualClock::accelerated(0, 100)));
+        assert_eq!(fast.wall_wait(Duration::from_secs(10)), Duration::from_millis(100));
+        let wall = ChainClock::wall(0, 10_000);
+        assert_eq!(wall.wall_wait(Duration::from_secs(10)), Duration::from_secs(10));
     }
 
     #[test]
