@@ -176,6 +176,10 @@ pub struct AuditSection {
     pub quality_every_blocks: u64,
     /// Tokens a known-answer task asks for.
     pub quality_max_tokens: u32,
+    /// Research and testing only: "honest" (default), "copier" (audits nothing, commits the
+    /// mean of the weights others revealed last) or "collude:<miner peer id>,…" (audits
+    /// nothing, gives all its weight to those miners).
+    pub behaviour: String,
 }
 
 impl Default for AuditSection {
@@ -194,6 +198,7 @@ impl Default for AuditSection {
             fetch_timeout_ms: 20_000,
             quality_every_blocks: 30,
             quality_max_tokens: 16,
+            behaviour: "honest".into(),
         }
     }
 }
@@ -355,6 +360,10 @@ impl NodeConfig {
         }
         self.miner.device.parse::<brainmesh_actors::models::DevicePref>().map_err(ConfigError::Invalid)?;
         self.miner.behaviour.parse::<brainmesh_actors::adversary::MinerBehaviour>().map_err(ConfigError::Invalid)?;
+        self.audit
+            .behaviour
+            .parse::<brainmesh_actors::adversary::ValidatorBehaviour>()
+            .map_err(ConfigError::Invalid)?;
         if !["like_emission", "miner_only"].contains(&self.ledger.fee_split.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "ledger.fee_split `{}`: expected like_emission or miner_only",

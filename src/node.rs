@@ -134,6 +134,7 @@ fn load_auditor(cfg: &NodeConfig, clock: &ChainClock) -> Result<(AuditorConfig, 
         fetch_timeout: Duration::from_millis(a.fetch_timeout_ms),
         quality_every_blocks: a.quality_every_blocks,
         quality_max_tokens: a.quality_max_tokens,
+        behaviour: a.behaviour.parse().map_err(|message| NodeError::Model { path: a.model.clone(), message })?,
     };
     Ok((acfg, model))
 }

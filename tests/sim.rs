@@ -62,7 +62,7 @@ fn a_simulated_hour_bans_every_cheater_and_no_honest_miner_loses_no_receipt_and_
     let finals: Vec<u64> = column(&h, &blocks, "final_height").iter().filter_map(|v| v.parse().ok()).collect();
     assert!(finals.last().copied().unwrap_or(0) > 300, "finality stalled: {finals:?}");
     let peers_up: Vec<u64> = column(&h, &blocks, "peers_up").iter().map(|v| v.parse().unwrap()).collect();
-    assert!(peers_up.iter().any(|&n| n == 14) && peers_up.iter().any(|&n| n == 15), "the kill shows: {peers_up:?}");
+    assert!(peers_up.contains(&14) && peers_up.contains(&15), "the kill shows: {peers_up:?}");
     let (h, requests) = read_csv(&dir.join("requests.csv")).unwrap();
     let outcomes = column(&h, &requests, "outcome");
     let ok = outcomes.iter().filter(|o| **o == "ok").count();

@@ -86,6 +86,89 @@ impl std::str::FromStr for MinerBehaviour {
     }
 }
 
+/// How a validator behaves (research knob, `[audit] behaviour`). Weight copying and
+/// collusion are the known attacks on Yuma-style consensus: the copier earns dividends without
+/// the cost of auditing; colluders steer emission to miners of their choice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ValidatorBehaviour {
+    /// Audits and weights miners by what it measured.
+    #[default]
+    Honest,
+    /// Audits nothing; commits the mean of the weights the other validators revealed last
+    /// (under commit-reveal, one epoch late at best).
+    Copier,
+    /// Audits nothing; gives all its weight, in equal parts, to the miners it colludes with.
+    Colluder { favour: Vec<String> },
+}
+
+impl ValidatorBehaviour {
+    /// `honest`, `copier` or `colluder`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Honest => "honest",
+            Self::Copier => "copier",
+            Self::Colluder { .. } => "colluder",
+        }
+    }
+
+    /// Whether it re-checks receipts at all.
+    pub fn audits(&self) -> bool {
+        matches!(self, Self::Honest)
+    }
+}
+
+impl std::str::FromStr for ValidatorBehaviour {
+    type Err = String;
+    /// `honest`, `copier`, or `collude:<peer id>,<peer id>,…`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" | "honest" => Ok(Self::Honest),
+            "copier" => Ok(Self::Copier),
+            other => match other.strip_prefix("collude:") {
+                Some(list) => {
+                    let favour: Vec<String> =
+                        list.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+                    if favour.is_empty() {
+                        return Err("collude: name at least one miner peer id".into());
+                    }
+                    Ok(Self::Colluder { favour })
+                }
+                None => Err(format!("unknown validator behaviour `{other}` (honest, copier, collude:<peer ids>)")),
+            },
+        }
+    }
+}
+
+/// A copier's weights: the mean of `vectors` (each `(miner, ppb)` summing to 1e9), rounded back
+/// to an exact split of 1e9 sorted by miner; empty when there is nothing to copy.
+pub fn copied_weights(vectors: &[Vec<(String, u64)>]) -> Vec<(String, u64)> {
+    let mut sum: std::collections::BTreeMap<&str, u128> = Default::default();
+    for v in vectors {
+        for (m, w) in v {
+            *sum.entry(m.as_str()).or_default() += u128::from(*w);
+        }
+    }
+    exact_split(sum.into_iter().map(|(m, w)| (m.to_string(), w)).collect())
+}
+
+/// A colluder's weights: equal parts for `favour` (deduplicated, sorted).
+pub fn colluding_weights(favour: &[String]) -> Vec<(String, u64)> {
+    let set: std::collections::BTreeSet<&String> = favour.iter().collect();
+    exact_split(set.into_iter().map(|m| (m.clone(), 1u128)).collect())
+}
+
+fn exact_split(raw: Vec<(String, u128)>) -> Vec<(String, u64)> {
+    let q: Vec<u128> = raw.iter().map(|(_, w)| *w).collect();
+    if q.iter().all(|w| *w == 0) {
+        return vec![];
+    }
+    match brainmesh_ledger::economics::split_by_weights(1_000_000_000, &q) {
+        Ok(parts) => raw.into_iter().map(|(m, _)| m).zip(parts.into_iter().map(|p| p as u64)).collect(),
+        Err(_) => vec![],
+    }
+}
+
 /// What a cheating miner does to one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cheat {
@@ -163,6 +246,22 @@ mod tests {
         );
         assert!("intermittent:2".parse::<MinerBehaviour>().unwrap_err().contains("0..1"));
         assert!("sneaky".parse::<MinerBehaviour>().unwrap_err().contains("unknown miner behaviour"));
+    }
+
+    #[test]
+    fn validator_behaviours_parse_and_their_weights_sum_to_one_billion() {
+        assert_eq!("copier".parse::<ValidatorBehaviour>(), Ok(ValidatorBehaviour::Copier));
+        let c: ValidatorBehaviour = "collude:b, a".parse().unwrap();
+        assert_eq!(c, ValidatorBehaviour::Colluder { favour: vec!["b".into(), "a".into()] });
+        assert!("collude:".parse::<ValidatorBehaviour>().is_err());
+        assert!(!c.audits() && ValidatorBehaviour::Honest.audits());
+        let w = colluding_weights(&["b".into(), "a".into(), "b".into()]);
+        assert_eq!(w, vec![("a".to_string(), 500_000_000), ("b".to_string(), 500_000_000)]);
+        let v1 = vec![("a".to_string(), 1_000_000_000)];
+        let v2 = vec![("a".to_string(), 500_000_000), ("c".to_string(), 500_000_000)];
+        let m = copied_weights(&[v1, v2]);
+        assert_eq!(m, vec![("a".to_string(), 750_000_000), ("c".to_string(), 250_000_000)]);
+        assert!(copied_weights(&[]).is_empty());
     }
 
     #[test]

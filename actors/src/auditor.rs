@@ -59,6 +59,8 @@ pub struct AuditorConfig {
     pub quality_every_blocks: u64,
     /// Tokens a quality check asks for.
     pub quality_max_tokens: u32,
+    /// Honest, or a weight copier or colluder (research knob: [`crate::adversary`]).
+    pub behaviour: crate::adversary::ValidatorBehaviour,
 }
 
 #[derive(Message)]
@@ -363,6 +365,9 @@ impl Auditor {
     }
 
     fn on_receipt(&mut self, msg: NewReceipt, ctx: &mut Context<Self>) {
+        if !self.cfg.behaviour.audits() {
+            return; // a lazy (copying or colluding) validator does no work
+        }
         let r = &msg.receipt;
         if r.model_hash != self.cfg.model_hash {
             self.stats(|s| s.skipped_other_model += 1);
@@ -553,7 +558,23 @@ impl Auditor {
             for m in banned {
                 self.scores.remove(&m);
             }
-            let weights = self.scores.weights();
+            let weights = match &self.cfg.behaviour {
+                crate::adversary::ValidatorBehaviour::Honest => self.scores.weights(),
+                crate::adversary::ValidatorBehaviour::Copier => {
+                    // The latest epoch whose weights others have revealed.
+                    let me = self.id.peer_id().to_string();
+                    let vectors = (epoch.saturating_sub(4)..epoch)
+                        .rev()
+                        .map(|e| self.book.revealed(e))
+                        .map(|vs| vs.into_iter().filter(|v| v.validator != me).map(|v| v.weights).collect::<Vec<_>>())
+                        .find(|vs| !vs.is_empty())
+                        .unwrap_or_default();
+                    crate::adversary::copied_weights(&vectors)
+                }
+                crate::adversary::ValidatorBehaviour::Colluder { favour } => {
+                    crate::adversary::colluding_weights(favour)
+                }
+            };
             let vector =
                 WeightVector { brain: self.cfg.brain, epoch, validator: self.id.peer_id().to_string(), weights };
             let salt = brainmesh_ledger::audit::weights::fresh_salt();

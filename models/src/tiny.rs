@@ -134,7 +134,11 @@ const CHAT_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + mes
 /// Writes a tiny Llama generated from `seed` into `dir` (created if needed).
 pub fn write_tiny_llama(dir: &Path, spec: &TinySpec, seed: u64, variant: TinyVariant) -> Result<()> {
     let bad = |m: &str| ModelError::InvalidArgument(format!("tiny model: {m}"));
-    if spec.heads == 0 || spec.kv_heads == 0 || spec.heads % spec.kv_heads != 0 || spec.hidden % spec.heads != 0 {
+    if spec.heads == 0
+        || spec.kv_heads == 0
+        || !spec.heads.is_multiple_of(spec.kv_heads)
+        || !spec.hidden.is_multiple_of(spec.heads)
+    {
         return Err(bad("heads must divide the width and be a multiple of the key/value heads"));
     }
     if spec.layers == 0 || spec.intermediate == 0 || spec.context < 8 {

@@ -11,11 +11,16 @@
 //! - [`load`]: the requests of a run, drawn from the seed.
 //! - [`mesh`]: the peers, each on its own actix arbiter; kill, restart.
 //! - [`run`]: one run, block by block: faults, load, sampling, outputs.
+//! - [`economics`]: the economics-only fast mode: emission, halving and Yuma consensus over
+//!   years of blocks, with no network, model or actors.
 //! - [`record`]: the CSV rows and `summary.json`; [`plot`]: the PNG plots; [`report`]: the
 //!   summary as a table.
+//! - [`compare`]: runs side by side (`--check-determinism`, `--seeds N`).
 //!
 //! See `docs/simulator.md` for what each mode guarantees.
 
+pub mod compare;
+pub mod economics;
 pub mod load;
 pub mod mesh;
 pub mod plot;

@@ -189,6 +189,9 @@ pub struct Summary {
     pub honest_banned: usize,
     /// Mean blocks from a cheater's first served task to its ban.
     pub mean_detection_blocks: Option<f64>,
+    /// Mean emission per peer (base units) by role and behaviour, e.g. `validator/copier`,
+    /// `miner/honest`.
+    pub emission_per_peer: std::collections::BTreeMap<String, f64>,
     pub faults: usize,
     /// Every ledger that finished the run agrees (same state digest at the same height).
     pub validators_agree: bool,
@@ -237,7 +240,8 @@ mod tests {
         ];
         write_csv(&p, &rows, &RequestRow::default()).unwrap();
         let (h, r) = read_csv(&p).unwrap();
-        assert_eq!(h[0], "seq");
+        assert!(h.windows(2).all(|w| w[0] < w[1]), "columns in name order: {h:?}");
+        assert!(h.iter().any(|c| c == "seq"));
         assert_eq!(r.len(), 2);
         let i = h.iter().position(|c| c == "latency_ms").unwrap();
         assert_eq!(r[0][i], "12.500");

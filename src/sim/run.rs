@@ -223,7 +223,7 @@ fn build_peers(
     let n_peers = sc.peer_names().len();
     let mut specs: Vec<(String, Role, String)> = vec![];
     for i in 0..sc.peers.validators {
-        specs.push((format!("validator-{i}"), Role::Validator, "honest".into()));
+        specs.push((format!("validator-{i}"), Role::Validator, sc.validator_behaviour(i).into()));
     }
     for i in 0..sc.peers.gateways {
         specs.push((format!("gateway-{i}"), Role::Gateway, "honest".into()));
@@ -246,6 +246,16 @@ fn build_peers(
     let balances: BTreeMap<String, u64> =
         (0..sc.load.accounts).map(|i| (account_name(i), sc.load.account_balance)).collect();
     let speed = sc.chain.speedup;
+    // Colluders favour the adversarial miners (or the last miner when all are honest).
+    let mut favour: Vec<String> = specs
+        .iter()
+        .zip(&ids)
+        .filter(|((_, r, b), _)| *r == Role::Miner && b != "honest")
+        .map(|(_, id)| id.clone())
+        .collect();
+    if favour.is_empty() {
+        favour.extend(ids.last().cloned());
+    }
     let mut out = vec![];
     for ((name, role, behaviour), id) in specs.into_iter().zip(ids) {
         let d = dir.join(&name);
@@ -283,6 +293,11 @@ fn build_peers(
         c.audit.threads = sc.model.threads;
         if role == Role::Validator {
             c.audit.model = model.to_path_buf();
+            c.audit.behaviour = match behaviour.as_str() {
+                "copier" => "copier".into(),
+                "colluder" => format!("collude:{}", favour.join(",")),
+                _ => "honest".into(),
+            };
         }
         c.miner.model_id = sc.model.id.clone();
         c.miner.threads = sc.model.threads;
@@ -292,7 +307,7 @@ fn build_peers(
             c.miner.model = squeezed.to_path_buf();
             c.miner.model_hash = model_hash.to_string();
             c.miner.behaviour = "honest".into();
-        } else {
+        } else if role == Role::Miner {
             c.miner.model = model.to_path_buf();
             c.miner.model_hash = model_hash.to_string();
             c.miner.behaviour = behaviour.clone();
@@ -764,6 +779,14 @@ async fn finish(
             .settlements
             .iter()
             .all(|x| x.emission_credits.values().sum::<u128>() == x.minted && x.minted + x.not_minted == x.issuance);
+        let mut per: BTreeMap<String, (u128, u64)> = BTreeMap::new();
+        for p in peers.iter().filter(|p| p.role != Role::Gateway) {
+            let e: u128 = r.settlements.iter().filter_map(|x| x.emission_credits.get(&p.peer_id)).sum();
+            let k = per.entry(format!("{}/{}", format!("{:?}", p.role).to_lowercase(), p.behaviour)).or_default();
+            k.0 += e;
+            k.1 += 1;
+        }
+        s.emission_per_peer = per.into_iter().map(|(k, (e, n))| (k, e as f64 / n.max(1) as f64)).collect();
         let (i, m, _, _, a) = emission_split(peers, r);
         s.issuance = i;
         s.emission_miners = m;

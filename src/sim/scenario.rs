@@ -111,7 +111,14 @@ impl Default for ModelSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PeersSpec {
+    /// Validators; the last `copiers + colluders` of them are lazy adversaries.
     pub validators: usize,
+    /// Validators that audit nothing and commit the mean of the weights the others revealed
+    /// last (named after the honest ones).
+    pub copiers: usize,
+    /// Validators that audit nothing and give all their weight to the adversarial miners (or,
+    /// with none, to the last miner).
+    pub colluders: usize,
     /// Stake of each validator (base units, equal shares).
     pub validator_stake: u64,
     pub gateways: usize,
@@ -123,6 +130,8 @@ impl Default for PeersSpec {
     fn default() -> Self {
         Self {
             validators: 3,
+            copiers: 0,
+            colluders: 0,
             validator_stake: 1_000_000,
             gateways: 1,
             miners: vec![MinerGroup { count: 4, behaviour: "honest".into() }],
@@ -274,6 +283,18 @@ impl Scenario {
         out
     }
 
+    /// The behaviour of validator `i` (`honest`, `copier`, `colluder`).
+    pub fn validator_behaviour(&self, i: usize) -> &'static str {
+        let honest = self.peers.validators - self.peers.copiers - self.peers.colluders;
+        if i < honest {
+            "honest"
+        } else if i < honest + self.peers.copiers {
+            "copier"
+        } else {
+            "colluder"
+        }
+    }
+
     /// Every peer name.
     pub fn peer_names(&self) -> Vec<String> {
         let mut v: Vec<String> = (0..self.peers.validators).map(|i| format!("validator-{i}")).collect();
@@ -293,6 +314,9 @@ impl Scenario {
         }
         if self.peers.validators == 0 || self.peers.gateways == 0 {
             return bad("at least one validator and one gateway".into());
+        }
+        if self.peers.copiers + self.peers.colluders >= self.peers.validators {
+            return bad("peers.copiers + peers.colluders must leave at least one honest validator".into());
         }
         if self.miners().is_empty() {
             return bad("at least one miner".into());
