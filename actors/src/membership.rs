@@ -222,7 +222,8 @@ impl Membership {
         }
     }
 
-    /// Asks `peer` for its roster (at most once per heartbeat interval per peer).
+    /// Asks `peer` for its roster (at most once per heartbeat interval per peer, failed
+    /// attempts aside).
     fn sync_with(&mut self, peer: String, ctx: &mut Context<Self>) {
         if peer == self.self_id {
             return;
@@ -239,7 +240,12 @@ impl Membership {
         let fut = async move { net.request(peer.clone(), req).await.map_err(|e| (peer, e)) };
         ctx.spawn(fut.into_actor(self).map(|res, act, _ctx| match res {
             Ok(bytes) => act.apply_sync_response(&bytes),
-            Err((peer, e)) => tracing::debug!(%peer, "roster sync failed: {e}"),
+            Err((peer, e)) => {
+                tracing::debug!(%peer, "roster sync failed: {e}");
+                // A failed sync (no connection yet, a timeout) may be retried at the next
+                // occasion rather than a heartbeat interval later.
+                act.last_sync.remove(&peer);
+            }
         }));
     }
 

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub tasks: Family<KindLabel, Counter>,
     /// Prompt tokens whose prefill a miner skipped thanks to its prefix cache.
     pub prefix_reused_tokens: Counter,
+    /// Messages from peers, accepted or refused (the simulator's events per second).
+    pub received: Counter,
 }
 
 impl Default for Metrics {
@@ -58,6 +60,7 @@ impl Metrics {
         let sync_requests = Counter::default();
         let tasks = Family::<KindLabel, Counter>::default();
         let prefix_reused_tokens = Counter::default();
+        let received = Counter::default();
         registry.register("messages_rejected", "Messages from peers refused, by reason", rejected.clone());
         registry.register("messages_accepted", "Messages from peers accepted, by kind", accepted.clone());
         registry.register("connected_peers", "Peers with an open connection", connected_peers.clone());
@@ -69,6 +72,7 @@ impl Metrics {
             "Prompt tokens whose prefill was skipped by the miner's prefix KV cache",
             prefix_reused_tokens.clone(),
         );
+        registry.register("messages_received", "Messages from peers, accepted or refused", received.clone());
         // Pre-create every reason so a scrape shows zeros rather than nothing.
         for r in Reject::ALL {
             let _ = rejected.get_or_create(&ReasonLabel { reason: r.label().into() });
@@ -82,6 +86,7 @@ impl Metrics {
             sync_requests,
             tasks,
             prefix_reused_tokens,
+            received,
         }
     }
 
@@ -94,10 +99,12 @@ impl Metrics {
     }
 
     pub fn reject(&self, reason: Reject) {
+        self.received.inc();
         self.rejected.get_or_create(&ReasonLabel { reason: reason.label().into() }).inc();
     }
 
     pub fn accept(&self, kind: &str) {
+        self.received.inc();
         self.accepted.get_or_create(&KindLabel { kind: kind.into() }).inc();
     }
 

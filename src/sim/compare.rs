@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::record::{RequestRow, Summary};
+use super::record::Summary;
 
 /// Summary fields that measure the machine, not the mesh: never compared.
-pub const MACHINE_FIGURES: &[&str] = &["wall_s", "peak_rss_mib", "commit"];
+pub const MACHINE_FIGURES: &[&str] = &["wall_s", "peak_rss_mib", "messages_per_s", "commit"];
 
 /// The summary's figures by name (numbers as f64, booleans as 0/1, a missing optional as
 /// NaN); nested maps flatten to `name.key`. Text fields are left out.
@@ -82,16 +82,28 @@ pub fn differences(a: &Summary, b: &Summary) -> Vec<Difference> {
         .collect()
 }
 
-/// The inputs a seed fixes: the requests' arrivals, gateways, prompt lengths; must be equal in
-/// two runs of the same scenario and seed. Returns the first request that differs.
-pub fn first_schedule_difference(a: &[RequestRow], b: &[RequestRow]) -> Option<String> {
-    if a.len() != b.len() {
-        return Some(format!("{} requests then {}", a.len(), b.len()));
+/// The columns of `requests.csv` a seed fixes (arrival, gateway, prompt length).
+pub const SCHEDULE_COLUMNS: &[&str] = &["seq", "arrival_ms", "arrival_block", "gateway", "prompt_tokens"];
+
+/// The inputs a seed fixes, from two runs' `requests.csv` (header, rows): must be equal in two
+/// runs of the same scenario and seed. Returns the first request that differs.
+pub fn first_schedule_difference(
+    a: &(Vec<String>, Vec<Vec<String>>),
+    b: &(Vec<String>, Vec<Vec<String>>),
+) -> Option<String> {
+    let keys = |(h, rows): &(Vec<String>, Vec<Vec<String>>)| -> Vec<Vec<String>> {
+        let idx: Vec<Option<usize>> = SCHEDULE_COLUMNS.iter().map(|c| h.iter().position(|x| x == c)).collect();
+        rows.iter()
+            .map(|r| idx.iter().map(|i| i.and_then(|i| r.get(i)).cloned().unwrap_or_default()).collect())
+            .collect()
+    };
+    let (ka, kb) = (keys(a), keys(b));
+    if ka.len() != kb.len() {
+        return Some(format!("{} requests then {}", ka.len(), kb.len()));
     }
-    a.iter().zip(b).find_map(|(x, y)| {
-        let kx = (x.seq, x.arrival_ms, x.arrival_block, &x.gateway, x.prompt_tokens);
-        let ky = (y.seq, y.arrival_ms, y.arrival_block, &y.gateway, y.prompt_tokens);
-        (kx != ky).then(|| format!("request {}: {kx:?} then {ky:?}", x.seq))
+    ka.iter().zip(&kb).find_map(|(x, y)| {
+        (x != y)
+            .then(|| format!("request {}: {} then {} ({})", x[0], x.join(" "), y.join(" "), SCHEDULE_COLUMNS.join(" ")))
     })
 }
 
@@ -188,6 +200,7 @@ fn pm(mean: f64, hw: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::record::RequestRow;
 
     #[test]
     fn identical_runs_differ_in_nothing_but_the_machine() {
@@ -211,11 +224,28 @@ mod tests {
 
     #[test]
     fn a_changed_arrival_is_a_schedule_difference() {
-        let r = |seq, ms| RequestRow { seq, arrival_ms: ms, gateway: "gateway-0".into(), ..Default::default() };
-        assert_eq!(first_schedule_difference(&[r(1, 5), r(2, 9)], &[r(1, 5), r(2, 9)]), None);
-        let d = first_schedule_difference(&[r(1, 5), r(2, 9)], &[r(1, 5), r(2, 10)]).unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let csv = |name: &str, rows: &[(u64, u64)]| {
+            let rows: Vec<RequestRow> = rows
+                .iter()
+                .map(|(seq, ms)| RequestRow {
+                    seq: *seq,
+                    arrival_ms: *ms,
+                    gateway: "gateway-0".into(),
+                    latency_ms: *ms as f64,
+                    ..Default::default()
+                })
+                .collect();
+            let p = t.path().join(name);
+            crate::sim::record::write_csv(&p, &rows, &RequestRow::default()).unwrap();
+            crate::sim::record::read_csv(&p).unwrap()
+        };
+        let (a, b) = (csv("a", &[(1, 5), (2, 9)]), csv("b", &[(1, 5), (2, 9)]));
+        assert_eq!(first_schedule_difference(&a, &b), None);
+        let c = csv("c", &[(1, 5), (2, 10)]);
+        let d = first_schedule_difference(&a, &c).unwrap();
         assert!(d.starts_with("request 2"), "{d}");
-        assert!(first_schedule_difference(&[r(1, 5)], &[]).is_some());
+        assert!(first_schedule_difference(&a, &csv("d", &[(1, 5)])).is_some());
     }
 
     #[test]

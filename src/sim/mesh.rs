@@ -14,6 +14,7 @@ use actix::Arbiter;
 use tokio::sync::oneshot;
 
 use brainmesh_actors::auditor::AuditShared;
+use brainmesh_actors::metrics::Metrics;
 use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_actors::receipt::ReceiptStore;
 use brainmesh_actors::rollup::LedgerHandle;
@@ -34,6 +35,7 @@ pub struct Live {
     pub receipts: ReceiptStore,
     pub audit: AuditShared,
     pub ledger: Option<LedgerHandle>,
+    pub metrics: Metrics,
 }
 
 /// One peer of the simulation.
@@ -47,11 +49,13 @@ pub struct SimPeer {
     pub cfg: NodeConfig,
     arbiter: Option<Arbiter>,
     pub live: Option<Live>,
+    /// Messages received by earlier lives of this peer (before kills).
+    messages_before: u64,
 }
 
 impl SimPeer {
     pub fn new(name: String, role: Role, behaviour: String, peer_id: String, cfg: NodeConfig) -> Self {
-        Self { name, role, behaviour, peer_id, cfg, arbiter: None, live: None }
+        Self { name, role, behaviour, peer_id, cfg, arbiter: None, live: None, messages_before: 0 }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -87,6 +91,7 @@ impl SimPeer {
                                 receipts: node.receipts.clone(),
                                 audit: node.audit.clone(),
                                 ledger: node.ledger.clone(),
+                                metrics: node.metrics.clone(),
                             };
                             let _ = tx.send(Ok(live));
                             // The node lives as long as its arbiter.
@@ -117,7 +122,13 @@ impl SimPeer {
     }
 
     /// Kills the peer: its arbiter stops and takes every actor, socket and task with it.
+    /// Messages from peers this peer has received over all its lives.
+    pub fn messages_received(&self) -> u64 {
+        self.messages_before + self.live.as_ref().map(|l| l.metrics.received.get()).unwrap_or(0)
+    }
+
     pub async fn kill(&mut self) {
+        self.messages_before = self.messages_received();
         self.live = None;
         if let Some(a) = self.arbiter.take() {
             stop_arbiter(a).await;

@@ -159,6 +159,10 @@ pub struct Summary {
     pub speedup: u64,
     pub wall_s: f64,
     pub peak_rss_mib: f64,
+    /// Messages from peers received by all peers (accepted or refused), over the run, and per
+    /// wall-clock second.
+    pub messages: u64,
+    pub messages_per_s: f64,
     pub requests: u64,
     pub requests_ok: u64,
     pub requests_failed: u64,

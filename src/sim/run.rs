@@ -807,6 +807,8 @@ async fn finish(
     s.mean_detection_blocks = (!det.is_empty()).then(|| det.iter().sum::<f64>() / det.len() as f64);
     s.wall_s = wall0.elapsed().as_secs_f64();
     s.peak_rss_mib = record::peak_rss_mib();
+    s.messages = peers.iter().map(|p| p.messages_received()).sum();
+    s.messages_per_s = s.messages as f64 / s.wall_s.max(1e-9);
 
     let w = |name: &str| out.join(name);
     record::write_csv(&w("blocks.csv"), &blocks, &BlockRow::default()).map_err(io(out))?;
@@ -825,7 +827,7 @@ async fn finish(
 }
 
 /// The source revision, where the binary runs inside its checkout.
-fn commit() -> String {
+pub fn commit() -> String {
     std::process::Command::new("git")
         .args(["describe", "--always", "--dirty"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
