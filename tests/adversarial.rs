@@ -157,7 +157,10 @@ async fn one_hundred_bad_messages_are_all_rejected_and_counted_without_harm() {
     // A well-formed roster request is still served.
     let ok = rogue
         .net
-        .request(victims[2].peer_id.clone(), serde_json::to_vec(&SyncRequest::Roster { brain: 1 }).unwrap())
+        .request(
+            victims[2].peer_id.clone(),
+            serde_json::to_vec(&SyncRequest::Roster { brain: 1, have: vec![] }).unwrap(),
+        )
         .await
         .unwrap();
     assert!(String::from_utf8_lossy(&ok).contains("\"records\""));

@@ -26,6 +26,7 @@ pub mod messages;
 pub mod metrics;
 pub mod miner;
 pub mod network_message;
+pub mod peer_thread;
 pub mod protocols;
 pub mod receipt;
 pub mod recheck;

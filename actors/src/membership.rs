@@ -15,7 +15,7 @@ use crate::messages::{GetRoster, GossipIn, PeerEvent, RosterSnapshot, Stop, Tick
 use crate::metrics::{Metrics, RosterLabel};
 use crate::network_message::NetworkSender;
 use crate::protocols::gossip::{Envelope, Heartbeat, Payload, Registration, Role, TopicKind};
-use crate::protocols::sync::{SyncRequest, SyncResponse, MAX_SYNC_RESPONSE_BYTES};
+use crate::protocols::sync::{record_tag, SyncRequest, SyncResponse, MAX_HAVE, MAX_SYNC_RESPONSE_BYTES};
 use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
 use crate::roster::{Beat, BrainPolicy, Inserted, Liveness, Roster};
 use crate::store::RosterStore;
@@ -235,7 +235,10 @@ impl Membership {
             }
         }
         self.last_sync.insert(peer.clone(), now);
-        let req = serde_json::to_vec(&SyncRequest::Roster { brain: self.cfg.brain }).unwrap_or_default();
+        // Only what we lack comes back: forming a mesh of n peers costs n² syncs, and full
+        // rosters in each made that n³ records.
+        let have = self.roster.envelopes(self.cfg.brain).iter().take(MAX_HAVE).map(record_tag).collect();
+        let req = serde_json::to_vec(&SyncRequest::Roster { brain: self.cfg.brain, have }).unwrap_or_default();
         let net = self.net.clone();
         let fut = async move { net.request(peer.clone(), req).await.map_err(|e| (peer, e)) };
         ctx.spawn(fut.into_actor(self).map(|res, act, _ctx| match res {
@@ -257,6 +260,12 @@ impl Membership {
         match serde_json::from_slice::<SyncResponse>(bytes) {
             Ok(SyncResponse::Roster { brain, records }) if brain == self.cfg.brain => {
                 for env in records {
+                    // A record we already hold byte for byte was verified when it arrived:
+                    // skip the signature check (a full roster comes back on every sync).
+                    if self.roster.get(self.cfg.brain, &env.signer).is_some_and(|m| m.envelope == env) {
+                        self.metrics.accept("registration_known");
+                        continue;
+                    }
                     match self.apply(Some(TopicKind::Membership), None, &env.to_bytes()) {
                         Ok(_) | Err(Reject::Replay) => {}
                         Err(r) => self.metrics.reject(r),
@@ -406,9 +415,12 @@ impl Handler<SyncIn> for Membership {
 
     fn handle(&mut self, msg: SyncIn, _ctx: &mut Self::Context) -> Self::Result {
         match msg.req {
-            SyncRequest::Roster { brain } => {
+            SyncRequest::Roster { brain, have } => {
                 self.metrics.sync_requests.inc();
-                MessageResult(SyncResponse::Roster { brain, records: self.roster.envelopes(brain) })
+                let have: std::collections::HashSet<String> = have.into_iter().collect();
+                let records =
+                    self.roster.envelopes(brain).into_iter().filter(|e| !have.contains(&record_tag(e))).collect();
+                MessageResult(SyncResponse::Roster { brain, records })
             }
         }
     }

@@ -116,6 +116,26 @@ impl Metrics {
         Reject::ALL.iter().map(|r| self.rejected_count(*r)).sum()
     }
 
+    /// Accepted messages by kind, and refused ones as `refused:<reason>` (from the exposition).
+    pub fn received_by_kind(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for line in self.encode().lines() {
+            let (name, label) = if let Some(r) = line.strip_prefix("brainmesh_messages_accepted_total{kind=\"") {
+                ("", r)
+            } else if let Some(r) = line.strip_prefix("brainmesh_messages_rejected_total{reason=\"") {
+                ("refused:", r)
+            } else {
+                continue;
+            };
+            let Some((label, rest)) = label.split_once("\"}") else { continue };
+            let n: u64 = rest.trim().parse().unwrap_or(0);
+            if n > 0 {
+                *out.entry(format!("{name}{label}")).or_default() += n;
+            }
+        }
+        out
+    }
+
     /// Prometheus text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -129,6 +149,21 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn received_messages_are_counted_by_kind_and_refusal_reason() {
+        let m = Metrics::new();
+        m.accept("heartbeat");
+        m.accept("heartbeat");
+        m.accept("receipt");
+        m.reject(Reject::ALL[0]);
+        assert_eq!(m.received.get(), 4);
+        let k = m.received_by_kind();
+        assert_eq!(k.get("heartbeat"), Some(&2));
+        assert_eq!(k.get("receipt"), Some(&1));
+        assert_eq!(k.get(&format!("refused:{}", Reject::ALL[0].label())), Some(&1));
+        assert_eq!(k.values().sum::<u64>(), 4);
+    }
 
     #[test]
     fn rejections_are_counted_by_reason_in_the_exposition() {

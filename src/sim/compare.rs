@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::record::Summary;
 
 /// Summary fields that measure the machine, not the mesh: never compared.
-pub const MACHINE_FIGURES: &[&str] = &["wall_s", "peak_rss_mib", "messages_per_s", "commit"];
+pub const MACHINE_FIGURES: &[&str] = &["wall_s", "formation_s", "peak_rss_mib", "messages_per_s", "commit"];
 
 /// The summary's figures by name (numbers as f64, booleans as 0/1, a missing optional as
 /// NaN); nested maps flatten to `name.key`. Text fields are left out.

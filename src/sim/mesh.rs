@@ -1,20 +1,20 @@
 //! The simulated mesh: every peer is a real [`Node`] (the same actors, protocols, codecs,
-//! signatures and sled ledger as `brainmesh node`) running on its own actix arbiter — a thread
-//! with its own event loop, the in-process stand-in for a process — over libp2p's in-memory
-//! transport, on the one shared chain clock.
+//! signatures and sled ledger as `brainmesh node`) running on a thread of its own
+//! ([`PeerThread`]: its own event loop, the in-process stand-in for a process) over libp2p's
+//! in-memory transport, on the one shared chain clock.
 //!
-//! A kill stops the peer's arbiter: every actor, timer, socket and in-flight task of the peer
+//! A kill stops the peer's thread: every actor, timer, socket and in-flight task of the peer
 //! vanishes at once, with no shutdown code run (the sled files keep what was flushed, as after
 //! a kill -9). A restart starts a new node on the same data directory.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use actix::Arbiter;
 use tokio::sync::oneshot;
 
 use brainmesh_actors::auditor::AuditShared;
 use brainmesh_actors::metrics::Metrics;
+use brainmesh_actors::peer_thread::PeerThread;
 use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_actors::receipt::ReceiptStore;
 use brainmesh_actors::rollup::LedgerHandle;
@@ -47,15 +47,26 @@ pub struct SimPeer {
     pub behaviour: String,
     pub peer_id: String,
     pub cfg: NodeConfig,
-    arbiter: Option<Arbiter>,
+    thread: Option<PeerThread>,
     pub live: Option<Live>,
     /// Messages received by earlier lives of this peer (before kills).
     messages_before: u64,
+    kinds_before: std::collections::BTreeMap<String, u64>,
 }
 
 impl SimPeer {
     pub fn new(name: String, role: Role, behaviour: String, peer_id: String, cfg: NodeConfig) -> Self {
-        Self { name, role, behaviour, peer_id, cfg, arbiter: None, live: None, messages_before: 0 }
+        Self {
+            name,
+            role,
+            behaviour,
+            peer_id,
+            cfg,
+            thread: None,
+            live: None,
+            messages_before: 0,
+            kinds_before: Default::default(),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -66,8 +77,8 @@ impl SimPeer {
         self.live.is_some()
     }
 
-    /// Starts the node on a new arbiter. After a kill, the sled files may still be locked for a
-    /// moment by the stopping arbiter: the start is retried for up to 10 s.
+    /// Starts the node on a thread of its own. After a kill, the sled files may still be locked for a
+    /// moment by the stopping thread: the start is retried for up to 10 s.
     pub async fn start(&mut self, clock: &ChainClock, bootstrap: Vec<String>) -> Result<(), String> {
         let mut cfg = self.cfg.clone();
         cfg.network.bootstrap = bootstrap;
@@ -76,44 +87,41 @@ impl SimPeer {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            let arbiter = Arbiter::new();
             let (tx, rx) = oneshot::channel::<Result<Live, String>>();
             let (cfg, clock) = (cfg.clone(), clock.clone());
-            arbiter.spawn_fn(move || {
-                actix::spawn(async move {
-                    match Node::start_with_clock(cfg, clock).await {
-                        Ok(node) => {
-                            let live = Live {
-                                listen: node.listen_addrs.clone(),
-                                net: node.net.clone(),
-                                membership: node.membership.clone(),
-                                tasks: node.tasks.clone(),
-                                receipts: node.receipts.clone(),
-                                audit: node.audit.clone(),
-                                ledger: node.ledger.clone(),
-                                metrics: node.metrics.clone(),
-                            };
-                            let _ = tx.send(Ok(live));
-                            // The node lives as long as its arbiter.
-                            std::future::pending::<()>().await;
-                            drop(node);
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e.to_string()));
-                        }
+            let thread = PeerThread::spawn(move || async move {
+                match Node::start_with_clock(cfg, clock).await {
+                    Ok(node) => {
+                        let live = Live {
+                            listen: node.listen_addrs.clone(),
+                            net: node.net.clone(),
+                            membership: node.membership.clone(),
+                            tasks: node.tasks.clone(),
+                            receipts: node.receipts.clone(),
+                            audit: node.audit.clone(),
+                            ledger: node.ledger.clone(),
+                            metrics: node.metrics.clone(),
+                        };
+                        let _ = tx.send(Ok(live));
+                        // The node lives as long as its thread.
+                        std::future::pending::<()>().await;
+                        drop(node);
                     }
-                });
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                    }
+                }
             });
             match rx.await {
                 Ok(Ok(live)) => {
-                    self.arbiter = Some(arbiter);
+                    self.thread = Some(thread);
                     self.live = Some(live);
                     return Ok(());
                 }
                 Ok(Err(e)) => last = e,
                 Err(_) => last = "the peer's thread stopped while starting".into(),
             }
-            stop_arbiter(arbiter).await;
+            thread.stop().await;
             if !last.contains("lock") && !last.contains("WouldBlock") && !last.contains("temporarily") {
                 break;
             }
@@ -121,22 +129,29 @@ impl SimPeer {
         Err(format!("{}: {last}", self.name))
     }
 
-    /// Kills the peer: its arbiter stops and takes every actor, socket and task with it.
+    /// Messages received by kind over all its lives (see [`Metrics::received_by_kind`]).
+    pub fn messages_by_kind(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut m = self.kinds_before.clone();
+        if let Some(l) = &self.live {
+            for (k, n) in l.metrics.received_by_kind() {
+                *m.entry(k).or_default() += n;
+            }
+        }
+        m
+    }
+
     /// Messages from peers this peer has received over all its lives.
     pub fn messages_received(&self) -> u64 {
         self.messages_before + self.live.as_ref().map(|l| l.metrics.received.get()).unwrap_or(0)
     }
 
+    /// Kills the peer: its thread stops and takes every actor, socket and task with it.
     pub async fn kill(&mut self) {
         self.messages_before = self.messages_received();
+        self.kinds_before = self.messages_by_kind();
         self.live = None;
-        if let Some(a) = self.arbiter.take() {
-            stop_arbiter(a).await;
+        if let Some(t) = self.thread.take() {
+            t.stop().await;
         }
     }
-}
-
-async fn stop_arbiter(a: Arbiter) {
-    a.stop();
-    let _ = tokio::task::spawn_blocking(move || a.join()).await;
 }

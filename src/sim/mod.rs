@@ -9,7 +9,7 @@
 //!
 //! - [`scenario`]: the TOML a run is described by (`configs/sim/`).
 //! - [`load`]: the requests of a run, drawn from the seed.
-//! - [`mesh`]: the peers, each on its own actix arbiter; kill, restart.
+//! - [`mesh`]: the peers, each on a thread of its own (brainmesh_actors::peer_thread); kill, restart.
 //! - [`run`]: one run, block by block: faults, load, sampling, outputs.
 //! - [`economics`]: the economics-only fast mode: emission, halving and Yuma consensus over
 //!   years of blocks, with no network, model or actors.

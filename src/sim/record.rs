@@ -158,11 +158,17 @@ pub struct Summary {
     pub block_time_ms: u64,
     pub speedup: u64,
     pub wall_s: f64,
+    /// Of the wall time, forming the mesh (every validator and gateway knows every peer)
+    /// before the chain clock starts.
+    pub formation_s: f64,
     pub peak_rss_mib: f64,
     /// Messages from peers received by all peers (accepted or refused), over the run, and per
     /// wall-clock second.
     pub messages: u64,
     pub messages_per_s: f64,
+    /// Of those, by kind (accepted: `heartbeat`, `receipt`, `rollup`, …; refused:
+    /// `refused:<reason>`).
+    pub messages_by_kind: std::collections::BTreeMap<String, u64>,
     pub requests: u64,
     pub requests_ok: u64,
     pub requests_failed: u64,

@@ -25,8 +25,12 @@ pub fn table(s: &Summary) -> String {
             ),
         ),
         ("chain", format!("{} blocks of {} ms at {}x", s.blocks, s.block_time_ms, s.speedup)),
-        ("wall time / peak RSS", format!("{:.1} s / {:.0} MiB", s.wall_s, s.peak_rss_mib)),
+        (
+            "wall time (mesh forming) / peak RSS",
+            format!("{:.1} s ({:.1} s) / {:.0} MiB", s.wall_s, s.formation_s, s.peak_rss_mib),
+        ),
         ("messages between peers", format!("{} ({:.0} per wall second)", s.messages, s.messages_per_s)),
+        ("  by kind", s.messages_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")),
         ("requests ok / failed", format!("{} / {}", s.requests_ok, s.requests_failed)),
         ("latency p50 / p95 (wall)", format!("{:.0} / {:.0} ms", s.latency_p50_ms, s.latency_p95_ms)),
         ("time to first token p50", format!("{:.0} ms", s.ttft_p50_ms)),

@@ -124,6 +124,12 @@ pub struct PeersSpec {
     pub gateways: usize,
     /// Groups of miners by behaviour.
     pub miners: Vec<MinerGroup>,
+    /// Blocks between two membership heartbeats of a peer (every peer's heartbeat reaches
+    /// every other: the mesh's main message load grows with the square of its size).
+    pub heartbeat_blocks: u64,
+    /// gossipsub's own mesh-maintenance heartbeat (wall-clock ms: libp2p's timers do not
+    /// follow the chain clock).
+    pub gossip_heartbeat_ms: u64,
 }
 
 impl Default for PeersSpec {
@@ -135,6 +141,8 @@ impl Default for PeersSpec {
             validator_stake: 1_000_000,
             gateways: 1,
             miners: vec![MinerGroup { count: 4, behaviour: "honest".into() }],
+            heartbeat_blocks: 1,
+            gossip_heartbeat_ms: 100,
         }
     }
 }
@@ -314,6 +322,9 @@ impl Scenario {
         }
         if self.peers.validators == 0 || self.peers.gateways == 0 {
             return bad("at least one validator and one gateway".into());
+        }
+        if self.peers.heartbeat_blocks == 0 || self.peers.gossip_heartbeat_ms == 0 {
+            return bad("peers.heartbeat_blocks and peers.gossip_heartbeat_ms must be at least 1".into());
         }
         if self.peers.copiers + self.peers.colluders >= self.peers.validators {
             return bad("peers.copiers + peers.colluders must leave at least one honest validator".into());

@@ -17,9 +17,30 @@ pub const MAX_SYNC_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SyncRequest {
-    /// Send me every registration you hold for this Brain.
-    Roster { brain: BrainId },
+    /// Send me the registrations you hold for this Brain, except those in `have` (each a
+    /// [`record_tag`]; empty, or left out by older peers: send them all).
+    Roster {
+        brain: BrainId,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        have: Vec<String>,
+    },
 }
+
+/// Names one signed record for a roster sync's `have` list: 64 bits of sha256 over its signer
+/// and signature (a record the requester holds byte for byte is not sent again). 19 bytes of
+/// JSON each, so [`MAX_HAVE`] of them fit a request.
+pub fn record_tag(env: &Envelope) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::new()
+        .chain_update(env.signer.as_bytes())
+        .chain_update(b"|")
+        .chain_update(env.sig.as_bytes())
+        .finalize();
+    hex::encode(&h[..8])
+}
+
+/// Most entries of a `have` list (the rest of a larger roster is simply sent again).
+pub const MAX_HAVE: usize = 3_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -72,16 +93,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_have_list_fits_a_request_and_tags_tell_records_apart() {
+        let tags: Vec<String> = (0..MAX_HAVE)
+            .map(|i| {
+                record_tag(&Envelope {
+                    v: 1,
+                    signer: format!("peer-{i}"),
+                    public_key: String::new(),
+                    body: String::new(),
+                    sig: "s".into(),
+                })
+            })
+            .collect();
+        let req = serde_json::to_vec(&SyncRequest::Roster { brain: 1, have: tags.clone() }).unwrap();
+        assert!(req.len() <= crate::protocols::MAX_MESSAGE_BYTES, "{} bytes", req.len());
+        let distinct: std::collections::HashSet<&String> = tags.iter().collect();
+        assert_eq!(distinct.len(), MAX_HAVE);
+        let a = Envelope { v: 1, signer: "p".into(), public_key: String::new(), body: String::new(), sig: "x".into() };
+        let b = Envelope { sig: "y".into(), ..a.clone() };
+        assert_ne!(record_tag(&a), record_tag(&b), "another signature is another record");
+    }
+
+    #[test]
     fn the_router_tells_ledger_and_roster_requests_apart_by_their_tag() {
         let led = serde_json::to_vec(&LedgerRequest::LedgerBlocks { after: Some(3), max: 8 }).unwrap();
         assert!(matches!(
             serde_json::from_slice(&led),
             Ok(SyncWire::Ledger(LedgerRequest::LedgerBlocks { max: 8, .. }))
         ));
-        let ros = serde_json::to_vec(&SyncRequest::Roster { brain: 2 }).unwrap();
+        let ros = serde_json::to_vec(&SyncRequest::Roster { brain: 2, have: vec![] }).unwrap();
+        assert_eq!(std::str::from_utf8(&ros).unwrap(), r#"{"type":"roster","brain":2}"#, "older peers' form");
         assert_eq!(
             serde_json::from_slice::<SyncWire>(&ros).ok(),
-            Some(SyncWire::Roster(SyncRequest::Roster { brain: 2 }))
+            Some(SyncWire::Roster(SyncRequest::Roster { brain: 2, have: vec![] }))
         );
         assert!(serde_json::from_slice::<SyncWire>(br#"{"type":"ledger_nonsense"}"#).is_err());
         assert!(serde_json::from_slice::<SyncWire>(b"\xff").is_err());
