@@ -73,6 +73,27 @@ fn a_simulated_hour_bans_every_cheater_and_no_honest_miner_loses_no_receipt_and_
         served.insert(p, n.parse().unwrap());
     }
     assert!(served.get("miner-0").copied().unwrap_or(0) > 0, "{served:?}");
+    // Banned cheaters get no weight from any validator once banned — also from validator-2
+    // after its restart at block 140 (its ban list is on disk).
+    let name = column(&h, &peers, "peer");
+    let (role, beh, height, weight) = (
+        column(&h, &peers, "role"),
+        column(&h, &peers, "behaviour"),
+        column(&h, &peers, "height"),
+        column(&h, &peers, "weight"),
+    );
+    for i in 0..peers.len() {
+        if role[i] == "miner" && beh[i] != "honest" && height[i].parse::<u64>().unwrap() >= 180 {
+            assert_eq!(
+                weight[i].parse::<f64>().unwrap(),
+                0.0,
+                "{} ({}) weighted at block {}",
+                name[i],
+                beh[i],
+                height[i]
+            );
+        }
+    }
     for png in ["emission_share.png", "trust_by_behaviour.png", "latency_cdf.png", "receipts_pending.png"] {
         let b = std::fs::read(dir.join(png)).unwrap_or_default();
         assert!(b.starts_with(b"\x89PNG"), "{png} is not a PNG");

@@ -174,15 +174,43 @@ pub struct AuditShared {
     pub bans: Arc<Mutex<BanList>>,
     pub stats: Arc<Mutex<AuditStats>>,
     pub weights: Arc<Mutex<Vec<WeightVector>>>,
+    /// Where the ban list is kept across restarts (None: memory only).
+    store: Option<crate::recheck::BanStore>,
 }
 
 impl AuditShared {
+    /// A ban list in memory only.
     pub fn new(brain: BrainId) -> Self {
         Self {
             bans: Arc::new(Mutex::new(BanList::new(brain, Default::default()))),
             stats: Default::default(),
             weights: Default::default(),
+            store: None,
         }
+    }
+
+    /// A ban list loaded from `store` and saved there on every change.
+    pub fn persisted(brain: BrainId, store: crate::recheck::BanStore) -> Self {
+        let list = store.load(brain).unwrap_or_else(|| BanList::new(brain, Default::default()));
+        Self { bans: Arc::new(Mutex::new(list)), store: Some(store), ..Self::new(brain) }
+    }
+
+    /// Inserts a ban entry signed by the key `pk` (see [`BanList::insert`]; every entry weighs
+    /// the same here) and saves the list. `Ok(true)`: this entry banned the miner. `Err(None)`:
+    /// the list's lock is poisoned.
+    pub fn insert_ban(
+        &self,
+        entry: BanEntry,
+        pk: &[u8; 32],
+    ) -> Result<bool, Option<brainmesh_ledger::audit::BanError>> {
+        let mut b = self.bans.lock().map_err(|_| None)?;
+        let banned = b.insert(entry, pk, 1, 1).map_err(Some)?;
+        if let Some(store) = &self.store {
+            if let Err(e) = store.save(&b) {
+                tracing::error!("cannot save the ban list: {e}");
+            }
+        }
+        Ok(banned)
     }
 
     pub fn stats(&self) -> AuditStats {
@@ -493,10 +521,8 @@ impl Auditor {
 
     fn apply_ban(&self, entry: BanEntry) {
         let Some(pk) = public_key_of(&entry.validator) else { return };
-        if let Ok(mut b) = self.shared.bans.lock() {
-            if let Ok(true) = b.insert(entry, &pk, 1, 1) {
-                self.metrics.task_event("ban_applied");
-            }
+        if let Ok(true) = self.shared.insert_ban(entry, &pk) {
+            self.metrics.task_event("ban_applied");
         }
     }
 
@@ -778,8 +804,11 @@ impl Handler<GossipIn> for BanBook {
         let res = (|| {
             if let AuditGossip::Ban { entry } = parse_gossip(&msg, self.brain)? {
                 let pk = public_key_of(&entry.validator).ok_or(Reject::BadSignature)?;
-                let mut b = self.shared.bans.lock().map_err(|_| Reject::Malformed)?;
-                if b.insert(entry, &pk, 1, 1).map_err(|_| Reject::BadSignature)? {
+                let banned = self.shared.insert_ban(entry, &pk).map_err(|e| match e {
+                    None => Reject::Malformed,
+                    Some(_) => Reject::BadSignature,
+                })?;
+                if banned {
                     self.metrics.task_event("ban_applied");
                 }
             }

@@ -132,6 +132,31 @@ pub struct EvidenceStore {
     tree: sled::Tree,
 }
 
+/// A Brain's ban list on disk (sled tree `bans`, one JSON value per Brain), so that a peer
+/// restarted after a crash still refuses the miners it had banned.
+#[derive(Clone)]
+pub struct BanStore {
+    tree: sled::Tree,
+}
+
+impl BanStore {
+    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(Self { tree: db.open_tree("bans")? })
+    }
+
+    /// The list saved for `brain` (None: none saved, or unreadable).
+    pub fn load(&self, brain: brainmesh_ledger::BrainId) -> Option<brainmesh_ledger::audit::BanList> {
+        let bytes = self.tree.get(brain.to_be_bytes()).ok()??;
+        serde_json::from_slice::<brainmesh_ledger::audit::BanList>(&bytes).ok().filter(|l| l.brain == brain)
+    }
+
+    pub fn save(&self, list: &brainmesh_ledger::audit::BanList) -> Result<(), sled::Error> {
+        self.tree.insert(list.brain.to_be_bytes(), serde_json::to_vec(list).unwrap_or_default())?;
+        self.tree.flush()?;
+        Ok(())
+    }
+}
+
 impl EvidenceStore {
     pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
         Ok(Self { tree: db.open_tree("evidence")? })
@@ -154,5 +179,38 @@ impl EvidenceStore {
 
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auditor::AuditShared;
+    use crate::identity::Identity;
+    use brainmesh_ledger::audit::BanEntry;
+
+    #[test]
+    fn a_ban_survives_a_restart_of_the_peer_that_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let validator = Identity::generate();
+        let entry =
+            BanEntry::new(1, "miner-x", b"evidence", "edited output", &validator.peer_id().to_string(), 10, &|m| {
+                validator.sign(m)
+            });
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let shared = AuditShared::persisted(1, BanStore::open(&db).unwrap());
+            assert_eq!(shared.insert_ban(entry.clone(), &validator.public_key_bytes()), Ok(true));
+            let forged = BanEntry { miner: "miner-y".into(), ..entry.clone() };
+            assert!(shared.insert_ban(forged, &validator.public_key_bytes()).is_err(), "a bad signature is refused");
+        }
+        // The process is gone; a new one opens the same data directory.
+        let db = sled::open(dir.path()).unwrap();
+        let shared = AuditShared::persisted(1, BanStore::open(&db).unwrap());
+        let bans = shared.bans.lock().unwrap();
+        assert!(bans.is_banned("miner-x", 11));
+        assert!(!bans.is_banned("miner-y", 11));
+        // Another Brain's list is not this one's.
+        assert!(BanStore::open(&db).unwrap().load(2).is_none());
     }
 }

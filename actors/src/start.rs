@@ -60,7 +60,8 @@ pub fn start_actors(
     let db = store.db().clone();
     let brain = cfg.membership.brain;
     let load = cfg.miner.as_ref().map(|_| Arc::new(load::LoadReport::default()));
-    let shared = auditor::AuditShared::new(brain);
+    // Every role keeps the ban list (gateways route around banned miners), on disk.
+    let shared = auditor::AuditShared::persisted(brain, recheck::BanStore::open(store.db())?);
     let transcripts = match &cfg.miner {
         Some((m, _)) => Some(transcript::TranscriptStore::open(store.db(), m.transcript_blocks)?),
         None => None,
