@@ -35,6 +35,13 @@ fn a_simulated_hour_bans_every_cheater_and_no_honest_miner_loses_no_receipt_and_
     assert_eq!(s["cheaters_banned"], 5, "every cheater is banned: {s}");
     assert_eq!(s["honest_banned"], 0, "no honest miner is banned: {s}");
     assert_eq!(s["receipts_lost"], 0, "no receipt is lost: {s}");
+    // Only receipts of the run's last blocks may still be waiting for finality.
+    assert!(s["receipts_pending_at_end"].as_u64().unwrap() <= 5, "{s}");
+    assert_eq!(
+        s["receipts_countersigned"].as_u64(),
+        Some(s["receipts_finalised"].as_u64().unwrap() + s["receipts_pending_at_end"].as_u64().unwrap()),
+        "{s}"
+    );
     assert_eq!(s["receipts_double_counted"], 0, "{s}");
     assert!(s["receipts_countersigned"].as_u64().unwrap() > 100, "{s}");
     assert!(s["settlements"].as_u64().unwrap() >= 2, "{s}");

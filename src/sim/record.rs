@@ -83,7 +83,7 @@ pub struct RequestRow {
 pub struct EventRow {
     pub height: u64,
     pub wall_s: f64,
-    /// ban, kill, restart, partition, heal.
+    /// ban, kill, restart, partition, heal, lost (a receipt in no final block).
     pub kind: String,
     pub peer: String,
     pub behaviour: String,
@@ -177,7 +177,11 @@ pub struct Summary {
     pub ttft_p50_ms: f64,
     pub receipts_countersigned: u64,
     pub receipts_finalised: u64,
+    /// Countersigned at least `FINALITY_GRACE_BLOCKS` (5) blocks before the last final block
+    /// and in no final block.
     pub receipts_lost: u64,
+    /// Countersigned in the last blocks of the run, not final yet when it stopped.
+    pub receipts_pending_at_end: u64,
     /// Receipt ids counted in more than one final block (must be 0).
     pub receipts_double_counted: u64,
     pub last_final_height: Option<u64>,

@@ -36,8 +36,11 @@ pub fn table(s: &Summary) -> String {
         ("time to first token p50", format!("{:.0} ms", s.ttft_p50_ms)),
         ("receipts countersigned", s.receipts_countersigned.to_string()),
         (
-            "receipts final / lost / double",
-            format!("{} / {} / {}", s.receipts_finalised, s.receipts_lost, s.receipts_double_counted),
+            "receipts final / lost / double / pending at end",
+            format!(
+                "{} / {} / {} / {}",
+                s.receipts_finalised, s.receipts_lost, s.receipts_double_counted, s.receipts_pending_at_end
+            ),
         ),
         (
             "last final block / worst stall",

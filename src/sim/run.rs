@@ -604,13 +604,28 @@ fn reader(peers: &[SimPeer]) -> Option<&brainmesh_actors::rollup::LedgerHandle> 
 }
 
 fn countersigned(peers: &[SimPeer]) -> BTreeSet<String> {
+    countersigned_at(peers).into_keys().collect()
+}
+
+/// Receipts the gateways countersigned, by id, with the block they name.
+fn countersigned_at(peers: &[SimPeer]) -> BTreeMap<String, u64> {
     peers
         .iter()
         .filter(|p| p.role == Role::Gateway)
         .filter_map(|p| p.live.as_ref())
-        .flat_map(|l| l.receipts.all().into_iter().map(|r| r.id()))
+        .flat_map(|l| l.receipts.all())
+        .map(|r| {
+            let height = serde_json::from_str::<brainmesh_actors::receipt::Receipt>(&r.body)
+                .map(|b| b.block_height)
+                .unwrap_or(0);
+            (r.id(), height)
+        })
         .collect()
 }
+
+/// A receipt countersigned this close to the last final block may simply not be final yet when
+/// the run stops: it is counted as pending at the end, not lost.
+const FINALITY_GRACE_BLOCKS: u64 = 5;
 
 /// Emission per role and the adversarial miners' part, from the settlements.
 fn emission_split(
@@ -738,7 +753,7 @@ async fn finish(
     tally: &Arc<Mutex<Tally>>,
     mut blocks: Vec<BlockRow>,
     peer_rows: Vec<PeerRow>,
-    events: Vec<EventRow>,
+    mut events: Vec<EventRow>,
     banned_at: &BTreeMap<String, u64>,
     (wall0, formation_s): (Instant, f64),
     max_stall: u64,
@@ -794,8 +809,24 @@ async fn finish(
         }
         s.receipts_double_counted = seen.values().filter(|n| **n > 1).count() as u64;
         s.receipts_finalised = cs.iter().filter(|id| seen.contains_key(id.as_str())).count() as u64;
-        s.receipts_lost = s.receipts_countersigned - s.receipts_finalised;
         s.last_final_height = r.last_final_height;
+        let last = r.last_final_height.unwrap_or(0);
+        for (id, at) in countersigned_at(peers) {
+            if seen.contains_key(id.as_str()) {
+                continue;
+            }
+            if at + FINALITY_GRACE_BLOCKS > last {
+                s.receipts_pending_at_end += 1;
+            } else {
+                s.receipts_lost += 1;
+                events.push(EventRow {
+                    height: at,
+                    kind: "lost".into(),
+                    detail: format!("receipt {id} of block {at} in no final block (last final {last})"),
+                    ..Default::default()
+                });
+            }
+        }
         s.settlements = r.settlements.len() as u64;
         s.minted = r.settlements.iter().map(|x| x.minted).sum();
         s.not_minted = r.settlements.iter().map(|x| x.not_minted).sum();
