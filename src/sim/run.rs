@@ -130,6 +130,8 @@ pub async fn run_scenario(sc: &Scenario, sha: &str, out: &Path, progress: bool) 
     let mut faults: Vec<_> = sc.faults.clone();
     faults.sort_by_key(|f| f.at);
     let mut faults = faults.into_iter().peekable();
+    let mut floods: Vec<super::scenario::FaultSpec> = vec![];
+    let mut flood_seq = 0u64;
     let mut last_final: Option<u64> = None;
     let mut last_final_change = 0u64;
     let mut max_stall = 0u64;
@@ -138,7 +140,14 @@ pub async fn run_scenario(sc: &Scenario, sha: &str, out: &Path, progress: bool) 
         // Faults scheduled for this block happen at its start.
         while faults.peek().is_some_and(|f| f.at <= h) {
             let Some(f) = faults.next() else { break };
+            if f.kind == FaultKind::Flood {
+                floods.push(f.clone());
+            }
             apply_fault(&mut peers, &f, &clock, h, run0, &mut events).await;
+        }
+        floods.retain(|f| h < f.at + f.blocks);
+        for f in &floods {
+            flood(&peers, f, h, &mut flood_seq);
         }
         // Requests arriving during this block.
         let end_ms = (h + 1) * block_ms;
@@ -476,6 +485,37 @@ impl Job {
     }
 }
 
+/// One block of a flood: each flooding peer that is up publishes `per_block` bad messages on
+/// every gossip topic of the Brain through its real network service — malformed bytes and
+/// envelopes whose signature does not match their claimed signer, alternately (each unique, so
+/// gossipsub's duplicate filter does not drop them before the honest peers judge them).
+fn flood(peers: &[SimPeer], f: &super::scenario::FaultSpec, h: u64, seq: &mut u64) {
+    use brainmesh_actors::protocols::gossip::{Envelope, TopicKind};
+    let victim = peers.iter().find(|p| p.role == Role::Validator).map(|p| p.peer_id.clone()).unwrap_or_default();
+    for name in &f.peers {
+        let Some(p) = peers.iter().find(|p| &p.name == name) else { continue };
+        let Some(l) = p.live.as_ref() else { continue };
+        for kind in TopicKind::ALL {
+            for _ in 0..f.per_block {
+                *seq += 1;
+                let data = if seq.is_multiple_of(2) {
+                    format!("flood {seq} at block {h}: not a message").into_bytes()
+                } else {
+                    let forged = Envelope {
+                        v: 1,
+                        signer: victim.clone(),
+                        public_key: String::new(),
+                        body: format!("{{\"flood\":{seq}}}"),
+                        sig: "00".repeat(64),
+                    };
+                    serde_json::to_vec(&forged).unwrap_or_default()
+                };
+                l.net.publish(kind.topic(p.cfg.brain), data);
+            }
+        }
+    }
+}
+
 async fn apply_fault(
     peers: &mut [SimPeer],
     f: &super::scenario::FaultSpec,
@@ -499,6 +539,10 @@ async fn apply_fault(
         })
     };
     match f.kind {
+        FaultKind::Flood => {
+            // The run loop publishes the messages block by block (see `flood`).
+            ev("flood", &f.peers.join(" "), format!("{} per topic per block for {} blocks", f.per_block, f.blocks));
+        }
         FaultKind::Kill => {
             for name in &f.peers {
                 if let Some(i) = idx(peers, name) {

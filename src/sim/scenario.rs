@@ -225,7 +225,8 @@ pub struct FaultSpec {
     pub at: u64,
     /// "kill" (the peer's actors and sockets vanish at once, like kill -9), "restart" (the
     /// killed peer starts again from its data directory), "partition" (the peers in `groups`
-    /// stop reaching each other across groups), "heal" (every partition ends).
+    /// stop reaching each other across groups), "heal" (every partition ends), "flood" (the
+    /// peers in `peers` publish bad gossip: `per_block` messages per topic for `blocks`).
     pub kind: FaultKind,
     /// kill / restart: peer names ("validator-0", "miner-3", "gateway-0").
     #[serde(default)]
@@ -233,6 +234,13 @@ pub struct FaultSpec {
     /// partition: groups of peer names; peers not named stay in the first group.
     #[serde(default)]
     pub groups: Vec<Vec<String>>,
+    /// flood: messages each flooding peer publishes on each of the Brain's gossip topics per
+    /// block (malformed bytes and envelopes with forged signatures, alternately)…
+    #[serde(default)]
+    pub per_block: u32,
+    /// …for this many blocks.
+    #[serde(default)]
+    pub blocks: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +250,7 @@ pub enum FaultKind {
     Restart,
     Partition,
     Heal,
+    Flood,
 }
 
 /// What is written.
@@ -359,6 +368,9 @@ impl Scenario {
                 }
             }
             match f.kind {
+                FaultKind::Flood if f.peers.is_empty() || f.per_block == 0 || f.blocks == 0 => {
+                    return bad(format!("fault at block {}: a flood needs `peers`, `per_block` and `blocks`", f.at))
+                }
                 FaultKind::Kill | FaultKind::Restart if f.peers.is_empty() => {
                     return bad(format!("fault at block {}: {:?} needs `peers`", f.at, f.kind))
                 }
@@ -378,6 +390,15 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_needs_its_peers_rate_and_length() {
+        let ok = "[[faults]]\nat = 5\nkind = \"flood\"\npeers = [\"miner-0\"]\nper_block = 3\nblocks = 10\n";
+        assert!(Scenario::parse(ok).is_ok());
+        let e = Scenario::parse(&ok.replace("per_block = 3", "per_block = 0")).unwrap_err().to_string();
+        assert!(e.contains("flood needs"), "{e}");
+        assert!(Scenario::parse(&ok.replace("miner-0", "miner-99")).is_err());
+    }
 
     #[test]
     fn an_empty_scenario_is_the_documented_default_and_valid() {
