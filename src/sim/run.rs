@@ -104,7 +104,7 @@ pub async fn run_scenario(sc: &Scenario, sha: &str, out: &Path, progress: bool) 
     // roster's digest, and each heartbeat with another digest starts a sync of the whole
     // roster): 25 s at 50 peers and 137 s at 100 on 2 cores.
     let n = peers.len() as u64;
-    wait_for_mesh(&peers, Duration::from_secs(60 + n * n / 20)).await?;
+    wait_for_mesh(&peers, &sc.model.id, Duration::from_secs(60 + n * n / 20)).await?;
     let formation_s = wall0.elapsed().as_secs_f64();
     tracing::info!(peers = peers.len(), secs = formation_s, "mesh formed; chain clock released");
     clock_src.release();
@@ -351,8 +351,9 @@ fn build_peers(
     Ok(out)
 }
 
-/// Waits until every validator's roster admits every peer.
-async fn wait_for_mesh(peers: &[SimPeer], limit: Duration) -> Result<(), SimError> {
+/// Waits until every validator and gateway has admitted every peer, and every gateway knows an
+/// online miner of `model` (one heartbeat seen), so that the first request can be routed.
+async fn wait_for_mesh(peers: &[SimPeer], model: &str, limit: Duration) -> Result<(), SimError> {
     let t0 = Instant::now();
     let want: BTreeSet<&str> = peers.iter().map(|p| p.peer_id.as_str()).collect();
     loop {
@@ -374,13 +375,22 @@ async fn wait_for_mesh(peers: &[SimPeer], limit: Duration) -> Result<(), SimErro
                 .unwrap_or_default();
             missing += want.iter().filter(|w| !seen.contains(**w)).count();
         }
-        if missing == 0 {
+        let mut unrouted = 0usize;
+        for p in peers.iter().filter(|p| p.role == Role::Gateway) {
+            let Some(t) = p.live.as_ref().and_then(|l| l.tasks.as_ref()) else { continue };
+            if !t.models().await.iter().any(|m| m.id == model && m.miners > 0) {
+                unrouted += 1;
+            }
+        }
+        if missing == 0 && unrouted == 0 {
             return Ok(());
         }
         if t0.elapsed() > limit {
             return Err(SimError::NoMesh {
                 secs: limit.as_secs(),
-                detail: format!("{missing} (validator or gateway, peer) pairs still unknown"),
+                detail: format!(
+                    "{missing} (validator or gateway, peer) pairs still unknown, {unrouted} gateways without an online miner"
+                ),
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
