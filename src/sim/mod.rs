@@ -15,6 +15,7 @@
 //!   years of blocks, with no network, model or actors.
 //! - [`record`]: the CSV rows and `summary.json`; [`plot`]: the PNG plots; [`report`]: the
 //!   summary as a table.
+//! - [`yuma`]: miner trust and consensus, validator trust per epoch (the ledger's epoch).
 //! - [`compare`]: runs side by side (`--check-determinism`, `--seeds N`).
 //!
 //! See `docs/simulator.md` for what each mode guarantees.
@@ -28,6 +29,7 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod yuma;
 
 pub use run::{run, run_scenario, SimError, SimOptions};
 pub use scenario::Scenario;

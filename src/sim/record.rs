@@ -47,6 +47,11 @@ pub struct PeerRow {
     pub stake: u128,
     /// Miners: the mean weight the validators' latest revealed vectors give it (0..1).
     pub weight: f64,
+    /// Yuma over the latest revealed vectors (the ledger's epoch function; ppb): miners'
+    /// trust (the share of their weight that survives clipping) and consensus weight;
+    /// validators' trust (how much of their weight agrees with the consensus).
+    pub trust_ppb: u64,
+    pub consensus_ppb: u64,
     /// Latest settled period: miner incentive / validator dividends (ppb).
     pub incentive_ppb: u64,
     pub dividends_ppb: u64,

@@ -752,6 +752,26 @@ async fn peer_rows_at(
         .unwrap_or_default();
     let last = report.settlements.last();
     let served = tally.lock().map(|t| t.served_by.clone()).unwrap_or_default();
+    // Yuma over the latest epoch revealed, with the validators' active stakes of the last
+    // settlement (before the first one: equal stakes, as every scenario gives them).
+    let latest_epoch = weights.iter().map(|w| w.epoch).max().unwrap_or(0);
+    let latest: Vec<brainmesh_ledger::audit::WeightVector> =
+        weights.iter().filter(|w| w.epoch == latest_epoch).cloned().collect();
+    let stakes: BTreeMap<String, u128> = peers
+        .iter()
+        .filter(|p| p.role == Role::Validator)
+        .map(|p| {
+            let settled = last.and_then(|s| {
+                s.consensus.iter().find_map(|b| {
+                    let i = b.validators.iter().position(|v| *v == p.peer_id)?;
+                    b.validator_stake.get(i).copied()
+                })
+            });
+            (p.peer_id.clone(), settled.unwrap_or(if last.is_none() { 1 } else { 0 }))
+        })
+        .collect();
+    let miner_ids: Vec<String> = peers.iter().filter(|p| p.role == Role::Miner).map(|p| p.peer_id.clone()).collect();
+    let yuma = super::yuma::yuma_columns(&latest, &stakes, &miner_ids);
     let mut emission: BTreeMap<&str, u128> = BTreeMap::new();
     for s in &report.settlements {
         for (a, v) in &s.emission_credits {
@@ -785,6 +805,12 @@ async fn peer_rows_at(
                         row.stake = b.validator_stake.get(i).copied().unwrap_or(0);
                     }
                 }
+            }
+            if let Some((t, c)) = yuma.miners.get(id) {
+                (row.trust_ppb, row.consensus_ppb) = (*t, *c);
+            }
+            if let Some(t) = yuma.validators.get(id) {
+                row.trust_ppb = *t;
             }
             if p.role == Role::Miner && !weights.is_empty() {
                 let latest = weights.iter().map(|w| w.epoch).max().unwrap_or(0);
