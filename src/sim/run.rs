@@ -97,7 +97,17 @@ pub async fn run_scenario(sc: &Scenario, sha: &str, out: &Path, progress: bool) 
     // Start: validator-0 first, everyone else bootstraps from it.
     peers[0].start(&clock, vec![]).await.map_err(SimError::Peer)?;
     let boot = peers[0].live.as_ref().map(|l| l.listen.clone()).unwrap_or_default();
+    // Peers that `join` later are not started now.
+    let late: BTreeSet<&str> = sc
+        .faults
+        .iter()
+        .filter(|f| f.kind == FaultKind::Join)
+        .flat_map(|f| f.peers.iter().map(|p| p.as_str()))
+        .collect();
     for p in peers.iter_mut().skip(1) {
+        if late.contains(p.name.as_str()) {
+            continue;
+        }
         p.start(&clock, boot.clone()).await.map_err(SimError::Peer)?;
     }
     // Forming the mesh costs more than the square of its size (every newcomer changes every
@@ -355,7 +365,7 @@ fn build_peers(
 /// online miner of `model` (one heartbeat seen), so that the first request can be routed.
 async fn wait_for_mesh(peers: &[SimPeer], model: &str, limit: Duration) -> Result<(), SimError> {
     let t0 = Instant::now();
-    let want: BTreeSet<&str> = peers.iter().map(|p| p.peer_id.as_str()).collect();
+    let want: BTreeSet<&str> = peers.iter().filter(|p| p.is_up()).map(|p| p.peer_id.as_str()).collect();
     loop {
         let mut missing = 0usize;
         for p in peers.iter().filter(|p| p.role == Role::Validator || p.role == Role::Gateway) {
@@ -561,7 +571,18 @@ async fn apply_fault(
                 }
             }
         }
-        FaultKind::Restart => {
+        FaultKind::Leave => {
+            // No deregistration exists: the peer stops, and the others mark it offline once its
+            // heartbeats stop (a leave is a kill with no restart planned).
+            for name in &f.peers {
+                if let Some(i) = idx(peers, name) {
+                    peers[i].kill().await;
+                    ev("leave", name, String::new());
+                }
+            }
+        }
+        FaultKind::Restart | FaultKind::Join => {
+            let what = if f.kind == FaultKind::Join { "join" } else { "restart" };
             for name in &f.peers {
                 let Some(i) = idx(peers, name) else { continue };
                 let boot: Vec<String> = peers
@@ -572,7 +593,7 @@ async fn apply_fault(
                     .take(3)
                     .collect();
                 let r = peers[i].start(clock, boot).await;
-                ev("restart", name, r.err().unwrap_or_default());
+                ev(what, name, r.err().unwrap_or_default());
             }
         }
         FaultKind::Partition => {

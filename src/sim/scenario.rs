@@ -226,7 +226,8 @@ pub struct FaultSpec {
     /// "kill" (the peer's actors and sockets vanish at once, like kill -9), "restart" (the
     /// killed peer starts again from its data directory), "partition" (the peers in `groups`
     /// stop reaching each other across groups), "heal" (every partition ends), "flood" (the
-    /// peers in `peers` publish bad gossip: `per_block` messages per topic for `blocks`).
+    /// peers in `peers` publish bad gossip: `per_block` messages per topic for `blocks`),
+    /// "join" (the peers start only now), "leave" (the peers stop for good).
     pub kind: FaultKind,
     /// kill / restart: peer names ("validator-0", "miner-3", "gateway-0").
     #[serde(default)]
@@ -251,6 +252,10 @@ pub enum FaultKind {
     Partition,
     Heal,
     Flood,
+    /// The peers start at this block (not at the beginning): newcomers joining a running mesh.
+    Join,
+    /// The peers stop for good (like kill; no deregistration message exists).
+    Leave,
 }
 
 /// What is written.
@@ -371,7 +376,13 @@ impl Scenario {
                 FaultKind::Flood if f.peers.is_empty() || f.per_block == 0 || f.blocks == 0 => {
                     return bad(format!("fault at block {}: a flood needs `peers`, `per_block` and `blocks`", f.at))
                 }
-                FaultKind::Kill | FaultKind::Restart if f.peers.is_empty() => {
+                FaultKind::Join if f.peers.iter().any(|p| p == "validator-0") => {
+                    return bad(format!(
+                        "fault at block {}: validator-0 is the bootstrap peer and cannot join late",
+                        f.at
+                    ))
+                }
+                FaultKind::Kill | FaultKind::Restart | FaultKind::Join | FaultKind::Leave if f.peers.is_empty() => {
                     return bad(format!("fault at block {}: {:?} needs `peers`", f.at, f.kind))
                 }
                 FaultKind::Partition if f.groups.len() < 2 => {
@@ -390,6 +401,15 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn joins_and_leaves_name_peers_and_the_bootstrap_peer_cannot_join_late() {
+        let ok = "[[faults]]\nat = 5\nkind = \"join\"\npeers = [\"miner-1\"]\n[[faults]]\nat = 9\nkind = \"leave\"\npeers = [\"miner-0\"]\n";
+        assert!(Scenario::parse(ok).is_ok());
+        let e = Scenario::parse(&ok.replacen("miner-1", "validator-0", 1)).unwrap_err().to_string();
+        assert!(e.contains("bootstrap"), "{e}");
+        assert!(Scenario::parse("[[faults]]\nat = 5\nkind = \"leave\"\n").is_err(), "a leave needs peers");
+    }
 
     #[test]
     fn a_flood_needs_its_peers_rate_and_length() {
