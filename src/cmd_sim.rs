@@ -81,11 +81,8 @@ pub fn run(a: &SimArgs) -> Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .try_init();
-    let (_, sha) = sim::Scenario::load(&scenario).map_err(anyhow::Error::msg)?;
-    let base_seed = match a.seed {
-        Some(s) => s,
-        None => sim::Scenario::load(&scenario).map_err(anyhow::Error::msg)?.0.seed,
-    };
+    let (loaded, sha) = sim::Scenario::load(&scenario).map_err(anyhow::Error::msg)?;
+    let base_seed = a.seed.unwrap_or(loaded.seed);
     // Every run: (label, seed, out dir).
     let runs: Vec<(String, u64, PathBuf)> = if a.check_determinism {
         (1..=2).map(|i| (format!("run {i} of 2"), base_seed, a.out.join(format!("run-{i}")))).collect()

@@ -49,24 +49,13 @@ pub struct SimPeer {
     pub cfg: NodeConfig,
     thread: Option<PeerThread>,
     pub live: Option<Live>,
-    /// Messages received by earlier lives of this peer (before kills).
-    messages_before: u64,
+    /// Messages received by earlier lives of this peer (before kills), by kind.
     kinds_before: std::collections::BTreeMap<String, u64>,
 }
 
 impl SimPeer {
     pub fn new(name: String, role: Role, behaviour: String, peer_id: String, cfg: NodeConfig) -> Self {
-        Self {
-            name,
-            role,
-            behaviour,
-            peer_id,
-            cfg,
-            thread: None,
-            live: None,
-            messages_before: 0,
-            kinds_before: Default::default(),
-        }
+        Self { name, role, behaviour, peer_id, cfg, thread: None, live: None, kinds_before: Default::default() }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -142,12 +131,11 @@ impl SimPeer {
 
     /// Messages from peers this peer has received over all its lives.
     pub fn messages_received(&self) -> u64 {
-        self.messages_before + self.live.as_ref().map(|l| l.metrics.received.get()).unwrap_or(0)
+        self.kinds_before.values().sum::<u64>() + self.live.as_ref().map(|l| l.metrics.received.get()).unwrap_or(0)
     }
 
     /// Kills the peer: its thread stops and takes every actor, socket and task with it.
     pub async fn kill(&mut self) {
-        self.messages_before = self.messages_received();
         self.kinds_before = self.messages_by_kind();
         self.live = None;
         if let Some(t) = self.thread.take() {

@@ -678,11 +678,18 @@ fn reader(peers: &[SimPeer]) -> Option<&brainmesh_actors::rollup::LedgerHandle> 
     peers.iter().filter(|p| p.role == Role::Validator).find_map(|p| p.live.as_ref().and_then(|l| l.ledger.as_ref()))
 }
 
+/// Ids of the receipts the gateways countersigned (read at every sample: ids only).
 fn countersigned(peers: &[SimPeer]) -> BTreeSet<String> {
-    countersigned_at(peers).into_keys().collect()
+    peers
+        .iter()
+        .filter(|p| p.role == Role::Gateway)
+        .filter_map(|p| p.live.as_ref())
+        .flat_map(|l| l.receipts.all().into_iter().map(|r| r.id()))
+        .collect()
 }
 
-/// Receipts the gateways countersigned, by id, with the block they name.
+/// Receipts the gateways countersigned, by id, with the block they name (read once, at the
+/// end: it parses every receipt).
 fn countersigned_at(peers: &[SimPeer]) -> BTreeMap<String, u64> {
     peers
         .iter()
@@ -860,7 +867,8 @@ async fn finish(
     max_stall: u64,
 ) -> Result<Summary, SimError> {
     let requests = tally.lock().map(|t| t.requests.clone()).unwrap_or_default();
-    let cs = countersigned(peers);
+    let cs_at = countersigned_at(peers);
+    let cs: BTreeSet<String> = cs_at.keys().cloned().collect();
     // Every live validator's final report: they must agree; the first one is read.
     let mut reports = vec![];
     for p in peers.iter().filter(|p| p.role == Role::Validator) {
@@ -912,7 +920,8 @@ async fn finish(
         s.receipts_finalised = cs.iter().filter(|id| seen.contains_key(id.as_str())).count() as u64;
         s.last_final_height = r.last_final_height;
         let last = r.last_final_height.unwrap_or(0);
-        for (id, at) in countersigned_at(peers) {
+        for (id, at) in &cs_at {
+            let at = *at;
             if seen.contains_key(id.as_str()) {
                 continue;
             }
