@@ -196,7 +196,7 @@ impl AuditShared {
     }
 
     /// Inserts a ban entry signed by the key `pk` (see [`BanList::insert`]; every entry weighs
-    /// the same here) and saves the list. `Ok(true)`: this entry banned the miner. `Err(None)`:
+    /// the same here) and saves the list if it changed. `Ok(true)`: this entry banned the miner. `Err(None)`:
     /// the list's lock is poisoned.
     pub fn insert_ban(
         &self,
@@ -204,8 +204,14 @@ impl AuditShared {
         pk: &[u8; 32],
     ) -> Result<bool, Option<brainmesh_ledger::audit::BanError>> {
         let mut b = self.bans.lock().map_err(|_| None)?;
+        let before = self.store.as_ref().map(|_| b.clone());
         let banned = b.insert(entry, pk, 1, 1).map_err(Some)?;
-        if let Some(store) = &self.store {
+        // Saved (and flushed) only when the entry changed the list: repeated gossip of a known
+        // entry costs no disk write.
+        if let (Some(store), Some(before)) = (&self.store, before) {
+            if *b == before {
+                return Ok(banned);
+            }
             if let Err(e) = store.save(&b) {
                 tracing::error!("cannot save the ban list: {e}");
             }
