@@ -74,6 +74,8 @@ struct TaskState {
     got_chunk: bool,
     last_activity: ClockInstant,
     last_error: String,
+    /// The candidates were read again from the roster after all had failed.
+    refreshed: bool,
 }
 
 pub struct Distributor {
@@ -85,9 +87,17 @@ pub struct Distributor {
     receipts: ReceiptStore,
     metrics: Metrics,
     clock: ChainClock,
+    /// Re-read when every candidate a task had has failed.
+    source: Option<crate::candidates::CandidateSource>,
 }
 
 impl Distributor {
+    /// Lets a task whose candidates have all failed look at the roster again once.
+    pub fn with_candidates(mut self, source: crate::candidates::CandidateSource) -> Self {
+        self.source = Some(source);
+        self
+    }
+
     pub fn new(
         id: Arc<Identity>,
         cfg: DistributorConfig,
@@ -96,7 +106,7 @@ impl Distributor {
         metrics: Metrics,
         clock: ChainClock,
     ) -> Self {
-        Self { id, cfg, net, tasks: HashMap::new(), inflight: HashMap::new(), receipts, metrics, clock }
+        Self { id, cfg, net, tasks: HashMap::new(), inflight: HashMap::new(), receipts, metrics, clock, source: None }
     }
 
     fn prefix(spec: &TaskSpec) -> Vec<u8> {
@@ -116,6 +126,27 @@ impl Distributor {
         let prefix = Self::prefix(&t.spec);
         let chosen = choose(&t.candidates, &t.tried, &self.inflight, &prefix, |n| rand::random_range(0..n.max(1)));
         let Some((cand, how)) = chosen.map(|(c, h)| (c.clone(), h)) else {
+            // Every candidate known when the task started has failed: a miner that came back or
+            // joined since may be online now. Look once more before giving up.
+            if t.attempt > 0 && !t.refreshed {
+                if let Some(src) = self.source.clone() {
+                    t.refreshed = true;
+                    let (model, id) = (t.spec.model.clone(), task_id.to_string());
+                    ctx.spawn(async move { src.candidates(&model).await }.into_actor(self).map(
+                        move |fresh, act, ctx| {
+                            let Some(t) = act.tasks.get_mut(&id) else { return };
+                            for c in fresh.map(|(c, _)| c).unwrap_or_default() {
+                                if !t.candidates.iter().any(|k| k.peer_id == c.peer_id) {
+                                    t.candidates.push(c);
+                                }
+                            }
+                            act.metrics.task_event("candidates_refreshed");
+                            act.dispatch(&id, ctx);
+                        },
+                    ));
+                    return;
+                }
+            }
             let err = if t.attempt == 0 {
                 TaskError::NoMiner(t.spec.model.clone())
             } else {
@@ -277,7 +308,7 @@ impl Distributor {
                     && r.completion_tokens as usize == output.len() =>
             {
                 let receipt_id = signed.id();
-                match self.receipts.insert(&r.task_id, &signed) {
+                match self.receipts.insert_countersigned(&r.task_id, &signed, self.clock.height()) {
                     Ok(true) => {
                         self.net.publish(
                             TopicKind::Receipts.topic(self.cfg.brain),
@@ -369,6 +400,7 @@ impl Handler<StartTask> for Distributor {
                 got_chunk: false,
                 last_activity: self.clock.instant(),
                 last_error: String::new(),
+                refreshed: false,
             },
         );
         self.dispatch(&id, ctx);

@@ -13,6 +13,7 @@
 
 pub mod adversary;
 pub mod auditor;
+pub mod candidates;
 pub mod distributor;
 pub mod distributor_handle;
 pub mod fhe_client;
@@ -26,6 +27,7 @@ pub mod messages;
 pub mod metrics;
 pub mod miner;
 pub mod network_message;
+pub mod outbox;
 pub mod peer_thread;
 pub mod protocols;
 pub mod receipt;

@@ -42,6 +42,11 @@ pub struct Metrics {
     pub prefix_reused_tokens: Counter,
     /// Messages from peers, accepted or refused (the simulator's events per second).
     pub received: Counter,
+    /// Gateways: receipts countersigned here and not yet reported in a final block.
+    pub receipts_pending: Gauge,
+    /// Receipts offered again to a validator that did not know them (gateways' outbox and
+    /// validators' reconciliation).
+    pub receipts_reoffered: Counter,
 }
 
 impl Default for Metrics {
@@ -61,6 +66,8 @@ impl Metrics {
         let tasks = Family::<KindLabel, Counter>::default();
         let prefix_reused_tokens = Counter::default();
         let received = Counter::default();
+        let receipts_pending = Gauge::default();
+        let receipts_reoffered = Counter::default();
         registry.register("messages_rejected", "Messages from peers refused, by reason", rejected.clone());
         registry.register("messages_accepted", "Messages from peers accepted, by kind", accepted.clone());
         registry.register("connected_peers", "Peers with an open connection", connected_peers.clone());
@@ -73,6 +80,16 @@ impl Metrics {
             prefix_reused_tokens.clone(),
         );
         registry.register("messages_received", "Messages from peers, accepted or refused", received.clone());
+        registry.register(
+            "receipts_pending",
+            "Receipts this gateway countersigned that are not yet in a final block",
+            receipts_pending.clone(),
+        );
+        registry.register(
+            "receipts_reoffered",
+            "Receipts offered again to a validator that did not hold them",
+            receipts_reoffered.clone(),
+        );
         // Pre-create every reason so a scrape shows zeros rather than nothing.
         for r in Reject::ALL {
             let _ = rejected.get_or_create(&ReasonLabel { reason: r.label().into() });
@@ -87,6 +104,8 @@ impl Metrics {
             tasks,
             prefix_reused_tokens,
             received,
+            receipts_pending,
+            receipts_reoffered,
         }
     }
 

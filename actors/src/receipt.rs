@@ -120,15 +120,33 @@ impl SignedReceipt {
     }
 }
 
-/// sled tree of receipts keyed by task id.
+/// sled tree of receipts keyed by task id, and (on gateways) the outbox: every receipt this
+/// node countersigned that no validator has yet reported in a final block, keyed by the height
+/// it was countersigned at and its id (oldest first).
 #[derive(Clone)]
 pub struct ReceiptStore {
     tree: sled::Tree,
+    outbox: sled::Tree,
+}
+
+fn outbox_key(height: u64, id: &str) -> Vec<u8> {
+    let mut k = height.to_be_bytes().to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// One receipt waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub key: Vec<u8>,
+    pub height: u64,
+    pub id: String,
+    pub receipt: SignedReceipt,
 }
 
 impl ReceiptStore {
     pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
-        Ok(Self { tree: db.open_tree("receipts")? })
+        Ok(Self { tree: db.open_tree("receipts")?, outbox: db.open_tree("receipts_outbox")? })
     }
 
     /// Stores the receipt unless one for the same task exists. Returns true if it was new.
@@ -137,6 +155,61 @@ impl ReceiptStore {
         let res = self.tree.compare_and_swap(task_id.as_bytes(), None as Option<&[u8]>, Some(bytes))?;
         self.tree.flush()?;
         Ok(res.is_ok())
+    }
+
+    /// Gateway side: stores a receipt this node countersigned at chain height `height` and puts
+    /// it in the outbox, in one atomic write (a crash leaves both or neither). Returns true if it
+    /// was new; a second receipt for the same task is refused and changes nothing.
+    pub fn insert_countersigned(&self, task_id: &str, r: &SignedReceipt, height: u64) -> Result<bool, sled::Error> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        let bytes = serde_json::to_vec(r).unwrap_or_default();
+        let key = outbox_key(height, &r.id());
+        let res = (&self.tree, &self.outbox).transaction(|(t, o)| {
+            if t.get(task_id.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            t.insert(task_id.as_bytes(), bytes.clone())?;
+            o.insert(key.clone(), bytes.clone())?;
+            Ok::<bool, ConflictableTransactionError<()>>(true)
+        });
+        let new = match res {
+            Ok(n) => n,
+            Err(TransactionError::Storage(e)) => return Err(e),
+            Err(TransactionError::Abort(())) => false,
+        };
+        self.tree.flush()?;
+        Ok(new)
+    }
+
+    /// The oldest outbox entries countersigned at or before `up_to` (at most `max`).
+    pub fn outbox_due(&self, up_to: u64, max: usize) -> Vec<OutboxEntry> {
+        self.outbox
+            .range(..outbox_key(up_to.saturating_add(1), ""))
+            .filter_map(|kv| kv.ok())
+            .filter_map(|(k, v)| {
+                let height = u64::from_be_bytes(<[u8; 8]>::try_from(k.get(..8)?).ok()?);
+                let id = String::from_utf8(k.get(8..)?.to_vec()).ok()?;
+                let receipt = serde_json::from_slice(&v).ok()?;
+                Some(OutboxEntry { key: k.to_vec(), height, id, receipt })
+            })
+            .take(max)
+            .collect()
+    }
+
+    /// Drops entries a validator reported final.
+    pub fn outbox_remove<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Result<(), sled::Error> {
+        let mut b = sled::Batch::default();
+        for k in keys {
+            b.remove(k);
+        }
+        self.outbox.apply_batch(b)?;
+        self.outbox.flush()?;
+        Ok(())
+    }
+
+    /// Receipts countersigned here and not yet seen in a final block.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
     }
 
     pub fn len(&self) -> usize {
@@ -260,5 +333,36 @@ mod tests {
         assert!(s.insert("t1", &sr).unwrap());
         assert!(!s.insert("t1", &sr).unwrap());
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn a_countersigned_receipt_waits_in_the_outbox_oldest_first_until_removed() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let s = ReceiptStore::open(&db).unwrap();
+        let (m, g) = (Identity::generate(), Identity::generate());
+        let mut signed = Vec::new();
+        for (i, h) in [(0, 9u64), (1, 3), (2, 5)] {
+            let mut r = receipt(&m, &g);
+            r.task_id = format!("t{i}");
+            let (body, msig) = r.sign_as_miner(&m);
+            let (sr, _) = SignedReceipt::countersign(body, msig, &g).unwrap();
+            assert!(s.insert_countersigned(&r.task_id, &sr, h).unwrap());
+            signed.push(sr);
+        }
+        // One receipt per task: a second one for t0 is refused and not queued.
+        let mut again = receipt(&m, &g);
+        again.task_id = "t0".into();
+        again.completion_tokens = 99;
+        let (body, msig) = again.sign_as_miner(&m);
+        let (sr2, _) = SignedReceipt::countersign(body, msig, &g).unwrap();
+        assert!(!s.insert_countersigned("t0", &sr2, 1).unwrap());
+        assert_eq!((s.len(), s.outbox_len()), (3, 3));
+        let due = s.outbox_due(5, 10);
+        assert_eq!(due.iter().map(|e| e.height).collect::<Vec<_>>(), vec![3, 5], "oldest first, none after 5");
+        assert_eq!(due[0].receipt, signed[1]);
+        assert_eq!(due[0].id, signed[1].id());
+        s.outbox_remove(due.iter().map(|e| e.key.as_slice())).unwrap();
+        assert_eq!(s.outbox_len(), 1);
+        assert_eq!(s.outbox_due(100, 10)[0].receipt, signed[0]);
     }
 }

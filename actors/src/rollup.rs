@@ -43,13 +43,14 @@ use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
 use crate::protocols::gossip::{Role, TopicKind};
 use crate::protocols::sync::MAX_SYNC_RESPONSE_BYTES;
-use crate::protocols::sync::{BlockBundle, LedgerRequest, LedgerResponse};
+use crate::protocols::sync::{BlockBundle, LedgerRequest, LedgerResponse, MAX_STATUS_IDS};
 use crate::protocols::{Reject, MAX_MESSAGE_BYTES};
 use crate::receipt::{public_key_of, SignedReceipt};
 use crate::MembershipHandle;
 use brainmesh_ledger::batch::{Batch, BatchVote, FinalBatch, Finality, PendingPool, VoteError};
 use brainmesh_ledger::clock::ChainClock;
 use brainmesh_ledger::economics::{Amount, EconomicsParams, Height, PriceList};
+use brainmesh_ledger::reconcile;
 use brainmesh_ledger::settlement::{FeeSplit, ReceiptLine, SettlementRecord};
 use brainmesh_ledger::state::LedgerState;
 use brainmesh_ledger::store::{Applied, LedgerStore, StoreError};
@@ -61,6 +62,10 @@ use brainmesh_ledger::PeerId;
 const MAX_BLOCKS_PER_RESPONSE: usize = 64;
 /// Heights of proposals and votes kept in memory behind the current one.
 const KEEP_HEIGHTS: u64 = 64;
+/// A validator reconciles its pending receipts with another validator every this many blocks.
+const RECONCILE_BLOCKS: u64 = 4;
+/// Receipts an offer may carry at most (the request's size limit binds first).
+const MAX_OFFERED: usize = 256;
 
 /// What the rollup needs from the node's configuration.
 #[derive(Debug, Clone)]
@@ -218,6 +223,12 @@ impl LedgerHandle {
         self.addr.send(GetReport).await.ok().flatten()
     }
 
+    /// Asks this node's own rollup what a peer would ask over `/brainmesh/sync/1` (the gateway
+    /// outbox of a node that is also a validator).
+    pub async fn ask(&self, req: LedgerRequest) -> Option<LedgerResponse> {
+        self.addr.send(Ask { req }).await.ok()
+    }
+
     /// Signs a transaction with this node's key (next nonce, counting pending ones) and
     /// publishes it on the rollup topic; returns it.
     pub async fn submit(&self, kind: brainmesh_ledger::tx::TxKind) -> Option<Tx> {
@@ -275,6 +286,12 @@ struct GetAccount {
 #[derive(Message)]
 #[rtype(result = "Option<LedgerReport>")]
 struct GetReport;
+
+#[derive(Message)]
+#[rtype(result = "LedgerResponse")]
+struct Ask {
+    req: LedgerRequest,
+}
 
 #[derive(Message)]
 #[rtype(result = "Tx")]
@@ -343,6 +360,9 @@ pub struct Rollup {
     blocks_applied: u64,
     /// Next nonce for this node's own transactions.
     own_nonce: u64,
+    /// Round-robin position among the other validators for reconciliation.
+    reconcile_turn: usize,
+    reconciling: bool,
 }
 
 const K_VOTED: &[u8] = b"v/last";
@@ -389,6 +409,8 @@ impl Rollup {
             applying: false,
             blocks_applied: 0,
             own_nonce,
+            reconcile_turn: 0,
+            reconciling: false,
         })
     }
 
@@ -567,8 +589,69 @@ impl Rollup {
             }
             act.prune(h);
             act.propose(h, ctx);
+            if h.is_multiple_of(RECONCILE_BLOCKS) {
+                act.reconcile(ctx);
+            }
             act.publish_summary();
         }));
+    }
+
+    /// Anti-entropy between validators: sends the digests of this validator's pending receipts
+    /// to the next other validator (round robin) and fetches the bodies of the ids it answers
+    /// with that this one lacks. Bounded by [`reconcile::MAX_IDS_PER_ANSWER`] ids per round.
+    fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        if self.reconciling || !self.is_validator() {
+            return;
+        }
+        let others: Vec<String> = self.stakes.keys().filter(|v| **v != self.me).cloned().collect();
+        if others.is_empty() {
+            return;
+        }
+        let peer = others[self.reconcile_turn % others.len()].clone();
+        self.reconcile_turn = self.reconcile_turn.wrapping_add(1);
+        let store = &self.store;
+        let digests =
+            reconcile::digests(self.pending.receipts.keys().filter(|id| !store.is_included(id).unwrap_or(false)));
+        let net = self.net.clone();
+        self.reconciling = true;
+        ctx.spawn(
+            async move {
+                let req = serde_json::to_vec(&LedgerRequest::PendingDigest { digests }).unwrap_or_default();
+                match net.request(peer.clone(), req).await.map(|b| serde_json::from_slice::<LedgerResponse>(&b)) {
+                    Ok(Ok(LedgerResponse::PendingIds { ids })) => (peer, ids),
+                    _ => (peer, Vec::new()),
+                }
+            }
+            .into_actor(self)
+            .then(|(peer, ids), act, _ctx| {
+                let missing: Vec<String> =
+                    ids.into_iter().filter(|id| !act.has_body(id) && !act.included(id)).collect();
+                let net = act.net.clone();
+                async move {
+                    let mut got = Vec::new();
+                    for chunk in missing.chunks(512) {
+                        got.push(fetch_items(&net, &peer, chunk.to_vec()).await);
+                    }
+                    (peer, got)
+                }
+                .into_actor(act)
+            })
+            .map(|(peer, got), act, _ctx| {
+                act.reconciling = false;
+                let mut n = 0u64;
+                for (receipts, _) in got {
+                    for sr in receipts {
+                        if act.add_receipt(sr) {
+                            n += 1;
+                        }
+                    }
+                }
+                if n > 0 {
+                    act.metrics.receipts_reoffered.inc_by(n);
+                    tracing::info!(%peer, receipts = n, "pending receipts reconciled from another validator");
+                }
+            }),
+        );
     }
 
     fn prune(&mut self, h: Height) {
@@ -993,8 +1076,37 @@ impl Rollup {
 
     // ---- serving peers -----------------------------------------------------------------------------
 
-    fn serve(&self, req: LedgerRequest) -> LedgerResponse {
+    fn serve(&mut self, req: LedgerRequest) -> LedgerResponse {
         match req {
+            LedgerRequest::ReceiptStatus { ids } => {
+                let (mut included, mut pending) = (Vec::new(), Vec::new());
+                for id in ids.into_iter().take(MAX_STATUS_IDS) {
+                    match self.store.included_at(&id) {
+                        Ok(Some(h)) => included.push((id, h)),
+                        _ if self.bodies.contains_key(tagged(b"r/", &id)).unwrap_or(false) => pending.push(id),
+                        _ => {}
+                    }
+                }
+                LedgerResponse::ReceiptStatus { included, pending }
+            }
+            LedgerRequest::OfferReceipts { receipts } => {
+                let (mut accepted, mut refused) = (0u32, 0u32);
+                for sr in receipts.into_iter().take(MAX_OFFERED) {
+                    if self.add_receipt(sr) {
+                        accepted += 1;
+                        self.metrics.accept("receipt_offered");
+                    } else {
+                        refused += 1;
+                        self.metrics.reject(Reject::BadSignature);
+                    }
+                }
+                LedgerResponse::Offered { accepted, refused }
+            }
+            LedgerRequest::PendingDigest { digests } => {
+                let store = &self.store;
+                let mine = self.pending.receipts.keys().filter(|id| !store.is_included(id).unwrap_or(false));
+                LedgerResponse::PendingIds { ids: reconcile::ids_to_offer(mine, &digests) }
+            }
             LedgerRequest::LedgerItems { ids } => {
                 let (mut receipts, mut txs, mut size) = (Vec::new(), Vec::new(), 0usize);
                 for id in ids.iter().take(4096) {
@@ -1130,6 +1242,14 @@ impl Handler<LedgerSyncIn> for Rollup {
     type Result = MessageResult<LedgerSyncIn>;
 
     fn handle(&mut self, msg: LedgerSyncIn, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.serve(msg.req))
+    }
+}
+
+impl Handler<Ask> for Rollup {
+    type Result = MessageResult<Ask>;
+
+    fn handle(&mut self, msg: Ask, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.serve(msg.req))
     }
 }

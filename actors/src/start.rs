@@ -6,6 +6,7 @@ use std::sync::Arc;
 use actix::{Actor, Recipient};
 use brainmesh_ledger::clock::ChainClock;
 
+use crate::candidates::CandidateSource;
 use crate::distributor_handle::DistributorHandle;
 use crate::identity::Identity;
 use crate::inbox::{Inbox, RollupRecipients};
@@ -14,8 +15,8 @@ use crate::membership_handle::MembershipHandle;
 use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
 use crate::{
-    auditor, distributor, fhe_service, load, membership, messages, miner, models, receipt, recheck, rollup, store,
-    transcript,
+    auditor, distributor, fhe_service, load, membership, messages, miner, models, outbox, receipt, recheck, rollup,
+    store, transcript,
 };
 
 /// What to run on this node besides membership.
@@ -116,6 +117,12 @@ pub fn start_actors(
     // Gateways route tasks; validators that audit send their quality checks the same way.
     let (chunks, tasks) = match cfg.distributor {
         Some(dcfg) => {
+            let source = CandidateSource {
+                membership: membership.clone(),
+                brain,
+                bans: shared.bans.clone(),
+                clock: cfg.clock.clone(),
+            };
             let addr = distributor::Distributor::new(
                 id.clone(),
                 dcfg,
@@ -124,15 +131,23 @@ pub fn start_actors(
                 metrics.clone(),
                 cfg.clock.clone(),
             )
+            .with_candidates(source.clone())
             .start();
             peers.push(addr.clone().recipient());
-            let handle = DistributorHandle {
-                addr,
-                membership: membership.clone(),
+            let handle = DistributorHandle { addr, source };
+            // No countersigned receipt is lost: the outbox re-offers what no validator finalised.
+            outbox::ReceiptOutbox::new(
+                id.peer_id().to_string(),
                 brain,
-                bans: shared.bans.clone(),
-                clock: cfg.clock.clone(),
-            };
+                receipts.clone(),
+                net.clone(),
+                membership.clone(),
+                ledger.clone(),
+                cfg.clock.clone(),
+                metrics.clone(),
+                outbox::OutboxConfig::default(),
+            )
+            .start();
             (Some(handle.addr.clone().recipient()), Some(handle))
         }
         None => (None, None),

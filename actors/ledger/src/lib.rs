@@ -13,6 +13,7 @@
 //!   the ledger and the consensus epoch settlement mints by) and [`store`] (sled; a block or a
 //!   settlement is applied in one atomic batch). Amounts are [`economics::Amount`] base units;
 //!   nothing uses floating point, every map is a `BTreeMap`, so every peer computes the same bytes.
+//! * [`reconcile`]: bucket digests for reconciling validators' pending receipts.
 //! * [`clock`]: the one [`clock::ChainClock`] (genesis, block time, height, period) over a
 //!   [`clock::TimeSource`] (the wall clock, or a virtual clock a simulator advances).
 //! * [`canon`]: the one canonical encoding of signed bytes ([`canon::Enc`]) and the one
@@ -33,6 +34,7 @@ pub mod economics;
 pub mod ids;
 pub mod merkle;
 pub mod period;
+pub mod reconcile;
 pub mod settlement;
 pub mod state;
 pub mod store;

@@ -57,15 +57,50 @@ pub enum LedgerRequest {
     LedgerItems { ids: Vec<String> },
     /// Final blocks above `after`, with the bodies of their receipts and transactions.
     LedgerBlocks { after: Option<Height>, max: u32 },
+    /// Anti-entropy, gateway → validator: which of these receipt ids are in a final block, and
+    /// which does the validator hold pending? (At most [`MAX_STATUS_IDS`].)
+    ReceiptStatus { ids: Vec<String> },
+    /// Anti-entropy: receipts the asker holds and the validator did not know (each verified like
+    /// one from gossip; the request's size limit bounds how many travel at once).
+    OfferReceipts { receipts: Vec<SignedReceipt> },
+    /// Anti-entropy, validator → validator: the asker's pending receipt ids as bucket digests
+    /// ([`brainmesh_ledger::reconcile`]); the answer lists the peer's ids in differing buckets.
+    PendingDigest { digests: Vec<u64> },
 }
+
+/// Ids a [`LedgerRequest::ReceiptStatus`] may ask about (about 36 KB of JSON).
+pub const MAX_STATUS_IDS: usize = 1024;
 
 /// Externally tagged, like [`RollupMsg`] (blocks carry u128 stakes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LedgerResponse {
-    LedgerItems { receipts: Vec<SignedReceipt>, txs: Vec<Tx> },
-    LedgerBlocks { blocks: Vec<BlockBundle> },
-    LedgerError { message: String },
+    LedgerItems {
+        receipts: Vec<SignedReceipt>,
+        txs: Vec<Tx>,
+    },
+    LedgerBlocks {
+        blocks: Vec<BlockBundle>,
+    },
+    /// Receipts in a final block (with its height) and receipts held pending; an asked id in
+    /// neither list is unknown to this validator.
+    ReceiptStatus {
+        included: Vec<(String, Height)>,
+        pending: Vec<String>,
+    },
+    /// How many offered receipts verified and are now held (pending or already final), and how
+    /// many were refused (bad signature, another Brain).
+    Offered {
+        accepted: u32,
+        refused: u32,
+    },
+    /// The answer to [`LedgerRequest::PendingDigest`].
+    PendingIds {
+        ids: Vec<String>,
+    },
+    LedgerError {
+        message: String,
+    },
 }
 
 /// A final block and the bodies needed to apply it.
