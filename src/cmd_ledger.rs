@@ -88,6 +88,35 @@ pub struct StakeArgs {
     pub amount: u128,
 }
 
+/// `brainmesh register`: pay a Brain's registration fee on the ledger.
+#[derive(Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub submit: SubmitArgs,
+    /// The Brain to register with.
+    #[arg(long)]
+    pub brain: BrainId,
+    /// miner or validator.
+    #[arg(long, default_value = "miner")]
+    pub role: String,
+    /// Highest fee you accept, in base units (10^9 per token). The Brain's current fee is
+    /// charged and credited to its owner; the transaction is refused if the fee is higher (a new
+    /// Brain's fee is 100 tokens: 100000000000).
+    #[arg(long)]
+    pub max_fee: u128,
+}
+
+/// Signs and submits a `Register` transaction for the identity in `--data-dir`.
+pub fn register(a: &RegisterArgs) -> Result<()> {
+    use brainmesh_ledger::economics::brains::PeerRole;
+    let role = match a.role.as_str() {
+        "miner" => PeerRole::Miner,
+        "validator" => PeerRole::Validator,
+        other => bail!("--role must be miner or validator, not {other:?}"),
+    };
+    submit(&a.submit, TxKind::Register { brain: a.brain, role, fee: a.max_fee })
+}
+
 #[derive(Args)]
 pub struct DirArgs {
     /// Data directory of a (stopped) validator.

@@ -311,12 +311,21 @@ pub struct BrainPolicyConfig {
     pub max_miners: usize,
     /// Registration fee in base units; peers already registered keep their place if it rises.
     pub registration_fee: u64,
+    /// Paid admission: a miner is admitted only once its `Register` transaction (paying the
+    /// Brain's fee on the ledger, `brainmesh register`) is final; false: the fee declared in the
+    /// signed registration record is trusted (a local mesh).
+    pub paid_admission: bool,
 }
 
 impl Default for BrainPolicyConfig {
     fn default() -> Self {
         let p = brainmesh_actors::roster::BrainPolicy::default();
-        Self { max_validators: p.max_validators, max_miners: p.max_miners, registration_fee: p.registration_fee }
+        Self {
+            max_validators: p.max_validators,
+            max_miners: p.max_miners,
+            registration_fee: p.registration_fee,
+            paid_admission: p.paid_admission,
+        }
     }
 }
 

@@ -46,6 +46,10 @@ enum Cmd {
     /// Simulate a whole mesh in one process (researchers): real peers on an accelerated chain
     /// clock, cheaters and faults; CSVs, summary.json and plots. `sim report DIR` prints a run.
     Sim(cmd_sim::SimArgs),
+    /// Pay a Brain's registration fee on the ledger (a signed `Register` transaction, submitted
+    /// through a node's `POST /ledger/tx`). Under `brain_policy.paid_admission` a miner is
+    /// admitted only once this is final.
+    Register(cmd_ledger::RegisterArgs),
 }
 
 #[derive(Args)]
@@ -108,6 +112,7 @@ fn main() -> Result<()> {
         Cmd::Squeeze(a) => cmd_squeeze::run(&a),
         Cmd::Ledger(c) => cmd_ledger::run(&c),
         Cmd::Sim(a) => cmd_sim::run(&a),
+        Cmd::Register(a) => cmd_ledger::register(&a),
     }
 }
 
@@ -144,6 +149,18 @@ fn init(a: InitArgs) -> Result<()> {
     println!("peer id:  {}{}", id.peer_id(), if fresh { " (new identity)" } else { " (existing identity kept)" });
     println!("config:   {}", cfg_path.display());
     println!("start it: brainmesh node --config {}", cfg_path.display());
+    if a.role == Role::Miner || a.role == Role::Validator {
+        let brain = parsed.brain;
+        println!(
+            "admission: Brain {brain} charges a registration fee (base units, paid to the Brain's owner). Where the \
+             Brain requires paid admission (brain_policy.paid_admission), fund the account {} and, once the node \
+             runs, pay it with: brainmesh register --data-dir {} --brain {brain} --role {} --max-fee <base units; a new \
+             Brain charges 100 tokens = 100000000000> --node <a validator's HTTP address>",
+            id.peer_id(),
+            data_dir.display(),
+            if a.role == Role::Miner { "miner" } else { "validator" },
+        );
+    }
     Ok(())
 }
 

@@ -296,6 +296,7 @@ impl Node {
                 max_validators: cfg.brain_policy.max_validators,
                 max_miners: cfg.brain_policy.max_miners,
                 registration_fee: cfg.brain_policy.registration_fee,
+                paid_admission: cfg.brain_policy.paid_admission,
             },
             heartbeat_interval: Duration::from_millis(cfg.network.heartbeat_interval_ms),
             offline_after_heartbeats: cfg.network.offline_after_heartbeats,

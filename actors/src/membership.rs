@@ -465,6 +465,27 @@ impl Handler<GetRoster> for Membership {
     }
 }
 
+impl Handler<crate::messages::LedgerRegistrations> for Membership {
+    type Result = ();
+
+    fn handle(&mut self, msg: crate::messages::LedgerRegistrations, _ctx: &mut Self::Context) {
+        if msg.brain != self.cfg.brain || !self.roster.set_paid(msg.brain, msg.miners) {
+            return;
+        }
+        let before: BTreeSet<String> =
+            self.roster.members(msg.brain).filter(|m| m.admitted).map(|m| m.registration.peer_id.clone()).collect();
+        self.roster.admit(msg.brain, &self.cfg.policy);
+        let after: BTreeSet<String> =
+            self.roster.members(msg.brain).filter(|m| m.admitted).map(|m| m.registration.peer_id.clone()).collect();
+        for p in after.difference(&before) {
+            tracing::info!(peer = %p, "admitted: its registration is paid on the ledger");
+        }
+        if after.contains(&self.self_id) && !before.contains(&self.self_id) {
+            tracing::info!(brain = self.cfg.brain, "this peer's paid registration is final: admitted");
+        }
+    }
+}
+
 impl Handler<Tick> for Membership {
     type Result = ();
 

@@ -59,3 +59,12 @@ pub struct Tick;
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Stop;
+
+/// The miners of a Brain whose registration is final on the ledger (peer id → height paid at),
+/// as a validator reported them; membership admits miners by it under paid admission.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct LedgerRegistrations {
+    pub brain: BrainId,
+    pub miners: std::collections::BTreeMap<String, u64>,
+}

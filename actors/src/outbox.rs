@@ -24,14 +24,13 @@ use actix::prelude::*;
 use brainmesh_ledger::clock::ChainClock;
 use brainmesh_ledger::BrainId;
 
+use crate::ledger_client::{ask, pick_target, Target};
 use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
-use crate::protocols::gossip::Role;
 use crate::protocols::sync::{LedgerRequest, LedgerResponse, MAX_STATUS_IDS};
 use crate::protocols::MAX_MESSAGE_BYTES;
 use crate::receipt::{OutboxEntry, ReceiptStore, SignedReceipt};
 use crate::rollup::LedgerHandle;
-use crate::roster::Liveness;
 use crate::MembershipHandle;
 
 /// When and how much the outbox re-checks.
@@ -49,13 +48,6 @@ impl Default for OutboxConfig {
     fn default() -> Self {
         Self { every_blocks: 2, min_age_blocks: 2, max_per_round: 512 }
     }
-}
-
-/// Where a round's questions go: another validator over the network, or this node's own rollup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Remote(String),
-    Local,
 }
 
 /// What one round decided from a validator's status answer.
@@ -161,37 +153,12 @@ impl ReceiptOutbox {
             return;
         }
         self.running = true;
-        let (membership, me, brain, has_local) =
+        let (membership, me, brain, local) =
             (self.membership.clone(), self.me.clone(), self.brain, self.ledger.is_some());
         let turn = self.turn;
         self.turn = self.turn.wrapping_add(1);
-        ctx.spawn(
-            async move {
-                let snap = membership.roster().await;
-                let mut targets: Vec<Target> = snap
-                    .into_iter()
-                    .flat_map(|s| s.brains)
-                    .filter(|b| b.brain == brain)
-                    .flat_map(|b| b.members)
-                    .filter(|m| {
-                        m.admitted
-                            && m.roles.contains(&Role::Validator)
-                            && m.status == Liveness::Online
-                            && m.peer_id != me
-                    })
-                    .map(|m| Target::Remote(m.peer_id))
-                    .collect();
-                if has_local {
-                    targets.push(Target::Local);
-                }
-                if targets.is_empty() {
-                    None
-                } else {
-                    Some(targets.swap_remove(turn % targets.len()))
-                }
-            }
-            .into_actor(self)
-            .map(move |target, act, ctx| match target {
+        ctx.spawn(async move { pick_target(membership.roster().await, brain, &me, local, turn) }.into_actor(self).map(
+            move |target, act, ctx| match target {
                 Some(t) => {
                     act.warned = false;
                     act.check(t, entries, ctx)
@@ -206,8 +173,8 @@ impl ReceiptOutbox {
                     }
                     act.running = false;
                 }
-            }),
-        );
+            },
+        ));
     }
 
     fn check(&mut self, target: Target, entries: Vec<OutboxEntry>, ctx: &mut Context<Self>) {
@@ -269,22 +236,6 @@ impl ReceiptOutbox {
                 }
             }),
         );
-    }
-}
-
-async fn ask(
-    net: &NetworkSender,
-    ledger: Option<&LedgerHandle>,
-    target: &Target,
-    req: LedgerRequest,
-) -> Option<LedgerResponse> {
-    match target {
-        Target::Local => ledger?.ask(req).await,
-        Target::Remote(peer) => {
-            let bytes = serde_json::to_vec(&req).ok()?;
-            let resp = net.request(peer.clone(), bytes).await.ok()?;
-            serde_json::from_slice(&resp).ok()
-        }
     }
 }
 

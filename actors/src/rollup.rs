@@ -1102,6 +1102,19 @@ impl Rollup {
                 }
                 LedgerResponse::Offered { accepted, refused }
             }
+            LedgerRequest::Registrations { brain } => {
+                use brainmesh_ledger::economics::brains::PeerRole;
+                let miners = match self.store.state().brains.get(brain) {
+                    Ok(b) => b
+                        .registrations
+                        .iter()
+                        .filter(|(_, r)| r.role == PeerRole::Miner)
+                        .map(|(p, r)| (p.clone(), r.registered_at))
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                LedgerResponse::Registrations { brain, last_final_height: self.store.last_height(), miners }
+            }
             LedgerRequest::PendingDigest { digests } => {
                 let store = &self.store;
                 let mine = self.pending.receipts.keys().filter(|id| !store.is_included(id).unwrap_or(false));

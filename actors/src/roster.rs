@@ -3,6 +3,11 @@
 //! Admission is deterministic so that every peer converges on the same roster whatever order
 //! records arrive in: within a Brain, registrations are ordered by (time, peer id) and a record
 //! is admitted when each capped role it holds still has room among the records before it.
+//!
+//! With [`BrainPolicy::paid_admission`] a miner is admitted only if its `Register` transaction is
+//! final on the ledger ([`Roster::set_paid`], from a validator): the self-declared fee of the
+//! signed record no longer counts, and miners are ordered by the height their registration was
+//! paid at, then peer id (a record's own timestamp cannot buy a place).
 
 use std::collections::BTreeMap;
 
@@ -24,11 +29,14 @@ pub struct BrainPolicy {
     pub max_validators: usize,
     pub max_miners: usize,
     pub registration_fee: u64,
+    /// Miners must have paid the Brain's fee on the ledger (a final `Register` transaction).
+    #[serde(default)]
+    pub paid_admission: bool,
 }
 
 impl Default for BrainPolicy {
     fn default() -> Self {
-        Self { max_validators: 256, max_miners: 1792, registration_fee: 100 }
+        Self { max_validators: 256, max_miners: 1792, registration_fee: 100, paid_admission: false }
     }
 }
 
@@ -116,6 +124,9 @@ pub struct BrainView {
 #[derive(Debug, Default)]
 pub struct Roster {
     brains: BTreeMap<u16, BTreeMap<String, Member>>,
+    /// Per Brain: miners whose registration is final on the ledger, and the height it was paid
+    /// at (None: not known yet).
+    paid: BTreeMap<u16, BTreeMap<String, u64>>,
 }
 
 impl Roster {
@@ -181,15 +192,62 @@ impl Roster {
         Ok(outcome)
     }
 
+    /// The miners of `brain` registered on the ledger (peer id → height paid at), as a validator
+    /// reported them. Returns true if the set changed.
+    pub fn set_paid(&mut self, brain: BrainId, paid: BTreeMap<String, u64>) -> bool {
+        if self.paid.get(&brain) == Some(&paid) {
+            return false;
+        }
+        self.paid.insert(brain, paid);
+        true
+    }
+
+    /// Whether the ledger's registrations of `brain` are known.
+    pub fn paid_known(&self, brain: BrainId) -> bool {
+        self.paid.contains_key(&brain)
+    }
+
     /// Recomputes who is admitted in `brain` under `policy`.
     pub fn admit(&mut self, brain: BrainId, policy: &BrainPolicy) {
         let Some(members) = self.brains.get_mut(&brain) else { return };
-        let mut order: Vec<(u64, String)> =
-            members.values().map(|m| (m.registration.time_ms, m.registration.peer_id.clone())).collect();
+        let paid = self.paid.get(&brain);
+        let gated = |m: &Member| policy.paid_admission && m.registration.roles.contains(&Role::Miner);
+        // Paid miners by the height they paid at; everyone else at 0 (ungated roles are counted
+        // separately, so this only orders miners among miners).
+        let mut order: Vec<(u64, u64, String)> = members
+            .values()
+            .map(|m| {
+                let h = if gated(m) {
+                    paid.and_then(|p| p.get(&m.registration.peer_id)).copied().unwrap_or(u64::MAX)
+                } else {
+                    0
+                };
+                (h, m.registration.time_ms, m.registration.peer_id.clone())
+            })
+            .collect();
         order.sort();
         let mut counts: BTreeMap<Role, usize> = BTreeMap::new();
-        for (_, pid) in order {
+        for (_, _, pid) in order {
             let Some(m) = members.get_mut(&pid) else { continue };
+            if gated(m) {
+                let unpaid = match paid {
+                    None => Some(
+                        "the ledger's registrations are not known yet (no validator of this Brain answered); \
+                         a miner is admitted once its paid registration is seen"
+                            .to_string(),
+                    ),
+                    Some(p) if !p.contains_key(&pid) => Some(format!(
+                        "not registered on the ledger: a miner of Brain {brain} must pay the Brain's registration \
+                         fee first (`brainmesh register --brain {brain} --role miner --data-dir DIR`)"
+                    )),
+                    Some(_) => None,
+                };
+                if let Some(reason) = unpaid {
+                    m.admitted = false;
+                    m.refused = Some(reason);
+                    continue;
+                }
+            }
             let full = m.registration.roles.iter().find_map(|r| {
                 let cap = policy.capacity(*r)?;
                 let n = counts.get(r).copied().unwrap_or(0);
@@ -311,6 +369,7 @@ mod tests {
     use super::*;
     use crate::identity::Identity;
     use crate::protocols::gossip::Payload;
+    use std::collections::BTreeSet;
 
     fn record(id: &Identity, roles: Vec<Role>, fee: u64, time_ms: u64) -> (Envelope, Registration) {
         let reg = Registration {
@@ -350,7 +409,7 @@ mod tests {
 
     #[test]
     fn gateways_are_not_capped_and_validators_have_their_own_cap() {
-        let policy = BrainPolicy { max_miners: 1, max_validators: 1, registration_fee: 100 };
+        let policy = BrainPolicy { max_miners: 1, max_validators: 1, registration_fee: 100, paid_admission: false };
         let mut roster = Roster::new();
         let a = Identity::generate();
         let b = Identity::generate();
@@ -362,6 +421,47 @@ mod tests {
         let (e, r) = record(&c, vec![Role::Gateway], 100, 3);
         roster.insert(e, r, &policy, 10).unwrap();
         assert!(roster.members(1).all(|m| m.admitted));
+    }
+
+    #[test]
+    fn with_paid_admission_unpaid_sybils_are_refused_clearly_and_paid_miners_admitted_by_paid_height() {
+        let mut roster = Roster::new();
+        let policy = BrainPolicy { max_miners: 3, paid_admission: true, ..BrainPolicy::default() };
+        let mut ids = Vec::new();
+        for i in 0..53u64 {
+            let id = Identity::generate();
+            let (e, r) = record(&id, vec![Role::Miner], 100, 1_000 + i);
+            roster.insert(e, r, &policy, 10_000).unwrap();
+            ids.push(id.peer_id().to_string());
+        }
+        let val = Identity::generate();
+        let (e, r) = record(&val, vec![Role::Validator], 100, 5);
+        roster.insert(e, r, &policy, 10_000).unwrap();
+        // Before any validator answered, no miner is admitted, and each says why; validators are
+        // not gated.
+        assert!(roster.members(1).filter(|m| m.registration.roles == vec![Role::Miner]).all(|m| !m.admitted));
+        assert!(roster.get(1, &val.peer_id().to_string()).unwrap().admitted);
+        let why = roster.get(1, &ids[0]).unwrap().refused.clone().unwrap();
+        assert!(why.contains("not known yet"), "{why}");
+        // 4 of the 53 paid, at heights 9, 4, 4, 7; capacity 3: the three paid first are admitted,
+        // ties by peer id; the record's own timestamp does not matter.
+        let paid: BTreeMap<String, u64> =
+            [(ids[50].clone(), 9), (ids[51].clone(), 4), (ids[52].clone(), 4), (ids[10].clone(), 7)].into();
+        assert!(roster.set_paid(1, paid.clone()));
+        assert!(!roster.set_paid(1, paid), "the same set changes nothing");
+        roster.admit(1, &policy);
+        let admitted: BTreeSet<String> =
+            roster.members(1).filter(|m| m.admitted).map(|m| m.registration.peer_id.clone()).collect();
+        let expect: BTreeSet<String> =
+            [ids[51].clone(), ids[52].clone(), ids[10].clone(), val.peer_id().to_string()].into();
+        assert_eq!(admitted, expect);
+        assert!(roster.get(1, &ids[50]).unwrap().refused.clone().unwrap().contains("is full"));
+        let unpaid: Vec<&Member> = roster.members(1).filter(|m| !m.admitted).collect();
+        assert_eq!(unpaid.len(), 50, "49 Sybils that paid nothing and the fourth paid miner");
+        for m in unpaid.iter().filter(|m| m.registration.peer_id != ids[50]) {
+            let why = m.refused.as_deref().unwrap_or_default();
+            assert!(why.contains("not registered on the ledger") && why.contains("brainmesh register"), "{why}");
+        }
     }
 
     #[test]

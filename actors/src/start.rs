@@ -15,8 +15,8 @@ use crate::membership_handle::MembershipHandle;
 use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
 use crate::{
-    auditor, distributor, fhe_service, load, membership, messages, miner, models, outbox, receipt, recheck, rollup,
-    store, transcript,
+    auditor, distributor, fhe_service, load, membership, messages, miner, models, outbox, paid_admission, receipt,
+    recheck, rollup, store, transcript,
 };
 
 /// What to run on this node besides membership.
@@ -60,6 +60,7 @@ pub fn start_actors(
     let receipts = receipt::ReceiptStore::open(store.db())?;
     let db = store.db().clone();
     let brain = cfg.membership.brain;
+    let paid_admission = cfg.membership.policy.paid_admission;
     let load = cfg.miner.as_ref().map(|_| Arc::new(load::LoadReport::default()));
     // Every role keeps the ban list (gateways route around banned miners), on disk.
     let shared = auditor::AuditShared::persisted(brain, recheck::BanStore::open(store.db())?);
@@ -114,6 +115,18 @@ pub fn start_actors(
         }
         None => (None, None),
     };
+    if paid_admission {
+        paid_admission::PaidAdmission::new(
+            id.peer_id().to_string(),
+            brain,
+            net.clone(),
+            membership.clone(),
+            membership_addr.clone().recipient(),
+            ledger.clone(),
+            cfg.clock.clone(),
+        )
+        .start();
+    }
     // Gateways route tasks; validators that audit send their quality checks the same way.
     let (chunks, tasks) = match cfg.distributor {
         Some(dcfg) => {

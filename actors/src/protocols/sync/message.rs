@@ -66,6 +66,8 @@ pub enum LedgerRequest {
     /// Anti-entropy, validator → validator: the asker's pending receipt ids as bucket digests
     /// ([`brainmesh_ledger::reconcile`]); the answer lists the peer's ids in differing buckets.
     PendingDigest { digests: Vec<u64> },
+    /// The miners whose `Register` transaction is final in `brain` (paid admission).
+    Registrations { brain: BrainId },
 }
 
 /// Ids a [`LedgerRequest::ReceiptStatus`] may ask about (about 36 KB of JSON).
@@ -97,6 +99,12 @@ pub enum LedgerResponse {
     /// The answer to [`LedgerRequest::PendingDigest`].
     PendingIds {
         ids: Vec<String>,
+    },
+    /// Miners registered (fee paid) on the ledger, with the height each registered at.
+    Registrations {
+        brain: BrainId,
+        last_final_height: Option<Height>,
+        miners: Vec<(String, u64)>,
     },
     LedgerError {
         message: String,
