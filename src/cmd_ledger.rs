@@ -217,7 +217,10 @@ pub fn run(cmd: &LedgerCmd) -> Result<()> {
 }
 
 /// The body of an HTTP answer, error statuses included (ureq reports them as errors).
-fn http_json(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>, url: &str) -> Result<(u16, serde_json::Value)> {
+pub(crate) fn http_json(
+    r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    url: &str,
+) -> Result<(u16, serde_json::Value)> {
     let mut resp = r.with_context(|| format!("cannot reach the node at {url}"))?;
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string()?;
@@ -225,7 +228,7 @@ fn http_json(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>, url: &str
     Ok((status, v))
 }
 
-fn submit(a: &SubmitArgs, kind: TxKind) -> Result<()> {
+pub(crate) fn submit(a: &SubmitArgs, kind: TxKind) -> Result<()> {
     if !Identity::exists(&a.data_dir) {
         bail!("{} holds no identity (run `brainmesh init` first)", a.data_dir.display());
     }

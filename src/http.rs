@@ -1,5 +1,5 @@
 //! The node's HTTP server: `GET /status` (JSON), `GET /metrics` (Prometheus text), and the
-//! ledger's `GET /ledger/accounts/{id}` (validators) and `POST /ledger/tx` (every role: a
+//! ledger's `GET /ledger/accounts/{id}` and `GET /ledger/brains/{id}` (validators) and `POST /ledger/tx` (every role: a
 //! transaction signed by its sender, checked and published on the Brain's rollup topic).
 
 use brainmesh_ledger::BrainId;
@@ -103,6 +103,20 @@ async fn get_account(state: web::Data<HttpState>, path: web::Path<String>) -> Ht
     }
 }
 
+async fn get_brain(state: web::Data<HttpState>, path: web::Path<String>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let Some(l) = &state.ledger else {
+        return error(StatusCode::NOT_FOUND, "this node keeps no ledger (only validators do)");
+    };
+    let Ok(id) = path.into_inner().parse::<BrainId>() else {
+        return error(StatusCode::BAD_REQUEST, "a Brain id is a number from 0 to 65535");
+    };
+    match l.brain(id).await {
+        Some(b) => HttpResponse::Ok().json(b),
+        None => error(StatusCode::NOT_FOUND, format!("Brain {id} does not exist on this ledger")),
+    }
+}
+
 /// A signed transaction (JSON of `ledger::tx::Tx`): refused with 400 if malformed or forged,
 /// 409 if replayed (validators only know), else published; 202 with its id.
 async fn post_tx(state: web::Data<HttpState>, body: web::Bytes) -> HttpResponse {
@@ -162,6 +176,7 @@ pub fn serve(state: HttpState, addr: &str) -> std::io::Result<(SocketAddr, actix
             .route("/status", web::get().to(get_status))
             .route("/metrics", web::get().to(get_metrics))
             .route("/ledger/accounts/{id}", web::get().to(get_account))
+            .route("/ledger/brains/{id}", web::get().to(get_brain))
             .route("/ledger/tx", web::post().to(post_tx))
     })
     .workers(1)

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod cmd_brain;
 mod cmd_generate;
 mod cmd_ledger;
 mod cmd_private;
@@ -50,6 +51,10 @@ enum Cmd {
     /// through a node's `POST /ledger/tx`). Under `brain_policy.paid_admission` a miner is
     /// admitted only once this is final.
     Register(cmd_ledger::RegisterArgs),
+    /// A Brain's owner: create a Brain (burn or stake), set its fee and split, show it and its
+    /// income (signed ledger transactions; reads from a validator).
+    #[command(subcommand)]
+    Brain(cmd_brain::BrainCmd),
 }
 
 #[derive(Args)]
@@ -113,6 +118,7 @@ fn main() -> Result<()> {
         Cmd::Ledger(c) => cmd_ledger::run(&c),
         Cmd::Sim(a) => cmd_sim::run(&a),
         Cmd::Register(a) => cmd_ledger::register(&a),
+        Cmd::Brain(c) => cmd_brain::run(&c),
     }
 }
 

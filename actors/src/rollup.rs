@@ -244,6 +244,12 @@ impl LedgerHandle {
         }
     }
 
+    /// A Brain as the ledger holds it, with its owner's income (`GET /ledger/brains/{id}`);
+    /// None if the Brain does not exist or the actor stopped.
+    pub async fn brain(&self, id: BrainId) -> Option<BrainInfo> {
+        self.addr.send(GetBrain { id }).await.ok().flatten()
+    }
+
     /// An account's balance, last applied nonce and the nonce its next transaction needs
     /// (after the ones this validator holds pending).
     pub async fn account(&self, account: String) -> Option<AccountView> {
@@ -286,6 +292,45 @@ struct GetAccount {
 #[derive(Message)]
 #[rtype(result = "Option<LedgerReport>")]
 struct GetReport;
+
+#[derive(Message)]
+#[rtype(result = "Option<BrainInfo>")]
+struct GetBrain {
+    id: BrainId,
+}
+
+/// `GET /ledger/brains/{id}`: the Brain's record and what its owner earned from it. Amounts are
+/// decimal strings of base units (u128).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrainInfo {
+    pub id: BrainId,
+    pub owner: String,
+    /// `reserved`, `burned` or `staked`.
+    pub acquired_by: String,
+    pub created_at: Height,
+    pub registration_fee: String,
+    /// Miners' share of the nodes' emission (ppb); validators get the rest.
+    pub miner_share_ppb: u64,
+    /// The owner's share of the Brain's emission (ppb), fixed by the whitepaper.
+    pub owner_share_ppb: u64,
+    pub miners: u32,
+    pub validators: u32,
+    /// Registered peers: (peer id, role, fee paid, height).
+    pub registrations: Vec<(String, String, String, Height)>,
+    pub income: BrainIncome,
+    pub last_final_height: Option<Height>,
+}
+
+/// What a Brain's owner earned. Registration fees are this Brain's; settlement credits are the
+/// owner account's over every settled period (across all the Brains it owns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrainIncome {
+    pub registration_fees: String,
+    pub settlement_fee_credits: String,
+    pub settlement_emission_credits: String,
+    pub owner_balance: String,
+    pub settlements: usize,
+}
 
 #[derive(Message)]
 #[rtype(result = "LedgerResponse")]
@@ -1286,6 +1331,52 @@ impl Handler<SubmitSigned> for Rollup {
         })?;
         self.net.publish(self.topic(), RollupMsg::Tx { tx, sent_ms: self.cfg.clock.now_ms() }.to_bytes());
         Ok(id)
+    }
+}
+
+impl Handler<GetBrain> for Rollup {
+    type Result = Option<BrainInfo>;
+
+    fn handle(&mut self, msg: GetBrain, _ctx: &mut Self::Context) -> Self::Result {
+        use brainmesh_ledger::economics::brains::{BrainKind, PeerRole};
+        let st = self.store.state();
+        let b = st.brains.get(msg.id).ok()?;
+        let role = |r: PeerRole| if r == PeerRole::Miner { "miner" } else { "validator" };
+        let (mut fees, mut emission, mut n) = (0u128, 0u128, 0usize);
+        for rec in self.store.settlements().unwrap_or_default() {
+            fees = fees.saturating_add(rec.fee_credits.get(&b.owner).copied().unwrap_or(0));
+            emission = emission.saturating_add(rec.emission_credits.get(&b.owner).copied().unwrap_or(0));
+            n += 1;
+        }
+        Some(BrainInfo {
+            id: b.id,
+            owner: b.owner.clone(),
+            acquired_by: match b.kind {
+                BrainKind::Reserved => "reserved",
+                BrainKind::Burned { .. } => "burned",
+                BrainKind::Staked { .. } => "staked",
+            }
+            .into(),
+            created_at: b.created_at,
+            registration_fee: b.registration_fee.to_string(),
+            miner_share_ppb: b.miner_share,
+            owner_share_ppb: self.cfg.params.owner_share,
+            miners: b.count(PeerRole::Miner),
+            validators: b.count(PeerRole::Validator),
+            registrations: b
+                .registrations
+                .iter()
+                .map(|(p, r)| (p.clone(), role(r.role).into(), r.fee_paid.to_string(), r.registered_at))
+                .collect(),
+            income: BrainIncome {
+                registration_fees: b.registrations.values().map(|r| r.fee_paid).sum::<u128>().to_string(),
+                settlement_fee_credits: fees.to_string(),
+                settlement_emission_credits: emission.to_string(),
+                owner_balance: st.balance(&b.owner).to_string(),
+                settlements: n,
+            },
+            last_final_height: self.store.last_height(),
+        })
     }
 }
 

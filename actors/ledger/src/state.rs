@@ -379,7 +379,10 @@ impl LedgerState {
                 CreateMethod::Stake => p.stake_method_amount,
             },
             TxKind::Register { brain, .. } => self.brains.get(*brain)?.registration_fee,
-            TxKind::CommitWeights { .. } | TxKind::RevealWeights { .. } => 0,
+            TxKind::CommitWeights { .. }
+            | TxKind::RevealWeights { .. }
+            | TxKind::SetBrainFee { .. }
+            | TxKind::SetBrainSplit { .. } => 0,
         };
         if available < needed {
             return Err(TxError::InsufficientBalance { needed, available });
@@ -484,6 +487,12 @@ impl LedgerState {
             }
             TxKind::RevealWeights { brain, epoch, salt, weights } => {
                 self.reveal_weights(from, *brain, *epoch, salt, weights, height, p)?;
+            }
+            TxKind::SetBrainFee { brain, fee } => {
+                self.brains.get_mut(*brain)?.set_registration_fee(from, *fee)?;
+            }
+            TxKind::SetBrainSplit { brain, miner_share } => {
+                self.brains.get_mut(*brain)?.set_miner_share(from, *miner_share)?;
             }
         }
         self.nonces.insert(tx.from.clone(), tx.nonce);
@@ -792,6 +801,39 @@ mod tests {
             s.apply_tx(&t, &pubkey_of, &p, 0),
             Err(TxError::Economics(EconomicsError::BrainCapReached { cap: 9 }))
         );
+    }
+
+    #[test]
+    fn only_the_owner_sets_a_brains_fee_and_split_and_a_new_fee_is_charged_to_new_peers_only() {
+        let mut s = genesis();
+        let create = TxKind::CreateBrain { method: CreateMethod::Burn, wanted: None, max_price: tokens(10) };
+        apply(&mut s, &tx("alice", 1, create)).unwrap();
+        apply(&mut s, &tx("bob", 1, TxKind::Register { brain: 7, role: PeerRole::Miner, fee: tokens(100) })).unwrap();
+        let before = s.canonical_bytes();
+        let old_fee = s.brains.get(7).unwrap().registration_fee;
+        assert_eq!(
+            apply(&mut s, &tx("bob", 2, TxKind::SetBrainFee { brain: 7, fee: 5 })),
+            Err(TxError::Economics(EconomicsError::NotOwner))
+        );
+        assert_eq!(
+            apply(&mut s, &tx("bob", 2, TxKind::SetBrainSplit { brain: 7, miner_share: 1 })),
+            Err(TxError::Economics(EconomicsError::NotOwner))
+        );
+        assert_eq!(
+            apply(&mut s, &tx("alice", 2, TxKind::SetBrainSplit { brain: 7, miner_share: crate::economics::ONE + 1 })),
+            Err(TxError::Economics(EconomicsError::InvalidParam("miner_share")))
+        );
+        assert!(apply(&mut s, &tx("alice", 2, TxKind::SetBrainFee { brain: 99, fee: 5 })).is_err(), "no such Brain");
+        assert_eq!(s.canonical_bytes(), before, "refused transactions change nothing");
+        apply(&mut s, &tx("alice", 2, TxKind::SetBrainFee { brain: 7, fee: tokens(3) })).unwrap();
+        apply(&mut s, &tx("alice", 3, TxKind::SetBrainSplit { brain: 7, miner_share: 700_000_000 })).unwrap();
+        let b = s.brains.get(7).unwrap();
+        assert_eq!((b.registration_fee, b.miner_share), (tokens(3), 700_000_000));
+        assert_eq!(b.registrations["bob"].fee_paid, old_fee, "bob keeps his registration");
+        apply(&mut s, &tx("alice", 4, TxKind::Transfer { to: "carol".into(), amount: tokens(5) })).unwrap();
+        let alice = s.balance("alice");
+        apply(&mut s, &tx("carol", 1, TxKind::Register { brain: 7, role: PeerRole::Miner, fee: tokens(3) })).unwrap();
+        assert_eq!(s.balance("alice"), alice + tokens(3), "the new fee goes to the owner");
     }
 
     #[test]

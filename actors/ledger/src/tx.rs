@@ -98,6 +98,22 @@ pub enum TxKind {
         /// `(miner peer id, ppb)` pairs, strictly sorted by miner, summing to 10⁹.
         weights: Vec<(String, u64)>,
     },
+    /// The Brain's owner sets the fee new peers pay to register (peers already registered keep
+    /// their place: grandfathering, §3.5.2).
+    SetBrainFee {
+        /// Brain whose fee is set; the sender must own it.
+        brain: BrainId,
+        /// Registration fee in base units.
+        fee: Amount,
+    },
+    /// The Brain's owner sets the miners' share of the nodes' emission (the rest goes to
+    /// validators; the owner's own 25% is fixed by the whitepaper, §2.4.3).
+    SetBrainSplit {
+        /// Brain whose split is set; the sender must own it.
+        brain: BrainId,
+        /// Miners' share of the nodes' part, parts per 10^9 (at most 10^9).
+        miner_share: u64,
+    },
 }
 
 /// Most miners one weight vector names (a Brain has at most 1,792 miner slots).
@@ -159,6 +175,12 @@ impl TxKind {
                     e.str(m).u64(*w);
                 }
             }
+            TxKind::SetBrainFee { brain, fee } => {
+                e.u8(7).u16(*brain).u128(*fee);
+            }
+            TxKind::SetBrainSplit { brain, miner_share } => {
+                e.u8(8).u16(*brain).u64(*miner_share);
+            }
         }
     }
 }
@@ -198,7 +220,11 @@ impl Tx {
             && match &self.kind {
                 TxKind::Transfer { to, .. } => ok(to),
                 TxKind::Stake { validator, .. } | TxKind::Unstake { validator, .. } => ok_opt(validator),
-                TxKind::CreateBrain { .. } | TxKind::Register { .. } | TxKind::CommitWeights { .. } => true,
+                TxKind::CreateBrain { .. }
+                | TxKind::Register { .. }
+                | TxKind::CommitWeights { .. }
+                | TxKind::SetBrainFee { .. }
+                | TxKind::SetBrainSplit { .. } => true,
                 TxKind::RevealWeights { weights, .. } => {
                     weights.len() <= MAX_WEIGHTS && weights.iter().all(|(m, _)| ok(m))
                 }
@@ -261,6 +287,8 @@ mod tests {
             TxKind::CommitWeights { brain: 7, epoch: 1, commitment: [0; 32] },
             TxKind::RevealWeights { brain: 7, epoch: 1, salt: [0; 32], weights: vec![] },
             TxKind::RevealWeights { brain: 7, epoch: 1, salt: [0; 32], weights: vec![("m".into(), 1)] },
+            TxKind::SetBrainFee { brain: 7, fee: 1 },
+            TxKind::SetBrainSplit { brain: 7, miner_share: 1 },
         ];
         let mut seen = std::collections::BTreeSet::new();
         for k in &kinds {
