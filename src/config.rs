@@ -85,6 +85,10 @@ pub struct LedgerSection {
     pub validator_stakes: std::collections::BTreeMap<String, u64>,
     /// Prices in base units per 1,000 prompt / completion tokens.
     pub prices: Vec<PriceEntry>,
+    /// Every account is debited only through gateways it authorised (`brainmesh account
+    /// authorize`); false: only accounts that signed an allowance are. A consensus rule: every
+    /// validator of the Brain must set it alike.
+    pub require_authorization: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +118,7 @@ impl Default for LedgerSection {
                 completion_per_1k: 200_000,
                 context: 8_192,
             }],
+            require_authorization: false,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod cmd_account;
 mod cmd_brain;
 mod cmd_generate;
 mod cmd_ledger;
@@ -55,6 +56,10 @@ enum Cmd {
     /// income (signed ledger transactions; reads from a validator).
     #[command(subcommand)]
     Brain(cmd_brain::BrainCmd),
+    /// An account holder: authorise a gateway to spend for it (a cap and an expiry on the
+    /// ledger), revoke it, show the account.
+    #[command(subcommand)]
+    Account(cmd_account::AccountCmd),
 }
 
 #[derive(Args)]
@@ -119,6 +124,7 @@ fn main() -> Result<()> {
         Cmd::Sim(a) => cmd_sim::run(&a),
         Cmd::Register(a) => cmd_ledger::register(&a),
         Cmd::Brain(c) => cmd_brain::run(&c),
+        Cmd::Account(c) => cmd_account::run(&c),
     }
 }
 

@@ -52,6 +52,7 @@ pub fn rollup_config(cfg: &NodeConfig, clock: &ChainClock) -> RollupConfig {
         settlement_interval_blocks: l.settlement_interval_blocks.max(1),
         weights_epoch_blocks: cfg.audit.epoch_blocks.max(1),
         block_time_secs: (cfg.chain.block_time_ms / 1000).max(1),
+        require_authorization: l.require_authorization,
         ..Default::default()
     };
     let prices = brainmesh_ledger::economics::PriceList {

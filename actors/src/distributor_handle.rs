@@ -12,6 +12,8 @@ use crate::{distributor, roster, task};
 pub struct DistributorHandle {
     pub(crate) addr: Addr<distributor::Distributor>,
     pub(crate) source: CandidateSource,
+    /// May this gateway spend for the request's account (its allowances on the ledger)?
+    pub(crate) spend: Option<crate::spend_check::SpendCheck>,
 }
 
 impl task::TaskService for DistributorHandle {
@@ -20,6 +22,9 @@ impl task::TaskService for DistributorHandle {
         spec: task::TaskSpec,
     ) -> task::BoxFuture<'_, Result<tokio::sync::mpsc::Receiver<task::TaskEvent>, task::TaskError>> {
         Box::pin(async move {
+            if let Some(check) = &self.spend {
+                check.check(&spec.account).await.map_err(task::TaskError::NotAuthorized)?;
+            }
             let (candidates, known) = self
                 .source
                 .candidates(&spec.model)

@@ -141,6 +141,7 @@ pub fn receipt_line(sr: &SignedReceipt) -> Option<ReceiptLine> {
         prompt_units: u64::from(r.prompt_tokens),
         completion_units: u64::from(r.completion_tokens),
         model: r.model,
+        gateway: r.gateway,
     })
 }
 
@@ -275,6 +276,10 @@ pub struct AccountView {
     pub nonce: u64,
     pub next_nonce: u64,
     pub last_final_height: Option<Height>,
+    /// Gateways this account authorised: (gateway, cap, spent, expires_at); amounts in base
+    /// units as decimal strings.
+    #[serde(default)]
+    pub allowances: Vec<(String, String, String, Height)>,
 }
 
 #[derive(Message)]
@@ -1005,6 +1010,11 @@ impl Rollup {
         match self.store.settle(to, &self.cfg.prices, self.cfg.fee_split, &self.cfg.params) {
             Ok(rec) => {
                 self.metrics.task_event("ledger_settlement");
+                for r in &rec.rejected {
+                    // Unauthorised gateway, over the cap, unknown model or Brain: not charged.
+                    self.metrics.task_event("receipt_refused_at_settlement");
+                    tracing::warn!(receipt = %r.receipt_id, reason = %r.reason, "receipt not charged");
+                }
                 tracing::info!(
                     from = rec.from_height,
                     to = rec.to_height,
@@ -1146,6 +1156,17 @@ impl Rollup {
                     }
                 }
                 LedgerResponse::Offered { accepted, refused }
+            }
+            LedgerRequest::Allowance { account, gateway } => {
+                let st = self.store.state();
+                let now = self.store.last_height().unwrap_or(0);
+                let per = st.allowances.get(&account);
+                let a = per.and_then(|m| m.get(&gateway)).filter(|a| a.expires_at >= now);
+                LedgerResponse::Allowance {
+                    strict: self.cfg.params.require_authorization || per.is_some(),
+                    remaining: a.map(|a| a.cap.saturating_sub(a.spent).to_string()),
+                    expires_at: a.map(|a| a.expires_at),
+                }
             }
             LedgerRequest::Registrations { brain } => {
                 use brainmesh_ledger::economics::brains::PeerRole;
@@ -1398,12 +1419,18 @@ impl Handler<GetAccount> for Rollup {
         if msg.account == self.me {
             next = next.max(self.own_nonce);
         }
+        let allowances = st
+            .allowances
+            .get(&msg.account)
+            .map(|m| m.iter().map(|(g, a)| (g.clone(), a.cap.to_string(), a.spent.to_string(), a.expires_at)).collect())
+            .unwrap_or_default();
         MessageResult(AccountView {
             balance: st.balance(&msg.account).to_string(),
             account: msg.account,
             nonce,
             next_nonce: next,
             last_final_height: self.store.last_height(),
+            allowances,
         })
     }
 }

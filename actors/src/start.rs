@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
 use crate::{
     auditor, distributor, fhe_service, load, membership, messages, miner, models, outbox, paid_admission, receipt,
-    recheck, rollup, store, transcript,
+    recheck, rollup, spend_check, store, transcript,
 };
 
 /// What to run on this node besides membership.
@@ -147,7 +147,15 @@ pub fn start_actors(
             .with_candidates(source.clone())
             .start();
             peers.push(addr.clone().recipient());
-            let handle = DistributorHandle { addr, source };
+            let spend = spend_check::SpendCheck::new(
+                id.peer_id().to_string(),
+                brain,
+                net.clone(),
+                membership.clone(),
+                ledger.clone(),
+                cfg.clock.clone(),
+            );
+            let handle = DistributorHandle { addr, source, spend: Some(spend) };
             // No countersigned receipt is lost: the outbox re-offers what no validator finalised.
             outbox::ReceiptOutbox::new(
                 id.peer_id().to_string(),

@@ -105,6 +105,10 @@ pub enum TaskError {
     /// 503 (all attempts failed)
     #[error("the task failed on every miner tried: {0}")]
     Exhausted(String),
+    /// 402: the account pays only through gateways it authorised, and not this one (or the
+    /// allowance is spent or expired).
+    #[error("{0}")]
+    NotAuthorized(String),
 }
 
 /// Model as listed by `GET /v1/models`.

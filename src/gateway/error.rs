@@ -128,6 +128,12 @@ impl From<TaskError> for ApiError {
             TaskError::InvalidRequest(_) => Self::invalid(message),
             TaskError::NoMiner(_) => Self::unavailable("no_miner_available", message),
             TaskError::Exhausted(_) => Self::unavailable("task_failed", message),
+            TaskError::NotAuthorized(_) => Self::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "invalid_request_error",
+                Some("gateway_not_authorized"),
+                message,
+            ),
         }
     }
 }

@@ -59,6 +59,10 @@ pub struct ReceiptLine {
     pub completion_units: u64,
     /// Model name, looked up in the [`PriceList`].
     pub model: String,
+    /// Peer id of the gateway that countersigned the receipt (checked against the account's
+    /// allowances).
+    #[serde(default)]
+    pub gateway: String,
 }
 
 impl ReceiptLine {
@@ -66,7 +70,7 @@ impl ReceiptLine {
     pub fn leaf_bytes(&self) -> Vec<u8> {
         let mut e = Enc::new(RECEIPT_LINE_TAG);
         e.str(&self.receipt_id).str(&self.account).str(&self.miner).u16(self.brain);
-        e.u64(self.prompt_units).u64(self.completion_units).str(&self.model);
+        e.u64(self.prompt_units).u64(self.completion_units).str(&self.model).str(&self.gateway);
         e.into_bytes()
     }
 }
@@ -141,6 +145,10 @@ pub struct SettlementRecord {
     /// Bonds after this period's epoch, per Brain (replace the state's on apply).
     #[serde(default)]
     pub bonds: BTreeMap<BrainId, Bonds>,
+    /// Charged under each allowance this period: account → gateway → base units (added to the
+    /// allowance's `spent` on apply).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allowance_spent: BTreeMap<String, BTreeMap<String, Amount>>,
 }
 
 /// Why a period could not be settled or a record could not be applied.
@@ -269,6 +277,7 @@ pub fn settle(
         rejected: Vec::new(),
         consensus: input.brains.to_vec(),
         bonds: BTreeMap::new(),
+        allowance_spent: BTreeMap::new(),
     };
 
     // ---- fees: price each receipt, collect per account in receipt-id order ----------------
@@ -290,7 +299,37 @@ pub fn settle(
     let mut collected: BTreeMap<BrainId, BTreeMap<&str, Amount>> = BTreeMap::new();
     for (account, items) in &by_account {
         let mut left = state.balance(account);
+        // Spending authorised by the account holder (issue 17): an account that signed an
+        // allowance (or every account, under `require_authorization`) pays only for receipts
+        // countersigned by a gateway it authorised, unexpired at the period's start, within the cap.
+        let allowances = state.allowances.get(*account);
+        let strict = p.require_authorization || allowances.is_some();
         for (l, cost) in items {
+            if strict {
+                let a = allowances.and_then(|m| m.get(&l.gateway));
+                let already = rec.allowance_spent.get(*account).and_then(|m| m.get(&l.gateway)).copied().unwrap_or(0);
+                let refusal = match a {
+                    None => Some(format!("account {account} has not authorised gateway {}", l.gateway)),
+                    Some(a) if a.expires_at < input.from_height => Some(format!(
+                        "account {account}'s allowance for gateway {} expired at block {}",
+                        l.gateway, a.expires_at
+                    )),
+                    Some(a) if a.spent.saturating_add(already).saturating_add(*cost) > a.cap => Some(format!(
+                        "over the cap account {account} authorised for gateway {} ({} of {} spent)",
+                        l.gateway,
+                        a.spent.saturating_add(already),
+                        a.cap
+                    )),
+                    Some(_) => None,
+                };
+                if let Some(reason) = refusal {
+                    rec.rejected.push(RejectedReceipt { receipt_id: l.receipt_id.clone(), reason });
+                    continue;
+                }
+                let e =
+                    rec.allowance_spent.entry(account.to_string()).or_default().entry(l.gateway.clone()).or_insert(0);
+                *e = checked_credit(*e, *cost)?;
+            }
             let pay = (*cost).min(left);
             left -= pay;
             add(&mut rec.debits, account, pay)?;
@@ -396,6 +435,13 @@ impl LedgerState {
             self.set_balance(a, v);
         }
         self.minted = minted;
+        for (account, per) in &rec.allowance_spent {
+            for (g, amount) in per {
+                if let Some(a) = self.allowances.get_mut(account).and_then(|m| m.get_mut(g)) {
+                    a.spent = a.spent.saturating_add(*amount);
+                }
+            }
+        }
         for (b, bonds) in &rec.bonds {
             self.weights.bonds.insert(*b, bonds.clone());
         }
@@ -436,6 +482,7 @@ mod tests {
             prompt_units: p,
             completion_units: c,
             model: "m".into(),
+            gateway: "gw".into(),
         }
     }
 
@@ -462,6 +509,48 @@ mod tests {
         assert_eq!((rec.minted, rec.not_minted), (0, rec.issuance));
         assert_eq!(rec.receipt_count, 2);
         assert_eq!(rec.receipts_root, receipts_root(&r).unwrap());
+    }
+
+    fn gw_line(id: &str, account: &str, gateway: &str, p: u64) -> ReceiptLine {
+        ReceiptLine { gateway: gateway.into(), ..line(id, account, "m", p, 0) }
+    }
+
+    #[test]
+    fn an_account_that_authorised_gateways_pays_only_their_receipts_within_the_cap_and_until_expiry() {
+        use crate::state::Allowance;
+        let mut s = state(&[("alice", 10_000), ("dev", 10_000)]);
+        let allow = |cap, spent, expires_at| Allowance { cap, spent, expires_at };
+        s.allowances.insert(
+            "alice".into(),
+            [("good".to_string(), allow(240, 50, 100)), ("old".to_string(), allow(1_000, 0, 5))].into(),
+        );
+        let r = vec![
+            gw_line("r1", "alice", "good", 100),  // 50 + 100 ≤ 240: paid
+            gw_line("r2", "alice", "rogue", 100), // never authorised
+            gw_line("r3", "alice", "good", 100),  // 150 + 100 > 240: over the cap
+            gw_line("r4", "alice", "good", 50),   // 150 + 50 = 200 ≤ 240: paid
+            gw_line("r5", "alice", "old", 10),    // expired at block 5 < the period's start 6
+            gw_line("r6", "dev", "rogue", 30),    // "dev" never opted in: any gateway, as before
+        ];
+        let pl = prices();
+        let inp = SettlementInput { from_height: 6, ..input(&r, &pl, &[], FeeSplit::MinerOnly) };
+        let rec = settle(&inp, &s, &params()).unwrap();
+        let refused: BTreeMap<&str, &str> =
+            rec.rejected.iter().map(|x| (x.receipt_id.as_str(), x.reason.as_str())).collect();
+        assert_eq!(refused.keys().copied().collect::<Vec<_>>(), ["r2", "r3", "r5"]);
+        assert!(refused["r2"].contains("has not authorised gateway rogue"), "{}", refused["r2"]);
+        assert!(refused["r3"].contains("over the cap"), "{}", refused["r3"]);
+        assert!(refused["r5"].contains("expired"), "{}", refused["r5"]);
+        assert_eq!(rec.debits, [("alice".to_string(), 150), ("dev".to_string(), 30)].into());
+        assert_eq!(rec.allowance_spent["alice"]["good"], 150);
+        s.apply_settlement(&rec).unwrap();
+        assert_eq!(s.allowances["alice"]["good"].spent, 200, "spent carries into later periods");
+        assert!(s.supply_is_conserved());
+        // Under require_authorization every account is strict: dev's rogue receipt is refused too.
+        let strict = EconomicsParams { require_authorization: true, ..params() };
+        let rec = settle(&input(&r[5..], &pl, &[], FeeSplit::MinerOnly), &s, &strict).unwrap();
+        assert_eq!(rec.rejected.len(), 1);
+        assert!(rec.debits.is_empty());
     }
 
     #[test]
@@ -626,6 +715,7 @@ mod tests {
             let lines: Vec<ReceiptLine> = receipts.iter().enumerate().map(|(i, (a, m, b, pu, cu, ok))| ReceiptLine {
                 receipt_id: format!("r{i:03}"), account: ACCTS[*a].into(), miner: MINERS[*m].into(), brain: *b,
                 prompt_units: *pu, completion_units: *cu, model: if *ok { "m".into() } else { "x".into() },
+                gateway: "gw".into(),
             }).collect();
             let brains: Vec<BrainPeriod> = (0..2).map(|i| BrainPeriod {
                 brain: 7 + i as u16,

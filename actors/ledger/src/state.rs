@@ -119,6 +119,31 @@ pub enum TxError {
     /// Any other economics rule that refused the transaction (cap, reserved id, ownership, …).
     #[error(transparent)]
     Economics(EconomicsError),
+    /// An allowance that has already expired.
+    #[error("the allowance expires at block {expires_at}, before the current block {height}")]
+    AllowanceExpired {
+        /// Requested last block.
+        expires_at: Height,
+        /// Block the transaction is applied in.
+        height: Height,
+    },
+    /// `Revoke` of an allowance that does not exist.
+    #[error("account has no allowance for gateway {0}")]
+    NoAllowance(String),
+}
+
+/// What an account lets one gateway spend for it (issue 17): receipts that gateway countersigned
+/// debit the account only while `spent + price ≤ cap` and the block is at most `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Allowance {
+    /// Most the gateway may spend, in base units.
+    #[serde(with = "crate::economics::amount_serde")]
+    pub cap: Amount,
+    /// Spent so far under this allowance (settled receipts), in base units.
+    #[serde(with = "crate::economics::amount_serde")]
+    pub spent: Amount,
+    /// Last block at which the allowance holds.
+    pub expires_at: Height,
 }
 
 impl From<EconomicsError> for TxError {
@@ -166,6 +191,10 @@ pub struct LedgerState {
     /// Validators' weight commitments, reveals and bonds ([`super::weights`]).
     #[serde(default)]
     pub weights: WeightsState,
+    /// Allowances: account → gateway → allowance. An account listed here (even with no gateway
+    /// left) has opted in: it is debited only through gateways it authorised.
+    #[serde(default)]
+    pub allowances: BTreeMap<String, BTreeMap<String, Allowance>>,
 }
 
 /// Domain tag of the state digest.
@@ -382,7 +411,9 @@ impl LedgerState {
             TxKind::CommitWeights { .. }
             | TxKind::RevealWeights { .. }
             | TxKind::SetBrainFee { .. }
-            | TxKind::SetBrainSplit { .. } => 0,
+            | TxKind::SetBrainSplit { .. }
+            | TxKind::Authorize { .. }
+            | TxKind::Revoke { .. } => 0,
         };
         if available < needed {
             return Err(TxError::InsufficientBalance { needed, available });
@@ -494,6 +525,17 @@ impl LedgerState {
             TxKind::SetBrainSplit { brain, miner_share } => {
                 self.brains.get_mut(*brain)?.set_miner_share(from, *miner_share)?;
             }
+            TxKind::Authorize { gateway, cap, expires_at } => {
+                if *expires_at < height {
+                    return Err(TxError::AllowanceExpired { expires_at: *expires_at, height });
+                }
+                let a = Allowance { cap: *cap, spent: 0, expires_at: *expires_at };
+                self.allowances.entry(from.to_string()).or_default().insert(gateway.clone(), a);
+            }
+            TxKind::Revoke { gateway } => match self.allowances.get_mut(from).and_then(|m| m.remove(gateway)) {
+                Some(_) => {}
+                None => return Err(TxError::NoAllowance(gateway.clone())),
+            },
         }
         self.nonces.insert(tx.from.clone(), tx.nonce);
         Ok(())
@@ -534,6 +576,13 @@ impl LedgerState {
             }
         }
         self.weights.encode(&mut e);
+        e.u64(self.allowances.len() as u64);
+        for (account, per) in &self.allowances {
+            e.str(account).u64(per.len() as u64);
+            for (g, a) in per {
+                e.str(g).u128(a.cap).u128(a.spent).u64(a.expires_at);
+            }
+        }
         e.into_bytes()
     }
 
@@ -834,6 +883,27 @@ mod tests {
         let alice = s.balance("alice");
         apply(&mut s, &tx("carol", 1, TxKind::Register { brain: 7, role: PeerRole::Miner, fee: tokens(3) })).unwrap();
         assert_eq!(s.balance("alice"), alice + tokens(3), "the new fee goes to the owner");
+    }
+
+    #[test]
+    fn an_account_authorises_and_revokes_gateways_and_an_expired_allowance_is_refused() {
+        let mut s = genesis();
+        let auth = |cap, expires_at| TxKind::Authorize { gateway: "gw".into(), cap, expires_at };
+        assert!(matches!(
+            s.apply_tx(&tx("alice", 1, auth(5, 2)), &pubkey_of, &params(), 3),
+            Err(TxError::AllowanceExpired { expires_at: 2, height: 3 })
+        ));
+        s.apply_tx(&tx("alice", 1, auth(5, 10)), &pubkey_of, &params(), 3).unwrap();
+        assert_eq!(s.allowances["alice"]["gw"], Allowance { cap: 5, spent: 0, expires_at: 10 });
+        let before = s.digest();
+        s.apply_tx(&tx("alice", 2, auth(7, 10)), &pubkey_of, &params(), 3).unwrap();
+        assert_ne!(s.digest(), before, "allowances are part of the state digest");
+        apply(&mut s, &tx("alice", 3, TxKind::Revoke { gateway: "gw".into() })).unwrap();
+        assert!(s.allowances["alice"].is_empty(), "revoked, and alice stays opted in");
+        assert_eq!(
+            apply(&mut s, &tx("alice", 4, TxKind::Revoke { gateway: "gw".into() })),
+            Err(TxError::NoAllowance("gw".into()))
+        );
     }
 
     #[test]

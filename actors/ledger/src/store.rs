@@ -103,6 +103,7 @@ const K_SETTLED: &[u8] = b"m/settled";
 const K_SCALARS: &[u8] = b"m/scalars";
 const K_BRAINS: &[u8] = b"m/brains";
 const K_WEIGHTS: &[u8] = b"m/weights";
+const K_ALLOWANCES: &[u8] = b"m/allowances";
 
 fn key(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + rest.len());
@@ -166,6 +167,9 @@ fn diff_state(w: &mut sled::Batch, old: &LedgerState, new: &LedgerState) -> Resu
     }
     if old.weights != new.weights {
         w.insert(K_WEIGHTS, json(&new.weights)?);
+    }
+    if old.allowances != new.allowances {
+        w.insert(K_ALLOWANCES, json(&new.allowances)?);
     }
     let sc = Scalars { genesis_supply: new.genesis_supply, minted: new.minted, burned: new.burned };
     w.insert(K_SCALARS, json(&sc)?);
@@ -262,12 +266,17 @@ impl LedgerStore {
             Some(b) => unjson(&b)?,
             None => Default::default(),
         };
+        let allowances = match t.get(K_ALLOWANCES)? {
+            Some(b) => unjson(&b)?,
+            None => Default::default(),
+        };
         let mut st = LedgerState {
             genesis_supply: sc.genesis_supply,
             minted: sc.minted,
             burned: sc.burned,
             brains,
             weights,
+            allowances,
             ..LedgerState::default()
         };
         for kv in t.scan_prefix(b"b/") {
@@ -519,6 +528,7 @@ mod tests {
             prompt_units: h % 100,
             completion_units: 7,
             model: "m".into(),
+            gateway: "gw".into(),
         }];
         let batch = Batch::new(h, lines.iter().map(|l| l.receipt_id.clone()), txs.iter().map(|t| t.id()));
         let vote = BatchVote::new_signed(h, batch.root, "v1", &signer("v1"));

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{verify_sig, Enc, Hash, Sig};
-use crate::economics::{Amount, BrainId, PeerRole};
+use crate::economics::{Amount, BrainId, Height, PeerRole};
 
 /// Domain tag of transaction signing bytes.
 pub const TX_TAG: &str = "brainmesh/ledger/tx/v1";
@@ -98,6 +98,21 @@ pub enum TxKind {
         /// `(miner peer id, ppb)` pairs, strictly sorted by miner, summing to 10⁹.
         weights: Vec<(String, u64)>,
     },
+    /// The sender (an account) lets `gateway` spend up to `cap` base units for it until block
+    /// `expires_at` (replacing any earlier allowance for that gateway, spent reset to 0).
+    Authorize {
+        /// The gateway's peer id.
+        gateway: String,
+        /// Most the gateway's receipts may debit, in base units.
+        cap: Amount,
+        /// Last block height at which the allowance holds.
+        expires_at: Height,
+    },
+    /// The sender withdraws its allowance for `gateway`.
+    Revoke {
+        /// The gateway's peer id.
+        gateway: String,
+    },
     /// The Brain's owner sets the fee new peers pay to register (peers already registered keep
     /// their place: grandfathering, §3.5.2).
     SetBrainFee {
@@ -181,6 +196,12 @@ impl TxKind {
             TxKind::SetBrainSplit { brain, miner_share } => {
                 e.u8(8).u16(*brain).u64(*miner_share);
             }
+            TxKind::Authorize { gateway, cap, expires_at } => {
+                e.u8(9).str(gateway).u128(*cap).u64(*expires_at);
+            }
+            TxKind::Revoke { gateway } => {
+                e.u8(10).str(gateway);
+            }
         }
     }
 }
@@ -219,6 +240,7 @@ impl Tx {
         ok(&self.from)
             && match &self.kind {
                 TxKind::Transfer { to, .. } => ok(to),
+                TxKind::Authorize { gateway, .. } | TxKind::Revoke { gateway } => ok(gateway),
                 TxKind::Stake { validator, .. } | TxKind::Unstake { validator, .. } => ok_opt(validator),
                 TxKind::CreateBrain { .. }
                 | TxKind::Register { .. }
@@ -289,6 +311,8 @@ mod tests {
             TxKind::RevealWeights { brain: 7, epoch: 1, salt: [0; 32], weights: vec![("m".into(), 1)] },
             TxKind::SetBrainFee { brain: 7, fee: 1 },
             TxKind::SetBrainSplit { brain: 7, miner_share: 1 },
+            TxKind::Authorize { gateway: "g".into(), cap: 1, expires_at: 1 },
+            TxKind::Revoke { gateway: "g".into() },
         ];
         let mut seen = std::collections::BTreeSet::new();
         for k in &kinds {

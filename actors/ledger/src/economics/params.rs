@@ -99,6 +99,12 @@ pub struct EconomicsParams {
     /// The factor C applied to the rank of a miner that is *not* in consensus in
     /// I = R·C + β·Accuracy (a hard step standing in for the whitepaper's sigmoid; 0 = strict).
     pub out_of_consensus_factor: Ppb,
+
+    // ---- spending (issue 17) -------------------------------------------------------------------
+    /// Every account is debited only through gateways it authorised (`Authorize`), within the
+    /// cap; false: only accounts that ever signed an allowance are (the others trust any gateway
+    /// that countersigns for them, as before).
+    pub require_authorization: bool,
 }
 
 /// Blocks per day at 10 s blocks.
@@ -137,6 +143,7 @@ impl Default for EconomicsParams {
             bond_alpha: 100_000_000,
             consensus_stake_threshold: 500_000_000,
             out_of_consensus_factor: 0,
+            require_authorization: false,
         }
     }
 }

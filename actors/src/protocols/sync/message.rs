@@ -68,6 +68,8 @@ pub enum LedgerRequest {
     PendingDigest { digests: Vec<u64> },
     /// The miners whose `Register` transaction is final in `brain` (paid admission).
     Registrations { brain: BrainId },
+    /// May `gateway` spend for `account` (a gateway checks before serving a request)?
+    Allowance { account: String, gateway: String },
 }
 
 /// Ids a [`LedgerRequest::ReceiptStatus`] may ask about (about 36 KB of JSON).
@@ -99,6 +101,14 @@ pub enum LedgerResponse {
     /// The answer to [`LedgerRequest::PendingDigest`].
     PendingIds {
         ids: Vec<String>,
+    },
+    /// The answer to [`LedgerRequest::Allowance`]: `strict` when the account pays only through
+    /// gateways it authorised; then `remaining` is what the gateway may still spend (base units,
+    /// decimal; absent: not authorised or expired).
+    Allowance {
+        strict: bool,
+        remaining: Option<String>,
+        expires_at: Option<Height>,
     },
     /// Miners registered (fee paid) on the ledger, with the height each registered at.
     Registrations {
