@@ -259,20 +259,10 @@ mod tests {
             .map(|i| {
                 let r = Receipt {
                     task_id: format!("t{i}"),
-                    brain: 1,
-                    model: "m".into(),
-                    model_hash: "h".into(),
-                    miner: m.peer_id().to_string(),
-                    gateway: g.peer_id().to_string(),
-                    account: "dev".into(),
-                    prompt_tokens: 10,
-                    completion_tokens: 5,
-                    compute_units: 15,
                     block_height: i as u64,
                     proof_digest: "p".repeat(64),
                     io_digest: "i".repeat(64),
-                    started_ms: 1,
-                    finished_ms: 2,
+                    ..crate::receipt::tests::receipt(&m, &g)
                 };
                 let (body, sig) = r.sign_as_miner(&m);
                 let (sr, _) = SignedReceipt::countersign(body, sig, &g).unwrap();

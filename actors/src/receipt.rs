@@ -284,10 +284,11 @@ impl Handler<GossipIn> for ReceiptBook {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn receipt(miner: &Identity, gateway: &Identity) -> Receipt {
+    /// A receipt for task `t1` between these two peers (unit-test fixture).
+    pub(crate) fn receipt(miner: &Identity, gateway: &Identity) -> Receipt {
         Receipt {
             task_id: "t1".into(),
             brain: 1,
