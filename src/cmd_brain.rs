@@ -28,7 +28,11 @@ pub enum BrainCmd {
     /// Set the miners' share of the nodes' 75% of the Brain's emission (validators get the
     /// rest; the owner's 25% is fixed by the whitepaper).
     SetSplit(SetSplitArgs),
-    /// The Brain as the ledger holds it: owner, how it was acquired, fee, split, registrations.
+    /// Declare the model the Brain serves: gateways route requests for that name only to miners
+    /// serving exactly these weights (by content hash). `--clear` removes the declaration.
+    SetModel(SetModelArgs),
+    /// The Brain as the ledger holds it: owner, how it was acquired, fee, split, model,
+    /// registrations.
     Show(ReadArgs),
     /// What the owner earned: registration fees, settlement credits, balance.
     Income(ReadArgs),
@@ -72,6 +76,26 @@ pub struct SetSplitArgs {
 }
 
 #[derive(Args)]
+pub struct SetModelArgs {
+    #[command(flatten)]
+    pub submit: SubmitArgs,
+    #[arg(long)]
+    pub brain: BrainId,
+    /// The model id clients ask for (as in /v1/models).
+    #[arg(long, required_unless_present = "clear")]
+    pub name: Option<String>,
+    /// The model file or Hugging Face directory: its content hash is what miners must serve.
+    #[arg(long, conflicts_with = "hash")]
+    pub file: Option<std::path::PathBuf>,
+    /// The content hash (hex sha256, as miners advertise it) instead of --file.
+    #[arg(long)]
+    pub hash: Option<String>,
+    /// Remove the declared model.
+    #[arg(long, conflicts_with_all = ["name", "file", "hash"])]
+    pub clear: bool,
+}
+
+#[derive(Args)]
 pub struct ReadArgs {
     #[arg(long)]
     pub brain: BrainId,
@@ -112,6 +136,23 @@ pub fn run(cmd: &BrainCmd) -> Result<()> {
         BrainCmd::SetSplit(a) => {
             let miner_share = percent_to_ppb(a.miners_percent)?;
             submit(&a.submit, TxKind::SetBrainSplit { brain: a.brain, miner_share })
+        }
+        BrainCmd::SetModel(a) => {
+            let (name, hash) = if a.clear {
+                (String::new(), String::new())
+            } else {
+                let hash = match (&a.file, &a.hash) {
+                    (Some(f), _) => brainmesh::node::hash_model(f)
+                        .map_err(|e| anyhow::anyhow!("cannot hash {}: {e}", f.display()))?,
+                    (None, Some(h)) => h.to_lowercase(),
+                    (None, None) => bail!("give --file (the model, hashed here) or --hash"),
+                };
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    bail!("--hash must be 64 hex digits (a sha256), not {hash:?}");
+                }
+                (a.name.clone().unwrap_or_default(), hash)
+            };
+            submit(&a.submit, TxKind::SetBrainModel { brain: a.brain, name, hash })
         }
         BrainCmd::Show(a) => {
             let v = read(a)?;

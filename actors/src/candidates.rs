@@ -20,7 +20,12 @@ pub struct CandidateSource {
     pub(crate) brain: BrainId,
     pub(crate) bans: Arc<std::sync::Mutex<brainmesh_ledger::audit::BanList>>,
     pub(crate) clock: ChainClock,
+    /// The Brain's declared model (name, hash) from the ledger, kept fresh by `BrainWatch`.
+    pub(crate) declared: DeclaredModel,
 }
+
+/// The Brain's declared model, shared between `BrainWatch` (writer) and the candidate source.
+pub type DeclaredModel = Arc<std::sync::RwLock<Option<(String, String)>>>;
 
 impl CandidateSource {
     /// The candidates for `model` and whether any member knows the model; None if the roster
@@ -28,7 +33,9 @@ impl CandidateSource {
     pub async fn candidates(&self, model: &str) -> Option<(Vec<routing::Candidate>, bool)> {
         let snap = self.membership.roster().await?;
         let banned = self.banned(&snap);
-        Some(routing::candidates(&snap, self.brain, model, &banned))
+        let declared = self.declared.read().ok().and_then(|d| d.clone());
+        let hash = declared.as_ref().filter(|(name, _)| name == model).map(|(_, h)| h.as_str());
+        Some(routing::candidates(&snap, self.brain, model, hash, &banned))
     }
 
     /// Miners banned by at least one admitted validator of the Brain (entries signed by peers

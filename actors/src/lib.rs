@@ -13,6 +13,7 @@
 
 pub mod adversary;
 pub mod auditor;
+pub mod brain_watch;
 pub mod candidates;
 pub mod distributor;
 pub mod distributor_handle;
@@ -29,7 +30,6 @@ pub mod metrics;
 pub mod miner;
 pub mod network_message;
 pub mod outbox;
-pub mod paid_admission;
 pub mod peer_thread;
 pub mod protocols;
 pub mod receipt;

@@ -316,6 +316,8 @@ pub struct BrainInfo {
     pub registration_fee: String,
     /// Miners' share of the nodes' emission (ppb); validators get the rest.
     pub miner_share_ppb: u64,
+    /// The declared model (name, hash), if any.
+    pub model: Option<(String, String)>,
     /// The owner's share of the Brain's emission (ppb), fixed by the whitepaper.
     pub owner_share_ppb: u64,
     pub miners: u32,
@@ -1170,16 +1172,18 @@ impl Rollup {
             }
             LedgerRequest::Registrations { brain } => {
                 use brainmesh_ledger::economics::brains::PeerRole;
-                let miners = match self.store.state().brains.get(brain) {
-                    Ok(b) => b
-                        .registrations
-                        .iter()
-                        .filter(|(_, r)| r.role == PeerRole::Miner)
-                        .map(|(p, r)| (p.clone(), r.registered_at))
-                        .collect(),
-                    Err(_) => Vec::new(),
+                let (miners, model) = match self.store.state().brains.get(brain) {
+                    Ok(b) => (
+                        b.registrations
+                            .iter()
+                            .filter(|(_, r)| r.role == PeerRole::Miner)
+                            .map(|(p, r)| (p.clone(), r.registered_at))
+                            .collect(),
+                        b.model.as_ref().map(|m| (m.name.clone(), m.hash.clone())),
+                    ),
+                    Err(_) => (Vec::new(), None),
                 };
-                LedgerResponse::Registrations { brain, last_final_height: self.store.last_height(), miners }
+                LedgerResponse::Registrations { brain, last_final_height: self.store.last_height(), miners, model }
             }
             LedgerRequest::PendingDigest { digests } => {
                 let store = &self.store;
@@ -1381,6 +1385,7 @@ impl Handler<GetBrain> for Rollup {
             created_at: b.created_at,
             registration_fee: b.registration_fee.to_string(),
             miner_share_ppb: b.miner_share,
+            model: b.model.as_ref().map(|m| (m.name.clone(), m.hash.clone())),
             owner_share_ppb: self.cfg.params.owner_share,
             miners: b.count(PeerRole::Miner),
             validators: b.count(PeerRole::Validator),

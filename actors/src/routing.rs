@@ -85,13 +85,15 @@ pub fn candidates(
     snap: &RosterSnapshot,
     brain: BrainId,
     model: &str,
+    required_hash: Option<&str>,
     banned: &std::collections::BTreeSet<String>,
 ) -> (Vec<Candidate>, bool) {
     let mut known = false;
     let mut out = Vec::new();
     for b in snap.brains.iter().filter(|b| b.brain == brain) {
         for m in &b.members {
-            let serves = m.serving.iter().any(|s| s.id == model);
+            // Where the Brain declares this model, only miners serving its exact weights count.
+            let serves = m.serving.iter().any(|s| s.id == model && required_hash.is_none_or(|h| s.hash == h));
             if serves || m.models.iter().any(|s| s == model) {
                 known = true;
             }

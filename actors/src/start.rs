@@ -15,7 +15,7 @@ use crate::membership_handle::MembershipHandle;
 use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
 use crate::{
-    auditor, distributor, fhe_service, load, membership, messages, miner, models, outbox, paid_admission, receipt,
+    auditor, brain_watch, distributor, fhe_service, load, membership, messages, miner, models, outbox, receipt,
     recheck, rollup, spend_check, store, transcript,
 };
 
@@ -115,13 +115,17 @@ pub fn start_actors(
         }
         None => (None, None),
     };
-    if paid_admission {
-        paid_admission::PaidAdmission::new(
+    // The Brain as the ledger holds it: paid registrations (membership, under paid admission)
+    // and the declared model (the gateway's routing).
+    let declared: Option<crate::candidates::DeclaredModel> = cfg.distributor.as_ref().map(|_| Default::default());
+    if paid_admission || declared.is_some() {
+        brain_watch::BrainWatch::new(
             id.peer_id().to_string(),
             brain,
             net.clone(),
             membership.clone(),
-            membership_addr.clone().recipient(),
+            paid_admission.then(|| membership_addr.clone().recipient()),
+            declared.clone(),
             ledger.clone(),
             cfg.clock.clone(),
         )
@@ -135,6 +139,7 @@ pub fn start_actors(
                 brain,
                 bans: shared.bans.clone(),
                 clock: cfg.clock.clone(),
+                declared: declared.clone().unwrap_or_default(),
             };
             let addr = distributor::Distributor::new(
                 id.clone(),

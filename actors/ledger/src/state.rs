@@ -412,6 +412,7 @@ impl LedgerState {
             | TxKind::RevealWeights { .. }
             | TxKind::SetBrainFee { .. }
             | TxKind::SetBrainSplit { .. }
+            | TxKind::SetBrainModel { .. }
             | TxKind::Authorize { .. }
             | TxKind::Revoke { .. } => 0,
         };
@@ -525,6 +526,11 @@ impl LedgerState {
             TxKind::SetBrainSplit { brain, miner_share } => {
                 self.brains.get_mut(*brain)?.set_miner_share(from, *miner_share)?;
             }
+            TxKind::SetBrainModel { brain, name, hash } => {
+                let model = (!name.is_empty())
+                    .then(|| crate::economics::brains::BrainModel { name: name.clone(), hash: hash.clone() });
+                self.brains.get_mut(*brain)?.set_model(from, model)?;
+            }
             TxKind::Authorize { gateway, cap, expires_at } => {
                 if *expires_at < height {
                     return Err(TxError::AllowanceExpired { expires_at: *expires_at, height });
@@ -574,6 +580,10 @@ impl LedgerState {
                 });
                 e.u128(r.fee_paid).u64(r.registered_at);
             }
+            match &b.model {
+                None => e.u8(0),
+                Some(m) => e.u8(1).str(&m.name).str(&m.hash),
+            };
         }
         self.weights.encode(&mut e);
         e.u64(self.allowances.len() as u64);
@@ -883,6 +893,17 @@ mod tests {
         let alice = s.balance("alice");
         apply(&mut s, &tx("carol", 1, TxKind::Register { brain: 7, role: PeerRole::Miner, fee: tokens(3) })).unwrap();
         assert_eq!(s.balance("alice"), alice + tokens(3), "the new fee goes to the owner");
+        // The declared model: the owner's to set; a hash that is not 64 hex digits is malformed.
+        let model = |name: &str, hash: String| TxKind::SetBrainModel { brain: 7, name: name.into(), hash };
+        assert!(!tx("alice", 5, model("m", "xyz".into())).well_formed());
+        assert_eq!(
+            apply(&mut s, &tx("bob", 2, model("m", "ab".repeat(32)))),
+            Err(TxError::Economics(EconomicsError::NotOwner))
+        );
+        apply(&mut s, &tx("alice", 5, model("m", "ab".repeat(32)))).unwrap();
+        assert_eq!(s.brains.get(7).unwrap().model.as_ref().map(|m| m.name.as_str()), Some("m"));
+        apply(&mut s, &tx("alice", 6, model("", String::new()))).unwrap();
+        assert!(s.brains.get(7).unwrap().model.is_none(), "an empty name clears it");
     }
 
     #[test]

@@ -98,6 +98,15 @@ pub enum TxKind {
         /// `(miner peer id, ppb)` pairs, strictly sorted by miner, summing to 10⁹.
         weights: Vec<(String, u64)>,
     },
+    /// The Brain's owner declares the model the Brain serves (`name` empty: no declared model).
+    SetBrainModel {
+        /// Brain; the sender must own it.
+        brain: BrainId,
+        /// Model id clients ask for.
+        name: String,
+        /// Hex sha256 of the model's files (64 hex digits; empty with an empty name).
+        hash: String,
+    },
     /// The sender (an account) lets `gateway` spend up to `cap` base units for it until block
     /// `expires_at` (replacing any earlier allowance for that gateway, spent reset to 0).
     Authorize {
@@ -196,6 +205,9 @@ impl TxKind {
             TxKind::SetBrainSplit { brain, miner_share } => {
                 e.u8(8).u16(*brain).u64(*miner_share);
             }
+            TxKind::SetBrainModel { brain, name, hash } => {
+                e.u8(11).u16(*brain).str(name).str(hash);
+            }
             TxKind::Authorize { gateway, cap, expires_at } => {
                 e.u8(9).str(gateway).u128(*cap).u64(*expires_at);
             }
@@ -241,6 +253,10 @@ impl Tx {
             && match &self.kind {
                 TxKind::Transfer { to, .. } => ok(to),
                 TxKind::Authorize { gateway, .. } | TxKind::Revoke { gateway } => ok(gateway),
+                TxKind::SetBrainModel { name, hash, .. } => {
+                    (name.is_empty() && hash.is_empty())
+                        || (ok(name) && hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+                }
                 TxKind::Stake { validator, .. } | TxKind::Unstake { validator, .. } => ok_opt(validator),
                 TxKind::CreateBrain { .. }
                 | TxKind::Register { .. }
@@ -313,6 +329,7 @@ mod tests {
             TxKind::SetBrainSplit { brain: 7, miner_share: 1 },
             TxKind::Authorize { gateway: "g".into(), cap: 1, expires_at: 1 },
             TxKind::Revoke { gateway: "g".into() },
+            TxKind::SetBrainModel { brain: 7, name: "m".into(), hash: "0".repeat(64) },
         ];
         let mut seen = std::collections::BTreeSet::new();
         for k in &kinds {

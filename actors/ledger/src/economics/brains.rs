@@ -90,6 +90,19 @@ pub struct BrainRecord {
     pub miner_share: Ppb,
     /// Registered peers by peer id.
     pub registrations: BTreeMap<String, Registration>,
+    /// The model the owner declared this Brain serves (gateways route only to miners serving
+    /// it under that name); None: each miner's own.
+    #[serde(default)]
+    pub model: Option<BrainModel>,
+}
+
+/// A Brain's declared model: the name clients ask for and the content hash miners must serve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrainModel {
+    /// Model id, as in `/v1/models`.
+    pub name: String,
+    /// Hex sha256 of the model's files (what a miner advertises).
+    pub hash: String,
 }
 
 impl BrainRecord {
@@ -102,6 +115,7 @@ impl BrainRecord {
             registration_fee: p.default_registration_fee,
             miner_share: p.default_miner_share,
             registrations: BTreeMap::new(),
+            model: None,
         }
     }
 
@@ -118,6 +132,13 @@ impl BrainRecord {
     pub fn set_registration_fee(&mut self, caller: &str, fee: Amount) -> Result<()> {
         self.check_owner(caller)?;
         self.registration_fee = fee;
+        Ok(())
+    }
+
+    /// The owner declares the Brain's model (or clears it with `None`).
+    pub fn set_model(&mut self, caller: &str, model: Option<BrainModel>) -> Result<()> {
+        self.check_owner(caller)?;
+        self.model = model;
         Ok(())
     }
 

@@ -115,6 +115,9 @@ pub enum LedgerResponse {
         brain: BrainId,
         last_final_height: Option<Height>,
         miners: Vec<(String, u64)>,
+        /// The Brain's declared model (name, hash), if its owner set one.
+        #[serde(default)]
+        model: Option<(String, String)>,
     },
     LedgerError {
         message: String,
