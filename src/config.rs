@@ -89,6 +89,9 @@ pub struct LedgerSection {
     /// authorize`); false: only accounts that signed an allowance are. A consensus rule: every
     /// validator of the Brain must set it alike.
     pub require_authorization: bool,
+    /// Miners (peer ids) registered with the Brain at genesis, their fee paid outside the ledger
+    /// like the genesis balances (paid admission admits them from block 0).
+    pub genesis_miners: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +122,7 @@ impl Default for LedgerSection {
                 context: 8_192,
             }],
             require_authorization: false,
+            genesis_miners: Vec::new(),
         }
     }
 }

@@ -81,6 +81,7 @@ pub fn rollup_config(cfg: &NodeConfig, clock: &ChainClock) -> RollupConfig {
         balances: l.balances.iter().map(|(k, v)| (k.clone(), u128::from(*v))).collect(),
         based_labs: l.based_labs.clone(),
         validator_stakes: l.validator_stakes.iter().map(|(k, v)| (k.clone(), u128::from(*v))).collect(),
+        genesis_miners: l.genesis_miners.clone(),
     }
 }
 

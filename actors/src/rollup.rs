@@ -89,6 +89,8 @@ pub struct RollupConfig {
     pub based_labs: String,
     /// Validator stake for finality; empty: from the ledger, else equal shares.
     pub validator_stakes: BTreeMap<String, Amount>,
+    /// Miners registered with the Brain at genesis (paid admission admits them from block 0).
+    pub genesis_miners: Vec<String>,
 }
 
 impl RollupConfig {
@@ -101,6 +103,7 @@ impl RollupConfig {
             &self.validator_stakes,
             &self.params,
         )
+        .and_then(|mut s| s.register_genesis_miners(self.brain, &self.genesis_miners).map(|_| s))
         .unwrap_or_else(|e| {
             tracing::error!("ledger genesis refused ({e}); starting from an empty ledger");
             LedgerState::default()

@@ -58,6 +58,15 @@ impl SimPeer {
         Self { name, role, behaviour, peer_id, cfg, thread: None, live: None, kinds_before: Default::default() }
     }
 
+    /// A miner that cheats (any behaviour but `honest` and `sybil`: a Sybil serves honestly).
+    pub fn is_cheater(&self) -> bool {
+        self.role == Role::Miner && self.behaviour != "honest" && self.behaviour != "sybil"
+    }
+
+    pub fn is_sybil(&self) -> bool {
+        self.role == Role::Miner && self.behaviour == "sybil"
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.cfg.data_dir.clone()
     }

@@ -205,6 +205,14 @@ pub struct Summary {
     pub adversarial_emission_share: f64,
     pub cheaters_banned: usize,
     pub cheaters: usize,
+    /// Sybil registrants (miners that never paid), how many the first gateway admitted at the
+    /// end, and the requests they served.
+    #[serde(default)]
+    pub sybils: usize,
+    #[serde(default)]
+    pub sybils_admitted: usize,
+    #[serde(default)]
+    pub tasks_to_sybils: u64,
     pub honest_banned: usize,
     /// Mean blocks from a cheater's first served task to its ban.
     pub mean_detection_blocks: Option<f64>,

@@ -288,12 +288,19 @@ fn build_peers(
         .collect();
     let balances: BTreeMap<String, u64> =
         (0..sc.load.accounts).map(|i| (account_name(i), sc.load.account_balance)).collect();
+    // Under paid admission every miner but the Sybils has paid its registration at genesis.
+    let paid_miners: Vec<String> = specs
+        .iter()
+        .zip(&ids)
+        .filter(|((_, r, b), _)| *r == Role::Miner && b != "sybil")
+        .map(|(_, id)| id.clone())
+        .collect();
     let speed = sc.chain.speedup;
     // Colluders favour the adversarial miners (or the last miner when all are honest).
     let mut favour: Vec<String> = specs
         .iter()
         .zip(&ids)
-        .filter(|((_, r, b), _)| *r == Role::Miner && b != "honest")
+        .filter(|((_, r, b), _)| *r == Role::Miner && b != "honest" && b != "sybil")
         .map(|(_, id)| id.clone())
         .collect();
     if favour.is_empty() {
@@ -324,6 +331,8 @@ fn build_peers(
         c.ledger.settlement_interval_blocks = sc.chain.settlement_interval_blocks;
         c.ledger.validator_stakes = stakes.clone();
         c.ledger.balances = balances.clone();
+        c.ledger.genesis_miners = if sc.peers.paid_admission { paid_miners.clone() } else { Vec::new() };
+        c.brain_policy.paid_admission = sc.peers.paid_admission;
         c.ledger.prices = vec![PriceEntry {
             model: sc.model.id.clone(),
             prompt_per_1k: 100_000,
@@ -353,7 +362,8 @@ fn build_peers(
         } else if role == Role::Miner {
             c.miner.model = model.to_path_buf();
             c.miner.model_hash = model_hash.to_string();
-            c.miner.behaviour = behaviour.clone();
+            // A Sybil serves honestly: what it lacks is a paid registration, not honesty.
+            c.miner.behaviour = if behaviour == "sybil" { "honest".into() } else { behaviour.clone() };
         }
         c.validate().map_err(|e| SimError::Peer(format!("{name}: {e}")))?;
         out.push(SimPeer::new(name, role, behaviour, id, c));
@@ -365,7 +375,9 @@ fn build_peers(
 /// online miner of `model` (one heartbeat seen), so that the first request can be routed.
 async fn wait_for_mesh(peers: &[SimPeer], model: &str, limit: Duration) -> Result<(), SimError> {
     let t0 = Instant::now();
-    let want: BTreeSet<&str> = peers.iter().filter(|p| p.is_up()).map(|p| p.peer_id.as_str()).collect();
+    // Sybils are not waited for: under paid admission nobody admits them.
+    let want: BTreeSet<&str> =
+        peers.iter().filter(|p| p.is_up() && !p.is_sybil()).map(|p| p.peer_id.as_str()).collect();
     loop {
         let mut missing = 0usize;
         for p in peers.iter().filter(|p| p.role == Role::Validator || p.role == Role::Gateway) {
@@ -715,7 +727,7 @@ fn emission_split(
     report: &brainmesh_actors::rollup::LedgerReport,
 ) -> (u128, u128, u128, u128, u128) {
     let role: BTreeMap<&str, (&Role, bool)> =
-        peers.iter().map(|p| (p.peer_id.as_str(), (&p.role, p.behaviour != "honest"))).collect();
+        peers.iter().map(|p| (p.peer_id.as_str(), (&p.role, p.is_cheater()))).collect();
     let (mut issuance, mut miners, mut validators, mut owners, mut adv) = (0, 0, 0, 0, 0);
     for s in &report.settlements {
         issuance += s.issuance;
@@ -891,7 +903,7 @@ async fn finish(
         peers: peers.len(),
         validators: sc.peers.validators,
         miners: peers.iter().filter(|p| p.role == Role::Miner).count(),
-        adversarial_miners: peers.iter().filter(|p| p.role == Role::Miner && p.behaviour != "honest").count(),
+        adversarial_miners: peers.iter().filter(|p| p.is_cheater()).count(),
         gateways: sc.peers.gateways,
         blocks: sc.chain.blocks,
         block_time_ms: sc.chain.block_time_ms,
@@ -961,7 +973,21 @@ async fn finish(
     if let Some(last) = blocks.last_mut() {
         last.lost = s.receipts_lost;
     }
-    let cheaters: Vec<&SimPeer> = peers.iter().filter(|p| p.role == Role::Miner && p.behaviour != "honest").collect();
+    let sybils: BTreeSet<&str> = peers.iter().filter(|p| p.is_sybil()).map(|p| p.peer_id.as_str()).collect();
+    s.sybils = sybils.len();
+    if let Some(l) = peers.iter().filter(|p| p.role == Role::Gateway).find_map(|p| p.live.as_ref()) {
+        if let Some(snap) = l.membership.roster().await {
+            s.sybils_admitted = snap
+                .brains
+                .iter()
+                .flat_map(|b| b.members.iter())
+                .filter(|m| m.admitted && sybils.contains(m.peer_id.as_str()))
+                .count();
+        }
+    }
+    let served = tally.lock().map(|t| t.served_by.clone()).unwrap_or_default();
+    s.tasks_to_sybils = peers.iter().filter(|p| p.is_sybil()).map(|p| served.get(&p.name).copied().unwrap_or(0)).sum();
+    let cheaters: Vec<&SimPeer> = peers.iter().filter(|p| p.is_cheater()).collect();
     s.cheaters = cheaters.len();
     s.cheaters_banned = cheaters.iter().filter(|p| banned_at.contains_key(&p.name)).count();
     s.honest_banned = peers

@@ -130,6 +130,10 @@ pub struct PeersSpec {
     /// gossipsub's own mesh-maintenance heartbeat (wall-clock ms: libp2p's timers do not
     /// follow the chain clock).
     pub gossip_heartbeat_ms: u64,
+    /// Paid admission (`brain_policy.paid_admission`): miners are admitted only once their
+    /// registration is paid on the ledger. The scenario's miners are registered at genesis,
+    /// except `sybil` ones, which never pay.
+    pub paid_admission: bool,
 }
 
 impl Default for PeersSpec {
@@ -143,11 +147,13 @@ impl Default for PeersSpec {
             miners: vec![MinerGroup { count: 4, behaviour: "honest".into() }],
             heartbeat_blocks: 1,
             gossip_heartbeat_ms: 100,
+            paid_admission: false,
         }
     }
 }
 
-/// `count` miners behaving as `behaviour`: "honest", "edited", "replayed", "random",
+/// `count` miners behaving as `behaviour`: "honest", "sybil" (serves honestly but is one of many
+/// identities registered without paying: never registered on the ledger), "edited", "replayed", "random",
 /// "intermittent:<honest share>", or "squeezed" (serves a pruned, 8-bit copy of the model under
 /// the original's hash).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,12 +165,17 @@ pub struct MinerGroup {
 
 impl MinerGroup {
     /// True for the behaviour that is configuration (another model), not code.
+    /// A Sybil registrant: the honest engine under an identity that never pays.
+    pub fn is_sybil(&self) -> bool {
+        self.behaviour == "sybil"
+    }
+
     pub fn is_squeezed(&self) -> bool {
         self.behaviour == "squeezed"
     }
     /// The miner's `[miner] behaviour` setting.
     pub fn node_behaviour(&self) -> &str {
-        if self.is_squeezed() {
+        if self.is_squeezed() || self.is_sybil() {
             "honest"
         } else {
             &self.behaviour
@@ -347,7 +358,7 @@ impl Scenario {
             return bad("at least one miner".into());
         }
         for g in &self.peers.miners {
-            if !g.is_squeezed() {
+            if !g.is_squeezed() && !g.is_sybil() {
                 g.behaviour.parse::<MinerBehaviour>().map_err(ScenarioError::Invalid)?;
             }
         }

@@ -243,6 +243,23 @@ impl LedgerState {
         Ok(s)
     }
 
+    /// Registers `miners` with `brain` at genesis (height 0, no fee: paid outside the ledger, as
+    /// the genesis balances are). Refuses an empty or oversized id, or a Brain that does not exist.
+    pub fn register_genesis_miners(&mut self, brain: BrainId, miners: &[String]) -> Result<(), TxError> {
+        let rec = self.brains.get_mut(brain)?;
+        for m in miners {
+            if m.is_empty() || m.len() > super::tx::MAX_ID_BYTES {
+                return Err(TxError::Malformed);
+            }
+            rec.registrations.entry(m.clone()).or_insert(crate::economics::brains::Registration {
+                role: PeerRole::Miner,
+                fee_paid: 0,
+                registered_at: 0,
+            });
+        }
+        Ok(())
+    }
+
     /// Balance of `account` in base units (0 if absent).
     pub fn balance(&self, account: &str) -> Amount {
         self.balances.get(account).copied().unwrap_or(0)
