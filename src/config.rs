@@ -284,6 +284,12 @@ pub struct NetworkConfig {
     pub gossip_heartbeat_ms: u64,
     /// Stop dialling discovered peers once this many are connected.
     pub max_peers: usize,
+    /// Emulated inbound link, like `tc netem` (all 0: off): one-way latency and uniform jitter
+    /// per message (µs), gossip loss (0..1), bandwidth (kbit/s).
+    pub emulate_latency_us: u64,
+    pub emulate_jitter_us: u64,
+    pub emulate_loss: f64,
+    pub emulate_bandwidth_kbps: u64,
 }
 
 impl Default for NetworkConfig {
@@ -295,6 +301,10 @@ impl Default for NetworkConfig {
             offline_after_heartbeats: 3,
             gossip_heartbeat_ms: 1_000,
             max_peers: 48,
+            emulate_latency_us: 0,
+            emulate_jitter_us: 0,
+            emulate_loss: 0.0,
+            emulate_bandwidth_kbps: 0,
         }
     }
 }

@@ -329,6 +329,12 @@ impl Node {
             bootstrap: cfg.network.bootstrap.clone(),
             gossip_heartbeat: Duration::from_millis(cfg.network.gossip_heartbeat_ms),
             max_peers: cfg.network.max_peers,
+            link: crate::network::link::LinkModel::new(
+                Duration::from_micros(cfg.network.emulate_latency_us),
+                Duration::from_micros(cfg.network.emulate_jitter_us),
+                cfg.network.emulate_loss,
+                cfg.network.emulate_bandwidth_kbps * 1000 / 8,
+            ),
         };
         let (service, addrs) =
             NetworkService::new(key, settings, commands, std::sync::Arc::new(inbox), metrics.clone()).await?;

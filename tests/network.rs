@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use brainmesh::network::link::LinkModel;
 use brainmesh::network::{command_channel, ChannelEvents, NetEvent, NetworkService, NetworkSettings};
 use brainmesh_actors::{Metrics, NetworkSender, Proto};
 use libp2p::identity::Keypair;
@@ -22,6 +23,10 @@ async fn start(bootstrap: Vec<String>) -> Peer {
 }
 
 async fn start_on(listen: &str, bootstrap: Vec<String>) -> Peer {
+    start_with(listen, bootstrap, None).await
+}
+
+async fn start_with(listen: &str, bootstrap: Vec<String>, link: Option<LinkModel>) -> Peer {
     let key = Keypair::generate_ed25519();
     let peer_id = key.public().to_peer_id().to_string();
     let (net, commands) = command_channel();
@@ -31,6 +36,7 @@ async fn start_on(listen: &str, bootstrap: Vec<String>) -> Peer {
         bootstrap,
         gossip_heartbeat: Duration::from_millis(100),
         max_peers: 8,
+        link,
     };
     let (service, addrs) = NetworkService::new(key, settings, commands, Arc::new(sink), Metrics::new())
         .await
@@ -69,6 +75,50 @@ async fn two_network_services_talk_over_the_in_memory_transport() {
     assert!(a.addr.starts_with("/memory/"), "{}", a.addr);
     let b = start_on("/memory/0", vec![a.addr.clone()]).await;
     exchange(a, b).await;
+}
+
+/// An emulated link (the simulator's network model) on both peers: a request's round trip takes
+/// at least the two one-way latencies, and with total loss no gossip message is delivered while
+/// requests still are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emulated_link_delays_requests_both_ways_and_loses_gossip() {
+    let link = LinkModel::new(Duration::from_millis(150), Duration::ZERO, 1.0, 0);
+    let mut a = start_with("/memory/0", vec![], link).await;
+    let b = start_with("/memory/0", vec![a.addr.clone()], link).await;
+    let topic = "brainmesh/test/lossy".to_string();
+    a.net.subscribe(topic.clone()).await.expect("subscribe");
+    b.net.subscribe(topic.clone()).await.expect("subscribe");
+    let (net, to) = (b.net.clone(), a.peer_id.clone());
+    let t0 = std::time::Instant::now();
+    let asked = tokio::spawn(async move { net.request_on(Proto::Sync, to, b"ping?".to_vec()).await });
+    // A answers every request; every gossip message reaching its sink is a failure.
+    let publisher = b.net.clone();
+    let t = topic.clone();
+    let pumping = tokio::spawn(async move {
+        for i in 0u32..20 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            publisher.publish(t.clone(), format!("lost #{i}").into_bytes());
+        }
+    });
+    let answered = tokio::spawn(async move {
+        loop {
+            match a.events.recv().await {
+                Some(NetEvent::Request { reply, .. }) => {
+                    let _ = reply.send(b"pong!".to_vec());
+                }
+                Some(NetEvent::Gossip { .. }) => return Err("a gossip message crossed a link losing everything"),
+                Some(_) => {}
+                None => return Ok(()),
+            }
+        }
+    });
+    let answer = asked.await.expect("request task").expect("the response comes back");
+    assert_eq!(answer, b"pong!");
+    assert!(t0.elapsed() >= Duration::from_millis(300), "two one-way delays of 150 ms: {:?}", t0.elapsed());
+    pumping.await.expect("publisher");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!answered.is_finished(), "{:?}", answered.await);
+    answered.abort();
 }
 
 /// B (bootstrapped to A) and A: a connection, a request and its answer, a gossip message.

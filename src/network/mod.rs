@@ -5,6 +5,7 @@
 pub mod behaviour;
 pub mod codec;
 pub mod events;
+pub mod link;
 pub mod service;
 
 pub use events::{ChannelEvents, NetEvent};

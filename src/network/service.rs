@@ -35,6 +35,8 @@ pub struct NetworkSettings {
     pub bootstrap: Vec<String>,
     pub gossip_heartbeat: Duration,
     pub max_peers: usize,
+    /// An emulated inbound link (latency, jitter, loss, bandwidth); None: as fast as the socket.
+    pub link: Option<super::link::LinkModel>,
 }
 
 /// Where a request's answer goes (the caller awaits it).
@@ -58,6 +60,7 @@ pub struct NetworkService {
     bootstrap: Vec<Multiaddr>,
     max_peers: usize,
     subscribed: HashSet<String>,
+    link: Option<super::link::LinkModel>,
 }
 
 /// The sender half for commands, created before the service so actors can hold it.
@@ -143,6 +146,7 @@ impl NetworkService {
                 pending_dials: HashMap::new(),
                 bootstrap,
                 max_peers: settings.max_peers,
+                link: settings.link,
                 subscribed: HashSet::new(),
             },
             addrs,
@@ -295,6 +299,20 @@ impl NetworkService {
                     );
                     return;
                 }
+                let delay = match self.link {
+                    Some(l) if l.sample_lost() => {
+                        // Lost on the emulated link: neither delivered nor forwarded.
+                        self.metrics.task_event("link_lost");
+                        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            gossipsub::MessageAcceptance::Ignore,
+                        );
+                        return;
+                    }
+                    Some(l) => l.sample_delay(message.data.len()),
+                    None => Duration::ZERO,
+                };
                 let fut = self.events.gossip(
                     topic,
                     message.source.map(|p| p.to_string().into()),
@@ -303,6 +321,9 @@ impl NetworkService {
                 );
                 let tx = self.internal_tx.clone();
                 tokio::spawn(async move {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                     let accept = fut.await.is_ok();
                     let _ = tx.send(Internal::Validation { id: message_id, source: propagation_source, accept }).await;
                 });
@@ -373,16 +394,31 @@ impl NetworkService {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
+                    let delay = self.link.map(|l| l.sample_delay(request.len())).unwrap_or_default();
                     let fut = self.events.request(proto, peer.to_string().into(), request);
                     let tx = self.internal_tx.clone();
                     tokio::spawn(async move {
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
                         let data = fut.await;
                         let _ = tx.send(Internal::Respond { proto, channel, data }).await;
                     });
                 }
                 request_response::Message::Response { request_id, response } => {
                     if let Some(reply) = self.pending.remove(&(proto, request_id)) {
-                        let _ = reply.send(Ok(response));
+                        match self.link {
+                            Some(l) => {
+                                let delay = l.sample_delay(response.len());
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(delay).await;
+                                    let _ = reply.send(Ok(response));
+                                });
+                            }
+                            None => {
+                                let _ = reply.send(Ok(response));
+                            }
+                        }
                     }
                 }
             },

@@ -317,6 +317,13 @@ fn build_peers(
         c.network.heartbeat_interval_ms = sc.chain.block_time_ms * sc.peers.heartbeat_blocks;
         c.network.offline_after_heartbeats = 6;
         c.network.gossip_heartbeat_ms = sc.peers.gossip_heartbeat_ms;
+        // The links run in wall time, like the miners' compute (which the clock does not speed
+        // up either): request latencies are a real network's; consensus, on the accelerated
+        // chain clock, sees links `speedup` times slower than described.
+        c.network.emulate_latency_us = sc.network.latency_ms * 1000;
+        c.network.emulate_jitter_us = sc.network.jitter_ms * 1000;
+        c.network.emulate_loss = sc.network.loss;
+        c.network.emulate_bandwidth_kbps = sc.network.bandwidth_kbps;
         c.http.listen = String::new();
         c.gateway.listen = String::new();
         c.log.filter = "warn".into();

@@ -34,6 +34,8 @@ pub struct Scenario {
     pub peers: PeersSpec,
     pub load: LoadSpec,
     pub audit: AuditSpec,
+    /// The links between peers (off by default: as fast as the machine).
+    pub network: NetworkSpec,
     /// Faults at given heights.
     pub faults: Vec<FaultSpec>,
     pub output: OutputSpec,
@@ -49,6 +51,7 @@ impl Default for Scenario {
             peers: PeersSpec::default(),
             load: LoadSpec::default(),
             audit: AuditSpec::default(),
+            network: NetworkSpec::default(),
             faults: vec![],
             output: OutputSpec::default(),
         }
@@ -228,6 +231,20 @@ impl Default for AuditSpec {
     }
 }
 
+/// Every peer's inbound link (`src/network/link.rs`): one-way latency plus a uniform jitter per
+/// message and per hop, loss of gossip messages, bandwidth per message. In wall time, like the
+/// miners' compute: at speed-up S, consensus sees a link of L ms as S·L ms of chain time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSpec {
+    pub latency_ms: u64,
+    pub jitter_ms: u64,
+    /// Probability (0..1) that a gossip message is lost on a link.
+    pub loss: f64,
+    /// kbit/s; 0: unlimited.
+    pub bandwidth_kbps: u64,
+}
+
 /// One fault at block `at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -372,6 +389,9 @@ impl Scenario {
             || l.max_tokens[0] > l.max_tokens[1]
         {
             return bad("load.prompt_words and load.max_tokens are [min, max] with 0 < min <= max".into());
+        }
+        if !(0.0..=1.0).contains(&self.network.loss) {
+            return bad("network.loss must be in 0..1".into());
         }
         if !(0.0..=1.0).contains(&self.audit.rate) {
             return bad("audit.rate must be in 0..1".into());
