@@ -150,6 +150,9 @@ impl Membership {
             Some(m) if m.admitted => {
                 tracing::info!(brain = self.cfg.brain, roles = ?self.cfg.roles, "registered with the Brain");
             }
+            Some(m) if m.refused.as_deref() == Some(crate::roster::AWAITING_LEDGER) => {
+                tracing::info!("registration waits for the ledger: {}", crate::roster::AWAITING_LEDGER)
+            }
             Some(m) => tracing::error!(
                 "registration refused: {}",
                 m.refused.clone().unwrap_or_else(|| "unknown reason".into())

@@ -19,6 +19,11 @@ use crate::protocols::gossip::{Envelope, Heartbeat, ModelAd, Registration, Role,
 use crate::protocols::Reject;
 use brainmesh_ledger::BrainId;
 
+/// The refusal of a miner while the ledger's registrations are not known yet (paid admission):
+/// a wait, not a verdict.
+pub const AWAITING_LEDGER: &str = "the ledger's registrations are not known yet (no validator of this Brain \
+                                   answered); a miner is admitted once its paid registration is seen";
+
 /// Heartbeat sequence numbers are the sender's clock in ms (strictly increasing). One that is
 /// older than the newest seen by at most this much is a late gossip delivery, not a replay.
 pub const STALE_HEARTBEAT_WINDOW_MS: u64 = 30_000;
@@ -231,11 +236,7 @@ impl Roster {
             let Some(m) = members.get_mut(&pid) else { continue };
             if gated(m) {
                 let unpaid = match paid {
-                    None => Some(
-                        "the ledger's registrations are not known yet (no validator of this Brain answered); \
-                         a miner is admitted once its paid registration is seen"
-                            .to_string(),
-                    ),
+                    None => Some(AWAITING_LEDGER.to_string()),
                     Some(p) if !p.contains_key(&pid) => Some(format!(
                         "not registered on the ledger: a miner of Brain {brain} must pay the Brain's registration \
                          fee first (`brainmesh register --brain {brain} --role miner --data-dir DIR`)"
