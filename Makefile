@@ -85,8 +85,11 @@ test: setup
 test-slow: setup
 	BRAINMESH_SLOW_TESTS=1 $(CARGO) test --workspace --all-targets -- --include-ignored
 
+# Every bench with its anchor: criterion benches, then brainmesh vs transformers vs llama.cpp on
+# the same GGUF (models_compare.sh sets llama-cpp-python up once, cached in .cache/bench-venv).
 bench: setup
 	$(CARGO) bench --workspace
+	benches/models_compare.sh
 
 # End-to-end latency through a loopback mesh vs in-process generation, and the prefix cache.
 bench-mesh: setup

