@@ -56,6 +56,10 @@ pub fn table(s: &Summary) -> String {
         ("adversarial share of miner emission", format!("{:.2}%", s.adversarial_emission_share * 100.0)),
         ("cheaters banned", format!("{} of {}", s.cheaters_banned, s.cheaters)),
         ("honest miners banned", s.honest_banned.to_string()),
+        (
+            "sybils admitted / tasks served by them",
+            format!("{} of {} / {}", s.sybils_admitted, s.sybils, s.tasks_to_sybils),
+        ),
         ("mean detection (blocks)", opt(s.mean_detection_blocks)),
         ("faults", s.faults.to_string()),
         ("validators agree", s.validators_agree.to_string()),
