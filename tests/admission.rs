@@ -96,11 +96,7 @@ async fn an_unpaid_miner_is_refused_clearly_and_admitted_everywhere_once_its_pai
         "--node".into(),
         val_http,
     ];
-    let out = common::blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::cli(&a)
-    })
-    .await;
+    let out = common::cli_async(args).await;
     assert_eq!(out["from"].as_str(), Some(miner_peer.as_str()), "{out}");
     assert!(out["kind"]["Register"].is_object(), "{out}");
     wait_until("every peer admits the paid miner and the gateway lists it", 60, || async {

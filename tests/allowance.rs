@@ -6,15 +6,13 @@
 
 mod common;
 
-use std::path::Path;
-
 use brainmesh::config::LedgerSection;
 use brainmesh::Node;
 use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskError, TaskEvent, TaskService, TaskSpec};
 use brainmesh_actors::{DistributorHandle, Identity};
 use brainmesh_ledger::economics::tokens;
-use common::{blocking, wait_until};
+use common::wait_until;
 
 const BLOCK_MS: u64 = 400;
 
@@ -38,16 +36,6 @@ async fn run(tasks: &DistributorHandle, account: &str) -> Result<(u32, u32), Tas
         }
     }
     Err(TaskError::Exhausted("no result".into()))
-}
-
-async fn cli(list: &[&str], dir: &Path, node: &str) -> serde_json::Value {
-    let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
-    v.extend(["--data-dir".into(), dir.to_string_lossy().into(), "--node".into(), node.into()]);
-    blocking(move || {
-        let a: Vec<&str> = v.iter().map(String::as_str).collect();
-        common::cli(&a)
-    })
-    .await
 }
 
 #[actix_rt::test]
@@ -90,7 +78,7 @@ async fn an_account_pays_only_the_gateway_it_authorised_within_the_cap_and_other
 
     // Alice lets gateway 1 spend two and a half tasks' worth.
     let cap = price * 5 / 2;
-    let out = cli(
+    let out = common::cli_signed(
         &["account", "authorize", "--gateway", &gw.peer_id, "--cap", &cap.to_string(), "--expires-at", "1000000"],
         &alice_dir,
         &node,
@@ -140,7 +128,7 @@ async fn an_account_pays_only_the_gateway_it_authorised_within_the_cap_and_other
     assert_eq!(report.balances.get(&alice).copied(), Some(tokens(10) - price * 2));
 
     // Alice revokes: gateway 1 refuses her next request (once its cached answer is 2 blocks old).
-    cli(&["account", "revoke", "--gateway", &gw.peer_id], &alice_dir, &node).await;
+    common::cli_signed(&["account", "revoke", "--gateway", &gw.peer_id], &alice_dir, &node).await;
     let t = tasks.clone();
     let a = alice.clone();
     wait_until("gateway 1 refuses alice after the revocation", 30, || {

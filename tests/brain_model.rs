@@ -5,14 +5,12 @@
 
 mod common;
 
-use std::path::Path;
-
 use brainmesh::config::LedgerSection;
 use brainmesh::Node;
 use brainmesh_actors::protocols::gossip::Role;
 use brainmesh_actors::task::{ChatMessage, Prompt, Sampling, TaskError, TaskService, TaskSpec};
 use brainmesh_actors::Identity;
-use common::{blocking, wait_until};
+use common::wait_until;
 
 const MODEL: &str = "smollm2-135m-instruct";
 
@@ -23,16 +21,6 @@ fn spec() -> TaskSpec {
         prompt: Prompt::Chat(vec![ChatMessage { role: "user".into(), content: "Hi.".into() }]),
         sampling: Sampling { max_tokens: 2, ..Default::default() },
     }
-}
-
-async fn cli(list: Vec<String>, dir: &Path, node: &str) -> serde_json::Value {
-    let mut v = list;
-    v.extend(["--data-dir".into(), dir.to_string_lossy().into(), "--node".into(), node.into()]);
-    blocking(move || {
-        let a: Vec<&str> = v.iter().map(String::as_str).collect();
-        common::cli(&a)
-    })
-    .await
 }
 
 #[actix_rt::test]
@@ -63,15 +51,10 @@ async fn gateways_route_a_declared_model_only_to_miners_serving_its_exact_weight
     assert!(common::serving_miner(&tasks, spec()).await.is_some(), "served before any declaration");
 
     // Other weights declared under the model's name: the miner no longer qualifies.
-    let set = |extra: &[&str]| {
-        let mut v: Vec<String> = ["brain", "set-model", "--brain", &brain.to_string(), "--name", MODEL]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
-    cli(set(&["--hash", &"0".repeat(64)]), &owner_dir, &node).await;
+    let b = brain.to_string();
+    let zeros = "0".repeat(64);
+    let set = ["brain", "set-model", "--brain", &b, "--name", MODEL];
+    common::cli_signed(&[&set[..], &["--hash", &zeros]].concat(), &owner_dir, &node).await;
     let t = tasks.clone();
     wait_until("the gateway routes nothing to weights the Brain did not declare", 30, || {
         let t = t.clone();
@@ -81,7 +64,7 @@ async fn gateways_route_a_declared_model_only_to_miners_serving_its_exact_weight
 
     // The miner's own file declared (the CLI hashes it): routed again.
     let file = common::smollm().to_string_lossy().to_string();
-    cli(set(&["--file", &file]), &owner_dir, &node).await;
+    common::cli_signed(&[&set[..], &["--file", &file]].concat(), &owner_dir, &node).await;
     let t = tasks.clone();
     wait_until("the gateway routes to the miner serving the declared weights", 30, || {
         let t = t.clone();

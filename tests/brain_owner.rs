@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use brainmesh::config::LedgerSection;
@@ -15,21 +14,6 @@ use brainmesh_actors::rollup::LedgerHandle;
 use brainmesh_actors::Identity;
 use brainmesh_ledger::economics::tokens;
 use common::{blocking, wait_until};
-use serde_json::Value;
-
-async fn run(args: Vec<String>) -> Value {
-    blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::cli(&a)
-    })
-    .await
-}
-
-fn args(list: &[&str], dir: &Path, node: &str) -> Vec<String> {
-    let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
-    v.extend(["--data-dir".into(), dir.to_string_lossy().into(), "--node".into(), node.into()]);
-    v
-}
 
 /// Waits until the account has no transaction pending at the validator (its last one is in a
 /// final block, applied or refused).
@@ -63,12 +47,9 @@ async fn an_owner_creates_a_brain_sets_fee_and_split_and_earns_the_fee_a_new_min
     let node = val.http_addr.unwrap().to_string();
 
     // Create: the lowest free public id (7; 0–6 and 47 are reserved), 1,000 tokens burned.
-    let out = run(args(
-        &["brain", "create", "--method", "burn", "--max-price", &tokens(1_000).to_string()],
-        &owner_dir,
-        &node,
-    ))
-    .await;
+    let price = tokens(1_000).to_string();
+    let out =
+        common::cli_signed(&["brain", "create", "--method", "burn", "--max-price", &price], &owner_dir, &node).await;
     assert_eq!(out["from"].as_str(), Some(owner.as_str()), "{out}");
     wait_until("Brain 7 exists", 30, || {
         let l = ledger.clone();
@@ -81,8 +62,8 @@ async fn an_owner_creates_a_brain_sets_fee_and_split_and_earns_the_fee_a_new_min
     assert_eq!((b.miner_share_ppb, b.owner_share_ppb), (500_000_000, 250_000_000));
 
     // The owner sets a fee of 3 tokens and a 70/30 miners/validators split.
-    run(args(&["brain", "set-fee", "--brain", "7", "--fee", &tokens(3).to_string()], &owner_dir, &node)).await;
-    run(args(&["brain", "set-split", "--brain", "7", "--miners-percent", "70"], &owner_dir, &node)).await;
+    common::cli_signed(&["brain", "set-fee", "--brain", "7", "--fee", &tokens(3).to_string()], &owner_dir, &node).await;
+    common::cli_signed(&["brain", "set-split", "--brain", "7", "--miners-percent", "70"], &owner_dir, &node).await;
     wait_until("the fee and split are applied", 30, || {
         let l = ledger.clone();
         async move {
@@ -94,24 +75,42 @@ async fn an_owner_creates_a_brain_sets_fee_and_split_and_earns_the_fee_a_new_min
     .await;
 
     // Someone else cannot: the transaction is final but refused, and changes nothing.
-    run(args(&["brain", "set-fee", "--brain", "7", "--fee", "1"], &peer_dir, &node)).await;
+    common::cli_signed(&["brain", "set-fee", "--brain", "7", "--fee", "1"], &peer_dir, &node).await;
     settled(&ledger, &peer).await;
     assert_eq!(ledger.brain(7).await.unwrap().registration_fee, tokens(3).to_string(), "only the owner sets the fee");
 
     // A miner registers at the new fee; the owner earns it.
-    run(args(&["register", "--brain", "7", "--role", "miner", "--max-fee", &tokens(3).to_string()], &peer_dir, &node))
-        .await;
+    common::cli_signed(
+        &["register", "--brain", "7", "--role", "miner", "--max-fee", &tokens(3).to_string()],
+        &peer_dir,
+        &node,
+    )
+    .await;
     wait_until("the registration is final", 30, || {
         let l = ledger.clone();
         async move { l.brain(7).await.is_some_and(|b| b.miners == 1) }
     })
     .await;
-    let income =
-        run(vec!["brain".into(), "income".into(), "--brain".into(), "7".into(), "--node".into(), node.clone()]).await;
+    let income = common::cli_async(vec![
+        "brain".into(),
+        "income".into(),
+        "--brain".into(),
+        "7".into(),
+        "--node".into(),
+        node.clone(),
+    ])
+    .await;
     assert_eq!(income["income"]["registration_fees"].as_str(), Some(tokens(3).to_string().as_str()), "{income}");
     assert_eq!(income["income"]["owner_balance"].as_str(), Some(tokens(4_003).to_string().as_str()), "{income}");
-    let show =
-        run(vec!["brain".into(), "show".into(), "--brain".into(), "7".into(), "--node".into(), node.clone()]).await;
+    let show = common::cli_async(vec![
+        "brain".into(),
+        "show".into(),
+        "--brain".into(),
+        "7".into(),
+        "--node".into(),
+        node.clone(),
+    ])
+    .await;
     assert_eq!(show["registrations"][0][0].as_str(), Some(peer.as_str()), "{show}");
     assert_eq!(show["registrations"][0][1].as_str(), Some("miner"));
 

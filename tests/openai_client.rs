@@ -39,12 +39,6 @@ fn smollm_gguf() -> PathBuf {
     p
 }
 
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
 /// `GET /v1/models` with the test key; the model ids listed.
 fn listed_models(gateway: &str) -> Option<Vec<String>> {
     let mut resp = ureq::get(&format!("http://{gateway}/v1/models"))

@@ -41,11 +41,6 @@ fn ledger(min_validators: usize) -> LedgerSection {
 /// A request's index and its receipt id (or why it failed).
 type Answer = (usize, Result<String, String>);
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
 /// One non-streamed chat completion; the receipt id the gateway returned, or the error.
 fn ask(gateway: &str, i: usize) -> Result<String, String> {
     let body = serde_json::json!({

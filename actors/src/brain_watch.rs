@@ -15,58 +15,41 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use brainmesh_ledger::clock::ChainClock;
-use brainmesh_ledger::BrainId;
 
 use crate::candidates::DeclaredModel;
-use crate::ledger_client::{ask, pick_target};
+use crate::ledger_client::LedgerClient;
 use crate::messages::LedgerRegistrations;
-use crate::network_message::NetworkSender;
 use crate::protocols::sync::{LedgerRequest, LedgerResponse};
-use crate::rollup::LedgerHandle;
-use crate::MembershipHandle;
 
 /// A round every this many blocks.
 pub const EVERY_BLOCKS: u64 = 2;
 
 pub struct BrainWatch {
-    me: String,
-    brain: BrainId,
-    net: NetworkSender,
-    membership: MembershipHandle,
+    client: LedgerClient,
     /// Membership, when paid admission is on.
     to: Option<Recipient<LedgerRegistrations>>,
     /// The gateway's candidate source, when this node routes tasks.
     declared: Option<DeclaredModel>,
-    ledger: Option<LedgerHandle>,
     clock: ChainClock,
-    turn: usize,
     warned: bool,
 }
 
 impl BrainWatch {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        me: String,
-        brain: BrainId,
-        net: NetworkSender,
-        membership: MembershipHandle,
+        client: LedgerClient,
         to: Option<Recipient<LedgerRegistrations>>,
         declared: Option<DeclaredModel>,
-        ledger: Option<LedgerHandle>,
         clock: ChainClock,
     ) -> Self {
-        Self { me, brain, net, membership, to, declared, ledger, clock, turn: 0, warned: false }
+        Self { client, to, declared, clock, warned: false }
     }
 
     fn round(&mut self, ctx: &mut Context<Self>) {
-        let (net, membership, ledger, me, brain) =
-            (self.net.clone(), self.membership.clone(), self.ledger.clone(), self.me.clone(), self.brain);
-        let turn = self.turn;
-        self.turn = self.turn.wrapping_add(1);
+        let client = self.client.clone();
+        let brain = client.brain();
         ctx.spawn(
             async move {
-                let target = pick_target(membership.roster().await, brain, &me, ledger.is_some(), turn)?;
-                match ask(&net, ledger.as_ref(), &target, LedgerRequest::Registrations { brain }).await {
+                match client.ask_next(LedgerRequest::Registrations { brain }).await {
                     Some(LedgerResponse::Registrations { brain: b, miners, model, .. }) if b == brain => {
                         Some((miners, model))
                     }
@@ -74,16 +57,16 @@ impl BrainWatch {
                 }
             }
             .into_actor(self)
-            .map(|answer, act, _ctx| match answer {
+            .map(move |answer, act, _ctx| match answer {
                 Some((miners, model)) => {
                     act.warned = false;
                     if let Some(to) = &act.to {
-                        to.do_send(LedgerRegistrations { brain: act.brain, miners: miners.into_iter().collect() });
+                        to.do_send(LedgerRegistrations { brain, miners: miners.into_iter().collect() });
                     }
                     if let Some(d) = &act.declared {
                         if let Ok(mut d) = d.write() {
                             if *d != model {
-                                tracing::info!(brain = act.brain, ?model, "the Brain's declared model");
+                                tracing::info!(brain, ?model, "the Brain's declared model");
                                 *d = model;
                             }
                         }
@@ -92,7 +75,7 @@ impl BrainWatch {
                 None if !act.warned => {
                     act.warned = true;
                     tracing::warn!(
-                        brain = act.brain,
+                        brain,
                         "no validator of this Brain answered: paid registrations and the declared model are \
                          not known (under paid admission no miner is admitted until they are)"
                     );

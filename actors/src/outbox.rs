@@ -22,16 +22,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use brainmesh_ledger::clock::ChainClock;
-use brainmesh_ledger::BrainId;
 
-use crate::ledger_client::{ask, pick_target, Target};
+use crate::ledger_client::{LedgerClient, Target};
 use crate::metrics::Metrics;
-use crate::network_message::NetworkSender;
 use crate::protocols::sync::{LedgerRequest, LedgerResponse, MAX_STATUS_IDS};
 use crate::protocols::MAX_MESSAGE_BYTES;
 use crate::receipt::{OutboxEntry, ReceiptStore, SignedReceipt};
-use crate::rollup::LedgerHandle;
-use crate::MembershipHandle;
 
 /// When and how much the outbox re-checks.
 #[derive(Debug, Clone)]
@@ -103,35 +99,24 @@ pub fn chunk_offers(receipts: Vec<SignedReceipt>, limit: usize) -> Vec<Vec<Signe
 
 /// The gateway's outbox actor.
 pub struct ReceiptOutbox {
-    me: String,
-    brain: BrainId,
+    client: LedgerClient,
     store: ReceiptStore,
-    net: NetworkSender,
-    membership: MembershipHandle,
-    /// This node's own ledger, when it is also a validator.
-    ledger: Option<LedgerHandle>,
     clock: ChainClock,
     metrics: Metrics,
     cfg: OutboxConfig,
-    turn: usize,
     running: bool,
     warned: bool,
 }
 
 impl ReceiptOutbox {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        me: String,
-        brain: BrainId,
+        client: LedgerClient,
         store: ReceiptStore,
-        net: NetworkSender,
-        membership: MembershipHandle,
-        ledger: Option<LedgerHandle>,
         clock: ChainClock,
         metrics: Metrics,
         cfg: OutboxConfig,
     ) -> Self {
-        Self { me, brain, store, net, membership, ledger, clock, metrics, cfg, turn: 0, running: false, warned: false }
+        Self { client, store, clock, metrics, cfg, running: false, warned: false }
     }
 
     fn schedule(&self, ctx: &mut Context<Self>) {
@@ -153,11 +138,8 @@ impl ReceiptOutbox {
             return;
         }
         self.running = true;
-        let (membership, me, brain, local) =
-            (self.membership.clone(), self.me.clone(), self.brain, self.ledger.is_some());
-        let turn = self.turn;
-        self.turn = self.turn.wrapping_add(1);
-        ctx.spawn(async move { pick_target(membership.roster().await, brain, &me, local, turn) }.into_actor(self).map(
+        let client = self.client.clone();
+        ctx.spawn(async move { client.next_target().await }.into_actor(self).map(
             move |target, act, ctx| match target {
                 Some(t) => {
                     act.warned = false;
@@ -178,15 +160,11 @@ impl ReceiptOutbox {
     }
 
     fn check(&mut self, target: Target, entries: Vec<OutboxEntry>, ctx: &mut Context<Self>) {
-        let (net, ledger) = (self.net.clone(), self.ledger.clone());
+        let client = self.client.clone();
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         ctx.spawn(
             async move {
-                let ask = |req: LedgerRequest| {
-                    let (net, ledger, target) = (net.clone(), ledger.clone(), target.clone());
-                    async move { ask(&net, ledger.as_ref(), &target, req).await }
-                };
-                let status = ask(LedgerRequest::ReceiptStatus { ids }).await;
+                let status = client.ask(&target, LedgerRequest::ReceiptStatus { ids }).await;
                 let Some(LedgerResponse::ReceiptStatus { included, pending }) = status else {
                     tracing::debug!(?target, "receipt status not answered: {status:?}");
                     return None;
@@ -195,8 +173,8 @@ impl ReceiptOutbox {
                 let mut offered = 0u64;
                 for chunk in chunk_offers(p.offer.clone(), MAX_MESSAGE_BYTES - 1024) {
                     let n = chunk.len() as u64;
-                    match ask(LedgerRequest::OfferReceipts { receipts: chunk }).await {
-                        Some(LedgerResponse::Offered { accepted, refused }) => {
+                    match client.ask(&target, LedgerRequest::OfferReceipts { receipts: chunk }).await {
+                        Some(LedgerResponse::Offered { refused, .. }) => {
                             offered += n;
                             if refused > 0 {
                                 tracing::warn!(
@@ -205,7 +183,6 @@ impl ReceiptOutbox {
                                     "a validator refused receipts this gateway countersigned"
                                 );
                             }
-                            let _ = accepted;
                         }
                         other => {
                             tracing::debug!(?target, "offer not answered: {other:?}");

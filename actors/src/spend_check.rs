@@ -9,18 +9,13 @@
 //! settled; the exact cap is settlement's.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use brainmesh_ledger::clock::ChainClock;
 use brainmesh_ledger::economics::Height;
-use brainmesh_ledger::BrainId;
 
-use crate::ledger_client::{ask, pick_target};
-use crate::network_message::NetworkSender;
+use crate::ledger_client::LedgerClient;
 use crate::protocols::sync::{LedgerRequest, LedgerResponse};
-use crate::rollup::LedgerHandle;
-use crate::MembershipHandle;
 
 /// How long an answer is reused, in blocks.
 pub const CACHE_BLOCKS: Height = 2;
@@ -57,26 +52,14 @@ pub fn verdict(account: &str, gateway: &str, strict: bool, remaining: Option<&st
 
 #[derive(Clone)]
 pub struct SpendCheck {
-    me: String,
-    brain: BrainId,
-    net: NetworkSender,
-    membership: MembershipHandle,
-    ledger: Option<LedgerHandle>,
+    client: LedgerClient,
     clock: ChainClock,
     cache: Arc<Mutex<HashMap<String, (Height, Verdict)>>>,
-    turn: Arc<AtomicUsize>,
 }
 
 impl SpendCheck {
-    pub fn new(
-        me: String,
-        brain: BrainId,
-        net: NetworkSender,
-        membership: MembershipHandle,
-        ledger: Option<LedgerHandle>,
-        clock: ChainClock,
-    ) -> Self {
-        Self { me, brain, net, membership, ledger, clock, cache: Default::default(), turn: Default::default() }
+    pub fn new(client: LedgerClient, clock: ChainClock) -> Self {
+        Self { client, clock, cache: Default::default() }
     }
 
     /// Ok when this gateway may serve `account`; the client's message otherwise.
@@ -86,17 +69,11 @@ impl SpendCheck {
         let v = match cached {
             Some((at, v)) if now < at + CACHE_BLOCKS => v,
             _ => {
-                let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-                let target =
-                    pick_target(self.membership.roster().await, self.brain, &self.me, self.ledger.is_some(), turn);
-                let req = LedgerRequest::Allowance { account: account.to_string(), gateway: self.me.clone() };
-                let answer = match &target {
-                    Some(t) => ask(&self.net, self.ledger.as_ref(), t, req).await,
-                    None => None,
-                };
-                let v = match answer {
+                let me = self.client.me();
+                let req = LedgerRequest::Allowance { account: account.to_string(), gateway: me.to_string() };
+                let v = match self.client.ask_next(req).await {
                     Some(LedgerResponse::Allowance { strict, remaining, .. }) => {
-                        verdict(account, &self.me, strict, remaining.as_deref())
+                        verdict(account, me, strict, remaining.as_deref())
                     }
                     // No validator answered: serve; settlement still enforces the allowance.
                     _ => return Ok(()),

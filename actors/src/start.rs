@@ -15,8 +15,8 @@ use crate::membership_handle::MembershipHandle;
 use crate::metrics::Metrics;
 use crate::network_message::NetworkSender;
 use crate::{
-    auditor, brain_watch, distributor, fhe_service, load, membership, messages, miner, models, outbox, receipt,
-    recheck, rollup, spend_check, store, transcript,
+    auditor, brain_watch, distributor, fhe_service, ledger_client, load, membership, messages, miner, models, outbox,
+    receipt, recheck, rollup, spend_check, store, transcript,
 };
 
 /// What to run on this node besides membership.
@@ -115,18 +115,23 @@ pub fn start_actors(
         }
         None => (None, None),
     };
+    // One way to the Brain's ledger (a validator in turn, or this node's own rollup) for the
+    // watch, the outbox and the spend check.
+    let ledger_client = ledger_client::LedgerClient::new(
+        id.peer_id().to_string(),
+        brain,
+        net.clone(),
+        membership.clone(),
+        ledger.clone(),
+    );
     // The Brain as the ledger holds it: paid registrations (membership, under paid admission)
     // and the declared model (the gateway's routing).
     let declared: Option<crate::candidates::DeclaredModel> = cfg.distributor.as_ref().map(|_| Default::default());
     if paid_admission || declared.is_some() {
         brain_watch::BrainWatch::new(
-            id.peer_id().to_string(),
-            brain,
-            net.clone(),
-            membership.clone(),
+            ledger_client.clone(),
             paid_admission.then(|| membership_addr.clone().recipient()),
             declared.clone(),
-            ledger.clone(),
             cfg.clock.clone(),
         )
         .start();
@@ -152,23 +157,12 @@ pub fn start_actors(
             .with_candidates(source.clone())
             .start();
             peers.push(addr.clone().recipient());
-            let spend = spend_check::SpendCheck::new(
-                id.peer_id().to_string(),
-                brain,
-                net.clone(),
-                membership.clone(),
-                ledger.clone(),
-                cfg.clock.clone(),
-            );
+            let spend = spend_check::SpendCheck::new(ledger_client.clone(), cfg.clock.clone());
             let handle = DistributorHandle { addr, source, spend: Some(spend) };
             // No countersigned receipt is lost: the outbox re-offers what no validator finalised.
             outbox::ReceiptOutbox::new(
-                id.peer_id().to_string(),
-                brain,
+                ledger_client.clone(),
                 receipts.clone(),
-                net.clone(),
-                membership.clone(),
-                ledger.clone(),
                 cfg.clock.clone(),
                 metrics.clone(),
                 outbox::OutboxConfig::default(),

@@ -239,3 +239,26 @@ pub async fn serving_miner(
     }
     None
 }
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// [`cli`] off the actix thread.
+pub async fn cli_async(args: Vec<String>) -> Value {
+    blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&a)
+    })
+    .await
+}
+
+/// `brainmesh ARGS --data-dir DIR --node NODE` off the actix thread: a ledger transaction signed
+/// with the identity in DIR and submitted through NODE.
+pub async fn cli_signed(args: &[&str], dir: &Path, node: &str) -> Value {
+    let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    v.extend(["--data-dir".into(), dir.to_string_lossy().into(), "--node".into(), node.into()]);
+    cli_async(v).await
+}
