@@ -81,7 +81,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         seed: args.seed,
         repetition_penalty: args.repetition_penalty,
         stop: args.stop.clone(),
-        ignore_eos: false,
+        ..GenerateConfig::default()
     };
     let mut out = std::io::stdout().lock();
     let t_gen = Instant::now();

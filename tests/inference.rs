@@ -35,7 +35,7 @@ async fn collect(mut rx: tokio::sync::mpsc::Receiver<TaskEvent>, mut on_token: i
     while let Some(ev) = rx.recv().await {
         match ev {
             TaskEvent::Started { miner, prompt_tokens, .. } => a.started = Some((miner, prompt_tokens)),
-            TaskEvent::Token { text } => {
+            TaskEvent::Token { text, .. } => {
                 a.text.push_str(&text);
                 let miner = a.started.as_ref().map(|s| s.0.clone()).unwrap_or_default();
                 on_token(&miner, &a.text);

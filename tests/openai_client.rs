@@ -101,6 +101,8 @@ fn official_openai_client_gets_plain_streamed_and_error_answers_from_a_gateway_a
         .arg(API_KEY)
         .arg(MODEL)
         .args(["--concurrent", "50"])
+        .arg("--reference-gguf")
+        .arg(&model)
         .arg("--kill-miner-mid-stream")
         .arg(miners.iter().map(|m| m.dir.display().to_string()).collect::<Vec<_>>().join(","))
         .output()
@@ -125,10 +127,15 @@ fn official_openai_client_gets_plain_streamed_and_error_answers_from_a_gateway_a
     // The streamed answer whose miner was SIGKILLed mid-stream still finished.
     let killed = &seen["killed_mid_stream"];
     assert!(matches!(killed["finish_reason"].as_str(), Some("stop" | "length")), "{killed}");
-    // Exactly one receipt per answered request (chat, stream, completion, 50 concurrent, the
-    // story that moved miners), none for refused ones.
+    // Greedy logprobs through the mesh are transformers' log-softmax on the same GGUF.
+    println!("largest logprob difference from transformers through the mesh: {}", seen["logprob_vs_transformers"]);
+    assert!(seen["logprob_vs_transformers"].as_f64().is_some_and(|d| d < 1e-3), "{seen}");
+    // Exactly one receipt per answered choice (chat, stream, completion, 50 concurrent, the
+    // story that moved miners, the sampling features' choices and the transformers check),
+    // none for refused ones.
+    let extra = seen["extra_receipts"].as_u64().expect("the sampling features' receipt count");
     let status = get_json(&format!("http://{}/status", gateway.http)).expect("gateway status");
-    assert_eq!(status["counters"]["receipts"], 54, "receipts on the gateway: {}", status["counters"]);
+    assert_eq!(status["counters"]["receipts"], 54 + extra + 1, "receipts on the gateway: {}", status["counters"]);
     drop(miners);
 }
 
@@ -159,7 +166,7 @@ impl TaskService for ScriptedMesh {
                 let n = spec.sampling.max_tokens;
                 for i in 0..n {
                     let text = if i == 0 { format!("w{i}") } else { format!(" w{i}") };
-                    if tx.send(TaskEvent::Token { text }).await.is_err() {
+                    if tx.send(TaskEvent::Token { text, logprobs: vec![] }).await.is_err() {
                         return;
                     }
                 }

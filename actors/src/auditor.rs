@@ -354,7 +354,7 @@ impl Auditor {
                 while let Some(ev) = rx.recv().await {
                     match ev {
                         TaskEvent::Started { miner: m, .. } => miner = Some(m),
-                        TaskEvent::Token { text: t } => text.push_str(&t),
+                        TaskEvent::Token { text: t, .. } => text.push_str(&t),
                         TaskEvent::Done { .. } => {
                             return QualityDone {
                                 miner,

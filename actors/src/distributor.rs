@@ -290,7 +290,9 @@ impl Distributor {
             }
         }
         t.tokens.extend_from_slice(&body.tokens);
-        if !body.text.is_empty() && t.events.try_send(TaskEvent::Token { text: body.text }).is_err() {
+        if (!body.text.is_empty() || !body.logprobs.is_empty())
+            && t.events.try_send(TaskEvent::Token { text: body.text, logprobs: body.logprobs }).is_err()
+        {
             self.drop_task(&c.task_id);
             return Ack::stop("client too slow or gone");
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use brainmesh_models::{FinishReason, GenerateConfig, Model, PrefixCache};
+use brainmesh_models::{FinishReason, Model, PrefixCache};
 use tokio::sync::mpsc;
 
 use crate::identity::Identity;
@@ -19,7 +19,7 @@ use crate::protocols::gossip::ModelAd;
 use crate::protocols::task::{Ack, AssignBody, ChunkBody, DoneBody, SealedAssign, SealedChunk, TaskWire};
 use crate::receipt::Receipt;
 use crate::seal::{key_from_hex, TaskKeys};
-use crate::task::{Finish, Prompt, TaskError};
+use crate::task::{Finish, Prompt, TaskError, TokenLogprob, TopLogprob};
 use crate::transcript::{io_digest, RunSampling, Transcript, TranscriptStore};
 use brainmesh_ledger::clock::ChainClock;
 use brainmesh_models::proof::{self, ProofConfig};
@@ -44,7 +44,7 @@ pub struct MinerConfig {
 
 enum WorkerEvent {
     Prompt(u32),
-    Token { id: u32, text: String },
+    Token { id: u32, text: String, logprob: Option<TokenLogprob> },
     Done { finish: Finish, completion_tokens: u32, proof_digest: String, transcript: Box<Transcript> },
     Error(TaskError),
 }
@@ -229,9 +229,10 @@ impl Pump {
                 chunk.prompt_tokens = Some(n);
                 false
             }
-            WorkerEvent::Token { id, text } => {
+            WorkerEvent::Token { id, text, logprob } => {
                 chunk.tokens.push(id);
                 chunk.text.push_str(&text);
+                chunk.logprobs.extend(logprob);
                 false
             }
             WorkerEvent::Done { finish, completion_tokens, proof_digest, transcript } => {
@@ -273,6 +274,24 @@ impl Pump {
             }
         }
     }
+}
+
+/// A token's log-probabilities as the gateway returns them (text and bytes of each token).
+fn wire_logprob(tok: &brainmesh_models::Tokenizer, id: u32, lp: &brainmesh_models::TokenLogprobs) -> TokenLogprob {
+    let entry = |id: u32| {
+        let bytes = tok.token_bytes(id);
+        (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+    };
+    let (token, bytes) = entry(id);
+    let top_logprobs = lp
+        .top
+        .iter()
+        .map(|&(i, logprob)| {
+            let (token, bytes) = entry(i);
+            TopLogprob { token, logprob, bytes }
+        })
+        .collect();
+    TokenLogprob { token, logprob: lp.logprob, bytes, top_logprobs }
 }
 
 /// Prompts the prefix cache keeps at most.
@@ -339,19 +358,17 @@ fn run_job(
         }));
         return;
     }
+    let vocab = model.net.vocab_size();
+    if let Some(&(t, _)) = body.sampling.logit_bias.iter().find(|&&(t, _)| t as usize >= vocab) {
+        let _ = events.send(WorkerEvent::Error(TaskError::InvalidRequest(format!(
+            "logit_bias names token {t}, outside this model's vocabulary of {vocab} tokens"
+        ))));
+        return;
+    }
     let _ = events.send(WorkerEvent::Prompt(n));
     let s = &body.sampling;
     let remaining = s.max_tokens.saturating_sub(body.resume_tokens.len() as u32);
-    let cfg = GenerateConfig {
-        max_new_tokens: remaining as usize,
-        temperature: s.temperature,
-        top_k: s.top_k.map(|k| k as usize),
-        top_p: s.top_p,
-        seed: s.seed.unwrap_or(0),
-        repetition_penalty: s.repetition_penalty.unwrap_or(1.0),
-        stop: s.stop.clone(),
-        ignore_eos: false,
-    };
+    let cfg = s.generate_config(remaining as usize, body.resume_tokens.len());
     // Real compute: timed on the machine's clock whatever the chain clock is.
     #[allow(clippy::disallowed_methods)]
     let t0 = Instant::now();
@@ -361,7 +378,8 @@ fn run_job(
             first = Some(t0.elapsed().as_secs_f64() * 1000.0);
         }
         if cheat.is_none() {
-            let _ = events.send(WorkerEvent::Token { id: ev.token_id, text: ev.text.to_string() });
+            let logprob = ev.logprob.as_ref().map(|lp| wire_logprob(&model.tokenizer, ev.token_id, lp));
+            let _ = events.send(WorkerEvent::Token { id: ev.token_id, text: ev.text.to_string(), logprob });
         }
         !cancel.load(Ordering::Relaxed)
     };
@@ -402,7 +420,7 @@ fn run_job(
                 }
                 for &id in &output {
                     let text = model.tokenizer.decode(&[id], true).unwrap_or_default();
-                    let _ = events.send(WorkerEvent::Token { id, text });
+                    let _ = events.send(WorkerEvent::Token { id, text, logprob: None });
                 }
             }
             *last = Some(crate::adversary::LastOutput { output: output.clone(), proofs: proofs_hex.clone() });

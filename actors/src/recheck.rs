@@ -88,7 +88,7 @@ pub fn recheck(
     if t.output.iter().any(|&x| x as usize >= model.net.vocab_size()) {
         return Ok(Verdict::fail("output token outside the vocabulary"));
     }
-    let cfg = t.sampling.generate_config(t.output.len());
+    let cfg = t.sampling.generate_config(t.output.len(), t.resume_tokens.len());
     let report = proof::check(model, &ids, &t.output, &proofs, &cfg, &pc, tol)?;
     Ok(Verdict { passed: report.passed, reason: report.reason.clone(), report: Some(report) })
 }

@@ -35,6 +35,40 @@ pub struct Sampling {
     pub seed: Option<u64>,
     pub stop: Vec<String>,
     pub repetition_penalty: Option<f32>,
+    /// OpenAI's `frequency_penalty` (-2..2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    /// OpenAI's `presence_penalty` (-2..2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+    /// OpenAI's `logit_bias`: (token id, bias -100..100), sorted by token id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Log-probabilities: `Some(n)` reports each output token's and the `n` most likely ones'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u32>,
+}
+
+impl Sampling {
+    /// The engine's configuration for this request (`resumed`: output tokens an earlier
+    /// attempt produced, now at the end of the prompt).
+    pub fn generate_config(&self, max_new_tokens: usize, resumed: usize) -> brainmesh_models::GenerateConfig {
+        brainmesh_models::GenerateConfig {
+            max_new_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k.map(|k| k as usize),
+            top_p: self.top_p,
+            seed: self.seed.unwrap_or(0),
+            repetition_penalty: self.repetition_penalty.unwrap_or(1.0),
+            stop: self.stop.clone(),
+            ignore_eos: false,
+            frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
+            presence_penalty: self.presence_penalty.unwrap_or(0.0),
+            logit_bias: self.logit_bias.clone(),
+            prior_output: resumed,
+            logprobs: self.logprobs.map(|n| n as usize),
+        }
+    }
 }
 
 impl Default for Sampling {
@@ -47,8 +81,32 @@ impl Default for Sampling {
             seed: None,
             stop: vec![],
             repetition_penalty: None,
+            frequency_penalty: None,
+            presence_penalty: None,
+            logit_bias: vec![],
+            logprobs: None,
         }
     }
+}
+
+/// One alternative at a step: OpenAI's `top_logprobs` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    /// The token's text (lossy where the token is part of a UTF-8 character).
+    pub token: String,
+    pub logprob: f32,
+    /// The token's raw bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// An output token's log-probability and the most likely alternatives at its step: OpenAI's
+/// `logprobs.content` entry. Computed by the miner from the logits it sampled from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    pub top_logprobs: Vec<TopLogprob>,
 }
 
 /// What the gateway asks the mesh to do.
@@ -81,9 +139,23 @@ pub struct Usage {
 /// A failover to another miner is invisible here except in `Done::attempts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TaskEvent {
-    Started { task_id: String, miner: String, prompt_tokens: u32 },
-    Token { text: String },
-    Done { finish: Finish, usage: Usage, receipt_id: String, attempts: u32 },
+    Started {
+        task_id: String,
+        miner: String,
+        prompt_tokens: u32,
+    },
+    /// New text, and the log-probabilities of the tokens it came with (when asked for; a
+    /// token whose text is held back reports its log-probability with the next text).
+    Token {
+        text: String,
+        logprobs: Vec<TokenLogprob>,
+    },
+    Done {
+        finish: Finish,
+        usage: Usage,
+        receipt_id: String,
+        attempts: u32,
+    },
     Failed(TaskError),
 }
 

@@ -24,6 +24,16 @@ pub struct RunSampling {
     pub top_k: Option<u32>,
     pub seed: u64,
     pub repetition_penalty: f32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frequency_penalty: f32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub presence_penalty: f32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logit_bias: Vec<(u32, f32)>,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 impl RunSampling {
@@ -34,10 +44,15 @@ impl RunSampling {
             top_k: s.top_k,
             seed: s.seed.unwrap_or(0),
             repetition_penalty: s.repetition_penalty.unwrap_or(1.0),
+            frequency_penalty: s.frequency_penalty.unwrap_or(0.0),
+            presence_penalty: s.presence_penalty.unwrap_or(0.0),
+            logit_bias: s.logit_bias.clone(),
         }
     }
 
-    pub fn generate_config(&self, max_new_tokens: usize) -> brainmesh_models::GenerateConfig {
+    /// The sampler to replay for `max_new_tokens` output tokens after `resumed` tokens of an
+    /// earlier attempt (stop sequences need not be replayed: the output is given).
+    pub fn generate_config(&self, max_new_tokens: usize, resumed: usize) -> brainmesh_models::GenerateConfig {
         brainmesh_models::GenerateConfig {
             max_new_tokens,
             temperature: self.temperature,
@@ -47,6 +62,11 @@ impl RunSampling {
             repetition_penalty: self.repetition_penalty,
             stop: Vec::new(),
             ignore_eos: false,
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            logit_bias: self.logit_bias.clone(),
+            prior_output: resumed,
+            logprobs: None,
         }
     }
 }

@@ -1,6 +1,14 @@
 //! Generation with a KV cache: greedy and sampling (temperature, top-k, top-p, seed,
-//! repetition penalty), stop tokens and stop sequences, max tokens, a per-token streaming
-//! callback, and several prompts in one left-padded batch.
+//! repetition, frequency and presence penalties, logit bias), stop tokens and stop sequences,
+//! max tokens, log-probabilities, a per-token streaming callback, and several prompts in one
+//! left-padded batch.
+//!
+//! The logits of each step go through one fixed pipeline, the same on the miner and in a
+//! validator's replay ([`plausible_token`]): logit bias, then the repetition penalty (prompt and
+//! output), then the frequency and presence penalties (output only), then temperature; top-k and
+//! top-p cut the candidates last. Log-probabilities are the log-softmax of the processed logits
+//! divided by the temperature (of the processed logits themselves when greedy): the distribution
+//! the token was actually drawn from, before top-k/top-p truncation.
 
 use tch::{Device, Kind, Tensor};
 
@@ -25,6 +33,21 @@ pub struct GenerateConfig {
     pub stop: Vec<String>,
     /// Keep going past the end-of-sequence token (benchmarks, reference comparisons).
     pub ignore_eos: bool,
+    /// OpenAI's `frequency_penalty`: subtracted from a token's logit once per time it already
+    /// appears in the output (0: off).
+    pub frequency_penalty: f32,
+    /// OpenAI's `presence_penalty`: subtracted once from the logit of every token already in the
+    /// output (0: off).
+    pub presence_penalty: f32,
+    /// OpenAI's `logit_bias`: added to these tokens' logits before anything else (-100 in effect
+    /// bans a token, 100 in effect forces it).
+    pub logit_bias: Vec<(u32, f32)>,
+    /// The last `prior_output` prompt tokens are the output of an earlier attempt (a task resumed
+    /// on another miner): they count as output for the frequency and presence penalties.
+    pub prior_output: usize,
+    /// Report the log-probability of each chosen token and of the `n` most likely ones
+    /// ([`TokenEvent::logprob`]); `None`: off.
+    pub logprobs: Option<usize>,
 }
 
 impl Default for GenerateConfig {
@@ -38,9 +61,17 @@ impl Default for GenerateConfig {
             repetition_penalty: 1.0,
             stop: Vec::new(),
             ignore_eos: false,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            logit_bias: Vec::new(),
+            prior_output: 0,
+            logprobs: None,
         }
     }
 }
+
+/// At most this many alternatives per token in [`TokenLogprobs::top`] (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
 
 impl GenerateConfig {
     pub fn greedy(max_new_tokens: usize) -> Self {
@@ -60,7 +91,23 @@ impl GenerateConfig {
         if !self.repetition_penalty.is_finite() || self.repetition_penalty <= 0.0 {
             return bad(format!("repetition_penalty must be > 0, got {}", self.repetition_penalty));
         }
+        for (name, v) in [("frequency_penalty", self.frequency_penalty), ("presence_penalty", self.presence_penalty)] {
+            if !v.is_finite() || !(-2.0..=2.0).contains(&v) {
+                return bad(format!("{name} must be between -2 and 2, got {v}"));
+            }
+        }
+        if let Some(&(t, b)) = self.logit_bias.iter().find(|(_, b)| !b.is_finite() || !(-100.0..=100.0).contains(b)) {
+            return bad(format!("logit_bias for token {t} must be between -100 and 100, got {b}"));
+        }
+        if self.logprobs.is_some_and(|n| n > MAX_TOP_LOGPROBS) {
+            return bad(format!("at most {MAX_TOP_LOGPROBS} top log-probabilities per token"));
+        }
         Ok(())
+    }
+
+    /// Whether any step needs the tokens seen so far (penalties).
+    fn needs_history(&self) -> bool {
+        self.repetition_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0
     }
 }
 
@@ -79,6 +126,14 @@ pub enum FinishReason {
     Cancelled,
 }
 
+/// The log-probability of a chosen token and of the most likely alternatives at its step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    pub logprob: f32,
+    /// The `n` most likely tokens, most likely first (ties: lower id first).
+    pub top: Vec<(u32, f32)>,
+}
+
 /// One streamed token.
 #[derive(Debug)]
 pub struct TokenEvent<'a> {
@@ -88,6 +143,8 @@ pub struct TokenEvent<'a> {
     /// New text that became final with this token (may be empty: a partial UTF-8 character,
     /// or text held back because it could start a stop sequence).
     pub text: &'a str,
+    /// Set when [`GenerateConfig::logprobs`] asks for it.
+    pub logprob: Option<TokenLogprobs>,
 }
 
 /// The result for one prompt.
@@ -128,9 +185,31 @@ enum Choice {
     Sample { idx: Vec<u32>, probs: Vec<f64> },
 }
 
-fn choice(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig) -> Choice {
+/// The tokens a step has seen: the prompt, then the output so far. `output_from` is where the
+/// output starts (earlier for a resumed task: see [`GenerateConfig::prior_output`]).
+#[derive(Debug, Clone, Copy)]
+pub struct History<'a> {
+    pub tokens: &'a [u32],
+    pub output_from: usize,
+}
+
+impl<'a> History<'a> {
+    pub const EMPTY: History<'static> = History { tokens: &[], output_from: 0 };
+
+    pub fn new(tokens: &'a [u32], output_from: usize) -> Self {
+        History { tokens, output_from: output_from.min(tokens.len()) }
+    }
+}
+
+/// Applies logit bias and the penalties in place (the first steps of the pipeline).
+pub fn process_logits(logits: &mut [f32], history: History<'_>, cfg: &GenerateConfig) {
+    for &(t, b) in &cfg.logit_bias {
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l += b;
+        }
+    }
     if cfg.repetition_penalty != 1.0 {
-        let mut seen = history.to_vec();
+        let mut seen = history.tokens.to_vec();
         seen.sort_unstable();
         seen.dedup();
         for &t in &seen {
@@ -139,6 +218,40 @@ fn choice(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig) -> Choice {
             }
         }
     }
+    if cfg.frequency_penalty != 0.0 || cfg.presence_penalty != 0.0 {
+        let mut out = history.tokens[history.output_from..].to_vec();
+        out.sort_unstable();
+        for run in out.chunk_by(|a, b| a == b) {
+            if let Some(l) = logits.get_mut(run[0] as usize) {
+                *l -= cfg.frequency_penalty * run.len() as f32 + cfg.presence_penalty;
+            }
+        }
+    }
+}
+
+/// Log-probabilities of `token` and of the `n` most likely tokens under the processed `logits`
+/// at `temperature` (0: the logits as they are).
+pub fn token_logprobs(logits: &[f32], temperature: f32, token: u32, n: usize) -> TokenLogprobs {
+    let scale = if temperature > 0.0 { 1.0 / f64::from(temperature) } else { 1.0 };
+    let max = logits.iter().copied().max_by(f32::total_cmp).unwrap_or(0.0);
+    let lse = f64::from(max) * scale
+        + logits.iter().map(|&l| ((f64::from(l) - f64::from(max)) * scale).exp()).sum::<f64>().ln();
+    let lp = |i: u32| logits.get(i as usize).map_or(f32::NEG_INFINITY, |&l| (f64::from(l) * scale - lse) as f32);
+    let n = n.min(logits.len());
+    let mut top = Vec::with_capacity(n);
+    if n > 0 {
+        let order = |&a: &u32, &b: &u32| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b));
+        let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+        idx.select_nth_unstable_by(n - 1, order);
+        idx.truncate(n);
+        idx.sort_unstable_by(order);
+        top = idx.into_iter().map(|i| (i, lp(i))).collect();
+    }
+    TokenLogprobs { logprob: lp(token), top }
+}
+
+fn choice(logits: &mut [f32], history: History<'_>, cfg: &GenerateConfig) -> Choice {
+    process_logits(logits, history, cfg);
     if cfg.temperature == 0.0 || logits.is_empty() {
         return Choice::Greedy(argmax(logits));
     }
@@ -219,8 +332,8 @@ fn nucleus_choice(logits: &[f32], inv_t: f32, top_p: Option<f64>) -> Choice {
     }
 }
 
-/// Picks the next token from one row of logits (modified in place).
-pub fn pick_token(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig, rng: &mut Rng) -> u32 {
+/// Picks the next token from one row of logits (processed in place: [`process_logits`]).
+pub fn pick_token(logits: &mut [f32], history: History<'_>, cfg: &GenerateConfig, rng: &mut Rng) -> u32 {
     match choice(logits, history, cfg) {
         Choice::Greedy(t) => t,
         Choice::Sample { idx, probs } => {
@@ -244,7 +357,7 @@ pub fn pick_token(logits: &mut [f32], history: &[u32], cfg: &GenerateConfig, rng
 /// cumulative distribution. A token outside top-k/top-p, or far from the draw, is implausible.
 pub fn plausible_token(
     logits: &mut [f32],
-    history: &[u32],
+    history: History<'_>,
     cfg: &GenerateConfig,
     rng: &mut Rng,
     token: u32,
@@ -452,12 +565,15 @@ impl Model {
                     continue;
                 }
                 let slice = &mut flat[r * width..(r * width + width.min(vocab))];
-                let history: Vec<u32> = if cfg.repetition_penalty != 1.0 {
+                let seen: Vec<u32> = if cfg.needs_history() {
                     row.prompt.iter().chain(&row.tokens).copied().collect()
                 } else {
                     Vec::new()
                 };
-                let tok = pick_token(slice, &history, cfg, &mut row.rng);
+                let history = History::new(&seen, row.prompt.len().saturating_sub(cfg.prior_output));
+                let tok = pick_token(slice, history, cfg, &mut row.rng);
+                // The processed logits (pick_token left them so): what the token was drawn from.
+                let logprob = cfg.logprobs.map(|n| token_logprobs(slice, cfg.temperature, tok, n));
                 row.tokens.push(tok);
                 next.push(tok as i64);
                 let is_eos = !cfg.ignore_eos && self.tokenizer.stop_ids.contains(&tok);
@@ -497,7 +613,7 @@ impl Model {
                 }
                 let delta_end = delta_end.max(row.emitted);
                 let delta = row.text.get(row.emitted..delta_end).unwrap_or("");
-                let ev = TokenEvent { row: r, token_id: tok, text: delta };
+                let ev = TokenEvent { row: r, token_id: tok, text: delta, logprob };
                 if !on_token(&ev) {
                     cancelled = true;
                 }
@@ -560,14 +676,14 @@ mod tests {
     #[test]
     fn greedy_picks_the_largest_logit() {
         let mut l = vec![0.1, 3.0, -2.0, 2.9];
-        assert_eq!(pick_token(&mut l, &[], &cfg(0.0), &mut Rng::new(0)), 1);
+        assert_eq!(pick_token(&mut l, History::EMPTY, &cfg(0.0), &mut Rng::new(0)), 1);
     }
 
     #[test]
     fn repetition_penalty_can_change_the_greedy_choice() {
         let c = GenerateConfig { repetition_penalty: 2.0, ..cfg(0.0) };
         let mut l = vec![0.1, 3.0, -2.0, 2.0];
-        assert_eq!(pick_token(&mut l, &[1], &c, &mut Rng::new(0)), 3);
+        assert_eq!(pick_token(&mut l, History::new(&[1], 0), &c, &mut Rng::new(0)), 3);
     }
 
     #[test]
@@ -575,7 +691,7 @@ mod tests {
         let c = GenerateConfig { top_k: Some(1), ..cfg(1.5) };
         for seed in 0..50 {
             let mut l = vec![0.5, 1.0, 0.9, 0.2];
-            assert_eq!(pick_token(&mut l, &[], &c, &mut Rng::new(seed)), 1);
+            assert_eq!(pick_token(&mut l, History::EMPTY, &c, &mut Rng::new(seed)), 1);
         }
     }
 
@@ -588,7 +704,7 @@ mod tests {
         let mut rng = Rng::new(7);
         for _ in 0..2000 {
             let mut l = base.to_vec();
-            counts[pick_token(&mut l, &[], &c, &mut rng) as usize] += 1;
+            counts[pick_token(&mut l, History::EMPTY, &c, &mut rng) as usize] += 1;
         }
         assert_eq!(counts[2] + counts[3], 0);
         assert!(counts[0] > counts[1] && counts[1] > 0, "{counts:?}");
@@ -603,7 +719,7 @@ mod tests {
         let n = 20000;
         for _ in 0..n {
             let mut l = base.to_vec();
-            counts[pick_token(&mut l, &[], &cfg(1.0), &mut rng) as usize] += 1.0;
+            counts[pick_token(&mut l, History::EMPTY, &cfg(1.0), &mut rng) as usize] += 1.0;
         }
         for i in 0..3 {
             let expected = (base[i] as f64).exp() / z;
@@ -618,7 +734,7 @@ mod tests {
             (0..32)
                 .map(|_| {
                     let mut l = vec![0.0f32; 50];
-                    pick_token(&mut l, &[], &cfg(1.0), &mut rng)
+                    pick_token(&mut l, History::EMPTY, &cfg(1.0), &mut rng)
                 })
                 .collect::<Vec<_>>()
         };
@@ -637,7 +753,7 @@ mod tests {
                 l.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
             }
             let c = GenerateConfig { top_p: Some(p), ..cfg(t) };
-            let Choice::Sample { idx, probs } = choice(&mut l.clone(), &[], &c) else { panic!("sampling") };
+            let Choice::Sample { idx, probs } = choice(&mut l.clone(), History::EMPTY, &c) else { panic!("sampling") };
             let mut all: Vec<u32> = (0..l.len() as u32).collect();
             all.sort_unstable_by(|&a, &b| l[b as usize].total_cmp(&l[a as usize]));
             let max = l[all[0] as usize];
@@ -660,6 +776,62 @@ mod tests {
         assert!(cfg(-1.0).validate().is_err());
         assert!(GenerateConfig { top_p: Some(0.0), ..cfg(1.0) }.validate().is_err());
         assert!(GenerateConfig { repetition_penalty: 0.0, ..cfg(1.0) }.validate().is_err());
+        assert!(GenerateConfig { frequency_penalty: 2.5, ..cfg(1.0) }.validate().is_err());
+        assert!(GenerateConfig { presence_penalty: f32::NAN, ..cfg(1.0) }.validate().is_err());
+        assert!(GenerateConfig { logit_bias: vec![(3, 101.0)], ..cfg(1.0) }.validate().is_err());
+        assert!(GenerateConfig { logprobs: Some(21), ..cfg(1.0) }.validate().is_err());
+        assert!(GenerateConfig { logprobs: Some(20), logit_bias: vec![(3, -100.0)], ..cfg(1.0) }.validate().is_ok());
+    }
+
+    #[test]
+    fn logit_bias_bans_and_forces_tokens() {
+        let mut l = vec![0.1, 3.0, -2.0, 2.9];
+        let ban = GenerateConfig { logit_bias: vec![(1, -100.0)], ..cfg(0.0) };
+        assert_eq!(pick_token(&mut l, History::EMPTY, &ban, &mut Rng::new(0)), 3);
+        let force = GenerateConfig { logit_bias: vec![(2, 100.0)], ..cfg(1.0) };
+        for seed in 0..20 {
+            let mut l = vec![0.1, 3.0, -2.0, 2.9];
+            assert_eq!(pick_token(&mut l, History::EMPTY, &force, &mut Rng::new(seed)), 2);
+        }
+    }
+
+    #[test]
+    fn frequency_and_presence_penalties_count_output_tokens_only() {
+        // Prompt [1, 1, 1], output [3, 3]: token 1 is not penalised, token 3 is, by
+        // 2 × frequency + presence (OpenAI's formula).
+        let c = GenerateConfig { frequency_penalty: 0.5, presence_penalty: 0.25, ..cfg(0.0) };
+        let seen = [1, 1, 1, 3, 3];
+        let mut l = vec![0.0, 1.0, 0.0, 2.0];
+        process_logits(&mut l, History::new(&seen, 3), &c);
+        assert_eq!(l, vec![0.0, 1.0, 0.0, 2.0 - 1.0 - 0.25]);
+        // A resumed task: the earlier attempt's tokens (the prompt's tail) count as output.
+        let mut l = vec![0.0, 1.0, 0.0, 2.0];
+        process_logits(&mut l, History::new(&seen, 2), &c);
+        assert_eq!(l, vec![0.0, 1.0 - 0.5 - 0.25, 0.0, 2.0 - 1.0 - 0.25]);
+        // Negative penalties encourage repetition.
+        let c = GenerateConfig { presence_penalty: -2.0, ..cfg(0.0) };
+        let mut l = vec![0.0, 1.0, 0.0, 2.0];
+        assert_eq!(pick_token(&mut l, History::new(&[0, 2], 1), &c, &mut Rng::new(0)), 2);
+    }
+
+    #[test]
+    fn logprobs_are_the_log_softmax_at_the_sampling_temperature() {
+        let l = [1.0f32, 3.0, -2.0, 2.9];
+        for t in [0.0f32, 0.5, 1.0, 1.7] {
+            let s = if t > 0.0 { 1.0 / t as f64 } else { 1.0 };
+            let z: f64 = l.iter().map(|&x| (x as f64 * s).exp()).sum();
+            let want = |i: usize| (l[i] as f64 * s - z.ln()) as f32;
+            let lp = token_logprobs(&l, t, 0, 3);
+            assert!((lp.logprob - want(0)).abs() < 1e-6, "t={t}");
+            assert_eq!(lp.top.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 3, 0], "t={t}");
+            for &(i, v) in &lp.top {
+                assert!((v - want(i as usize)).abs() < 1e-6);
+            }
+            let total: f64 = (0..4).map(|i| (want(i) as f64).exp()).sum();
+            assert!((total - 1.0).abs() < 1e-6);
+        }
+        assert!(token_logprobs(&l, 1.0, 9, 0).logprob.is_infinite());
+        assert!(token_logprobs(&l, 1.0, 0, 0).top.is_empty());
     }
 
     #[test]

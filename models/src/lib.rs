@@ -32,7 +32,7 @@ pub mod tokenizer;
 
 pub use device::DevicePref;
 pub use error::{ModelError, Result};
-pub use generate::{FinishReason, GenerateConfig, Generation, TokenEvent};
+pub use generate::{FinishReason, GenerateConfig, Generation, TokenEvent, TokenLogprobs, MAX_TOP_LOGPROBS};
 pub use model::{LoadOptions, LoadProgress, Model, Network};
 pub use prefix::{PrefixCache, PrefixStats};
 pub use tokenizer::{ChatMessage, ChatTemplate, Tokenizer};

@@ -98,6 +98,9 @@ pub struct Tokenizer {
     pub chat_template: ChatTemplate,
     /// Token ids that end a generation (EOS and, for ChatML, `<|im_end|>`).
     pub stop_ids: Vec<u32>,
+    /// Whether the vocabulary is byte-level BPE (GPT-2 style: each byte drawn as a printable
+    /// character), which [`Tokenizer::token_bytes`] maps back.
+    byte_level: bool,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -160,7 +163,32 @@ impl Tokenizer {
                 }
             }
         }
-        Tokenizer { inner, bos_id, eos_id, add_bos, chat_template, stop_ids }
+        let byte_level =
+            inner.get_decoder().and_then(|d| serde_json::to_string(d).ok()).is_some_and(|d| d.contains("ByteLevel"));
+        Tokenizer { inner, bos_id, eos_id, add_bos, chat_template, stop_ids, byte_level }
+    }
+
+    /// The raw bytes one token stands for: byte-level BPE symbols mapped back to their bytes,
+    /// SentencePiece's `▁` as a space and `<0xNN>` as that byte; special tokens as their text.
+    /// Empty for an id outside the vocabulary.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        let Some(piece) = self.inner.id_to_token(id) else { return Vec::new() };
+        let special = self.inner.get_added_vocabulary().is_special_token(&piece);
+        if special {
+            return piece.into_bytes();
+        }
+        if self.byte_level {
+            let table = byte_level_decoder();
+            if let Some(bytes) = piece.chars().map(|c| table.get(&c).copied()).collect::<Option<Vec<u8>>>() {
+                return bytes;
+            }
+        }
+        if let Some(hex) = piece.strip_prefix("<0x").and_then(|r| r.strip_suffix('>')) {
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                return vec![b];
+            }
+        }
+        piece.replace('\u{2581}', " ").into_bytes()
     }
 
     pub fn inner(&self) -> &tokenizers::Tokenizer {
@@ -208,6 +236,27 @@ impl Tokenizer {
     pub fn to_json(&self, pretty: bool) -> Result<String> {
         self.inner.to_string(pretty).map_err(tok_err)
     }
+}
+
+/// GPT-2's byte-level alphabet read backwards: printable character → byte.
+fn byte_level_decoder() -> &'static std::collections::HashMap<char, u8> {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<char, u8>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+        let mut next = 256u32;
+        (0..=255u8)
+            .map(|b| {
+                let c = if printable(b) {
+                    char::from(b)
+                } else {
+                    let c = char::from_u32(next).unwrap_or('\u{FFFD}');
+                    next += 1;
+                    c
+                };
+                (c, b)
+            })
+            .collect()
+    })
 }
 
 /// Translates `tokenizer.ggml.*` metadata into a `tokenizer.json` document.

@@ -191,3 +191,97 @@ fn a_prefix_cache_hit_skips_the_shared_prefill_and_yields_the_same_greedy_tokens
     let s = pc.stats();
     assert_eq!((s.lookups, s.hits, s.reused_tokens), (2, 1, shared as u64));
 }
+
+/// Log-softmax of one row after OpenAI's logit processing (bias, frequency and presence
+/// penalties over `output`) at temperature `t` (0: unscaled) — written out independently of the
+/// engine, on transformers' logits.
+fn reference_logprobs(row: &[f32], output: &[u32], bias: &[(u32, f32)], freq: f32, pres: f32, t: f32) -> Vec<f64> {
+    let mut l: Vec<f64> = row.iter().map(|&x| f64::from(x)).collect();
+    for &(tok, b) in bias {
+        l[tok as usize] += f64::from(b);
+    }
+    let mut counts = std::collections::HashMap::<u32, usize>::new();
+    for &o in output {
+        *counts.entry(o).or_default() += 1;
+    }
+    for (&tok, &c) in &counts {
+        l[tok as usize] -= f64::from(freq) * c as f64 + f64::from(pres);
+    }
+    let scale = if t > 0.0 { 1.0 / f64::from(t) } else { 1.0 };
+    let max = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let lse = max * scale + l.iter().map(|x| ((x - max) * scale).exp()).sum::<f64>().ln();
+    l.iter().map(|x| x * scale - lse).collect()
+}
+
+#[test]
+fn reported_logprobs_are_transformers_log_softmax_after_penalties_bias_and_temperature() {
+    let m = smollm();
+    let prompt = m.tokenizer.encode(PROMPTS[0]).expect("encode");
+    let runs = [
+        GenerateConfig { logprobs: Some(5), ignore_eos: true, ..GenerateConfig::greedy(12) },
+        GenerateConfig {
+            temperature: 0.8,
+            seed: 5,
+            frequency_penalty: 0.4,
+            presence_penalty: 0.3,
+            logit_bias: vec![(264, -3.0), (1848, 2.0)],
+            logprobs: Some(5),
+            ignore_eos: true,
+            ..GenerateConfig::greedy(12)
+        },
+    ];
+    let mut outputs = Vec::new();
+    for cfg in &runs {
+        let mut reported = Vec::new();
+        let g = m
+            .generate(std::slice::from_ref(&prompt), cfg, &mut |e: &TokenEvent| {
+                reported.push(e.logprob.clone().expect("logprobs asked for"));
+                true
+            })
+            .expect("generate")
+            .remove(0);
+        assert_eq!(reported.len(), g.tokens.len());
+        // The tokens' bytes spell the text.
+        let bytes: Vec<u8> = g.tokens.iter().flat_map(|&t| m.tokenizer.token_bytes(t)).collect();
+        assert_eq!(String::from_utf8_lossy(&bytes), g.text);
+        outputs.push((g.tokens, reported));
+    }
+    let request = json!({
+        "gguf": smollm_gguf(),
+        "threads": threads(),
+        "prompts": outputs.iter().map(|(out, _)| {
+            let mut ids = prompt.clone();
+            ids.extend_from_slice(&out[..out.len() - 1]);
+            json!({"ids": ids})
+        }).collect::<Vec<_>>(),
+    });
+    let reference = run_reference("ref_llama_gguf.py", &request);
+    let mut worst = 0f64;
+    for (r, ((out, reported), cfg)) in outputs.iter().zip(&runs).enumerate() {
+        let logits = &reference[&format!("logits_{r}")];
+        for (k, (&tok, lp)) in out.iter().zip(reported).enumerate() {
+            let row = Vec::<f32>::try_from(logits.get((prompt.len() - 1 + k) as i64)).expect("row");
+            let want = reference_logprobs(
+                &row,
+                &out[..k],
+                &cfg.logit_bias,
+                cfg.frequency_penalty,
+                cfg.presence_penalty,
+                cfg.temperature,
+            );
+            worst = worst.max((f64::from(lp.logprob) - want[tok as usize]).abs());
+            assert_eq!(lp.top.len(), 5);
+            let mut best: Vec<f64> = want.clone();
+            best.sort_by(|a, b| b.total_cmp(a));
+            for (j, &(id, v)) in lp.top.iter().enumerate() {
+                worst = worst.max((f64::from(v) - want[id as usize]).abs());
+                worst = worst.max((f64::from(v) - best[j]).abs());
+            }
+        }
+    }
+    println!(
+        "largest |logprob - transformers'| over {} tokens: {worst:.2e}",
+        outputs.iter().map(|o| o.0.len()).sum::<usize>()
+    );
+    assert!(worst < 1e-3, "logprobs differ from transformers' by {worst}");
+}

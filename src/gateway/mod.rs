@@ -3,7 +3,7 @@
 //!
 //! It speaks HTTP only; the work is done by a [`TaskService`] (the distributor over the mesh).
 //! Each request is authenticated (`Authorization: Bearer <key>` → account), rate limited per
-//! account, parsed with a body cap, turned into a [`TaskSpec`] and submitted. The gateway
+//! account, parsed with a body cap, turned into one [`brainmesh_actors::task::TaskSpec`] per choice and submitted. The gateway
 //! waits for the task's first event before answering, so a task that fails before it starts
 //! gets a proper error status; once started, the answer is streamed (or collected). Dropping
 //! the event receiver cancels the task: the streamed body owns it, so a client that
@@ -39,15 +39,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use brainmesh_actors::task::{Finish, TaskError, TaskEvent, TaskService, TaskSpec, Usage};
+use brainmesh_actors::task::{Finish, Prompt, TaskError, TaskEvent, TaskService, TokenLogprob, Usage};
 
 pub use auth::{ApiKeys, KeyError};
 pub use error::{ApiError, ErrorBody};
 pub use ratelimit::RateLimiter;
 
 use openai::{
-    finish_reason, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, CompletionRequest, Delivery,
-    ModelList, ModelObject, TextChoice, TextCompletion,
+    finish_reason, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, CompletionRequest, ModelList,
+    ModelObject, Plan, TextChoice, TextCompletion,
 };
 use sse::{Chunker, Endpoint};
 
@@ -247,9 +247,10 @@ async fn first_event(rx: &mut mpsc::Receiver<TaskEvent>) -> Result<Begun, ApiErr
     }
 }
 
-/// The whole answer of a non-streamed request.
+/// The whole answer of one choice of a non-streamed request.
 struct Collected {
     text: String,
+    logprobs: Vec<TokenLogprob>,
     finish: Finish,
     usage: Usage,
     receipt_id: String,
@@ -258,6 +259,7 @@ struct Collected {
 
 async fn collect(pending: Vec<TaskEvent>, mut rx: mpsc::Receiver<TaskEvent>) -> Result<Collected, ApiError> {
     let mut text = String::new();
+    let mut logprobs = Vec::new();
     let mut pending = pending.into_iter();
     loop {
         let ev = match pending.next() {
@@ -267,27 +269,59 @@ async fn collect(pending: Vec<TaskEvent>, mut rx: mpsc::Receiver<TaskEvent>) -> 
         match ev {
             None => return Err(TaskError::Exhausted("the task ended without a result".into()).into()),
             Some(TaskEvent::Started { .. }) => {}
-            Some(TaskEvent::Token { text: t }) => text.push_str(&t),
+            Some(TaskEvent::Token { text: t, logprobs: l }) => {
+                text.push_str(&t);
+                logprobs.extend(l);
+            }
             Some(TaskEvent::Failed(e)) => return Err(e.into()),
             Some(TaskEvent::Done { finish, usage, receipt_id, attempts }) => {
-                return Ok(Collected { text, finish, usage, receipt_id, attempts })
+                return Ok(Collected { text, logprobs, finish, usage, receipt_id, attempts })
             }
         }
     }
+}
+
+/// One receiver for all the choices' events, tagged with the choice index. Dropping it (the
+/// client went away) ends the forwarders, which drop their receivers: every task is cancelled.
+fn merge(choices: Vec<(Vec<TaskEvent>, mpsc::Receiver<TaskEvent>)>) -> mpsc::Receiver<(u32, TaskEvent)> {
+    let (tx, merged) = mpsc::channel(64);
+    for (i, (pending, mut rx)) in choices.into_iter().enumerate() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            for ev in pending {
+                if tx.send((i as u32, ev)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Some(ev) => if tx.send((i as u32, ev)).await.is_err() { return },
+                        None => return,
+                    },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+    }
+    merged
 }
 
 fn header_safe(s: &str) -> String {
     s.chars().filter(|c| c.is_ascii_graphic()).collect()
 }
 
-/// Submits the task, waits for its start, and answers streamed or collected.
-async fn run_task(
-    state: &GatewayState,
-    endpoint: Endpoint,
-    spec: TaskSpec,
-    delivery: Delivery,
-) -> Result<HttpResponse, ApiError> {
-    let model = spec.model.clone();
+fn joined<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    header_safe(&parts.collect::<Vec<_>>().join(","))
+}
+
+/// Submits the request's tasks (one per choice), waits for all to start, and answers streamed
+/// or collected.
+async fn run_task(state: &GatewayState, endpoint: Endpoint, plan: Plan) -> Result<HttpResponse, ApiError> {
+    let Plan { specs, delivery, logprobs, echo } = plan;
+    let Some(model) = specs.first().map(|s| s.model.clone()) else {
+        return Err(ApiError::invalid("The request asks for no choices.").with_param("n"));
+    };
     let prompt_param = match endpoint {
         Endpoint::Chat => "messages",
         Endpoint::Completion => "prompt",
@@ -298,52 +332,85 @@ async fn run_task(
         }
         e
     };
-    let mut rx = state.service.submit(spec).await.map_err(|e| fix_param(e.into()))?;
-    let begun = first_event(&mut rx).await.map_err(fix_param)?;
+    let echoes: Vec<String> = specs
+        .iter()
+        .map(|s| match (&s.prompt, echo) {
+            (Prompt::Text(t), true) => t.clone(),
+            _ => String::new(),
+        })
+        .collect();
+    // All tasks are submitted before any is awaited; a failure drops the others (cancelled).
+    let submitted = futures::future::join_all(specs.into_iter().map(|s| state.service.submit(s))).await;
+    let mut rxs = submitted.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| fix_param(e.into()))?;
+    let begun = futures::future::join_all(rxs.iter_mut().map(first_event)).await;
+    let begun = begun.into_iter().collect::<Result<Vec<_>, _>>().map_err(fix_param)?;
     let prefix = match endpoint {
         Endpoint::Chat => "chatcmpl-",
         Endpoint::Completion => "cmpl-",
     };
-    let id = format!("{prefix}{}", begun.task_id);
+    let id = format!("{prefix}{}", begun[0].task_id);
     let created = unix_now();
     let mut resp = HttpResponse::Ok();
-    resp.insert_header(("x-brainmesh-task-id", header_safe(&begun.task_id)));
-    resp.insert_header(("x-brainmesh-miner", header_safe(&begun.miner)));
+    resp.insert_header(("x-brainmesh-task-id", joined(begun.iter().map(|b| b.task_id.as_str()))));
+    resp.insert_header(("x-brainmesh-miner", joined(begun.iter().map(|b| b.miner.as_str()))));
 
     if delivery.stream {
-        let chunker = Chunker { endpoint, id, created, model, include_usage: delivery.include_usage };
+        let chunker = Chunker { endpoint, id, created, model, include_usage: delivery.include_usage, logprobs };
+        let choices = begun.into_iter().zip(rxs).map(|(b, rx)| (b.pending, rx)).collect();
         return Ok(resp
             .content_type("text/event-stream")
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .insert_header(("x-accel-buffering", "no"))
-            .streaming(sse::body(chunker, begun.pending, rx)));
+            .streaming(sse::body(chunker, echoes, merge(choices))));
     }
 
-    let c = collect(begun.pending, rx).await.map_err(fix_param)?;
-    resp.insert_header(("x-brainmesh-receipt-id", header_safe(&c.receipt_id)));
-    resp.insert_header(("x-brainmesh-attempts", c.attempts.to_string()));
-    let reason = finish_reason(c.finish).to_string();
+    let collected = futures::future::join_all(begun.into_iter().zip(rxs).map(|(b, rx)| collect(b.pending, rx))).await;
+    let collected = collected.into_iter().collect::<Result<Vec<_>, _>>().map_err(fix_param)?;
+    resp.insert_header(("x-brainmesh-receipt-id", joined(collected.iter().map(|c| c.receipt_id.as_str()))));
+    let attempts: Vec<String> = collected.iter().map(|c| c.attempts.to_string()).collect();
+    resp.insert_header(("x-brainmesh-attempts", joined(attempts.iter().map(String::as_str))));
+    let usage = collected.iter().fold(Usage::default(), |u, c| Usage {
+        prompt_tokens: u.prompt_tokens.saturating_add(c.usage.prompt_tokens),
+        completion_tokens: u.completion_tokens.saturating_add(c.usage.completion_tokens),
+    });
     Ok(match endpoint {
         Endpoint::Chat => resp.json(ChatCompletion {
             id,
             object: "chat.completion".into(),
             created,
             model,
-            choices: vec![ChatChoice {
-                index: 0,
-                message: AssistantMessage { role: "assistant".into(), content: c.text, refusal: None },
-                logprobs: None,
-                finish_reason: reason,
-            }],
-            usage: c.usage.into(),
+            choices: collected
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| ChatChoice {
+                    index: i as u32,
+                    logprobs: logprobs.map(|_| openai::chat_logprobs(&c.logprobs)),
+                    message: AssistantMessage { role: "assistant".into(), content: c.text, refusal: None },
+                    finish_reason: finish_reason(c.finish).to_string(),
+                })
+                .collect(),
+            usage: usage.into(),
         }),
         Endpoint::Completion => resp.json(TextCompletion {
             id,
             object: "text_completion".into(),
             created,
             model,
-            choices: vec![TextChoice { text: c.text, index: 0, logprobs: None, finish_reason: Some(reason) }],
-            usage: Some(c.usage.into()),
+            choices: collected
+                .into_iter()
+                .zip(echoes)
+                .enumerate()
+                .map(|(i, (c, echo))| {
+                    let mut offset = echo.chars().count();
+                    TextChoice {
+                        index: i as u32,
+                        logprobs: logprobs.map(|_| openai::completion_logprobs(&c.logprobs, &mut offset)),
+                        text: echo + &c.text,
+                        finish_reason: Some(finish_reason(c.finish).to_string()),
+                    }
+                })
+                .collect(),
+            usage: Some(usage.into()),
         }),
     })
 }
@@ -355,8 +422,8 @@ async fn chat_completions(
 ) -> Result<HttpResponse, ApiError> {
     let account = state.admit(&req)?;
     let body: ChatCompletionRequest = read_json(&req, payload, state.max_body_bytes).await?;
-    let (spec, delivery) = body.into_task(&account, state.default_max_tokens)?;
-    run_task(&state, Endpoint::Chat, spec, delivery).await
+    let plan = body.into_plan(&account, state.default_max_tokens)?;
+    run_task(&state, Endpoint::Chat, plan).await
 }
 
 async fn completions(
@@ -366,8 +433,8 @@ async fn completions(
 ) -> Result<HttpResponse, ApiError> {
     let account = state.admit(&req)?;
     let body: CompletionRequest = read_json(&req, payload, state.max_body_bytes).await?;
-    let (spec, delivery) = body.into_task(&account)?;
-    run_task(&state, Endpoint::Completion, spec, delivery).await
+    let plan = body.into_plan(&account)?;
+    run_task(&state, Endpoint::Completion, plan).await
 }
 
 async fn list_models(req: HttpRequest, state: web::Data<GatewayState>) -> Result<HttpResponse, ApiError> {

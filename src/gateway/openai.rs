@@ -1,14 +1,25 @@
 //! OpenAI request and response JSON, and the translation of a request into a [`TaskSpec`].
 //!
 //! Requests accept (and ignore) the fields the official clients may send that do not change
-//! the answer (`user`, `store`, `metadata`, `n: 1`, `logprobs: false`, …); fields that would
-//! change it and cannot be honoured (`n > 1`, `logprobs`, `tools`, `echo`, …) are refused with a
-//! 400 naming the parameter.
+//! the answer (`user`, `store`, `metadata`, …); fields that would change it and cannot be
+//! honoured (`tools`, `suffix`, token-id prompts, …) are refused with a 400 naming the parameter.
+//!
+//! One request becomes one task per choice: `n` samples of each prompt of the list, in OpenAI's
+//! order (prompt 0's samples first). Each task is served, proven and metered on its own — one
+//! receipt per sequence — because each may run on a different miner and a validator re-checks
+//! one sequence against one transcript. A miner serving several of them reuses the shared
+//! prompt's keys and values through its prefix cache.
+//!
+//! Seeds: choice `i` of a request with `seed: s` samples with seed `s + i` (so `n: 1` and
+//! choice 0 agree); without a seed each sampled choice gets a fresh random one, which the miner
+//! records in its transcript so a validator replays the same draws.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use brainmesh_actors::task::{ChatMessage, Finish, Prompt, Sampling, TaskSpec, Usage};
+use brainmesh_actors::task::{ChatMessage, Finish, Prompt, Sampling, TaskSpec, TokenLogprob, Usage};
 
 use super::error::ApiError;
 
@@ -76,6 +87,12 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     pub repetition_penalty: Option<f32>,
     #[serde(default)]
+    pub frequency_penalty: Option<f32>,
+    #[serde(default)]
+    pub presence_penalty: Option<f32>,
+    #[serde(default)]
+    pub logit_bias: Option<BTreeMap<String, Value>>,
+    #[serde(default)]
     pub n: Option<u32>,
     #[serde(default)]
     pub stream: Option<bool>,
@@ -123,6 +140,12 @@ pub struct CompletionRequest {
     #[serde(default)]
     pub repetition_penalty: Option<f32>,
     #[serde(default)]
+    pub frequency_penalty: Option<f32>,
+    #[serde(default)]
+    pub presence_penalty: Option<f32>,
+    #[serde(default)]
+    pub logit_bias: Option<BTreeMap<String, Value>>,
+    #[serde(default)]
     pub n: Option<u32>,
     #[serde(default)]
     pub best_of: Option<u32>,
@@ -146,6 +169,28 @@ pub struct Delivery {
     pub include_usage: bool,
 }
 
+/// Which `logprobs` object the answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogprobsShape {
+    /// `{"content": [{token, logprob, bytes, top_logprobs}], "refusal": null}`.
+    Chat,
+    /// `{"tokens", "token_logprobs", "top_logprobs", "text_offset"}`.
+    Completion,
+}
+
+/// A request turned into tasks: `specs[i]` is choice `i`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub specs: Vec<TaskSpec>,
+    pub delivery: Delivery,
+    pub logprobs: Option<LogprobsShape>,
+    /// `/v1/completions` `echo`: each choice's text starts with its prompt.
+    pub echo: bool,
+}
+
+/// At most this many choices (prompts × n) per request.
+pub const MAX_CHOICES: u32 = 16;
+
 /// The sampling fields both endpoints share.
 struct CommonSampling<'a> {
     max_tokens: u32,
@@ -155,21 +200,78 @@ struct CommonSampling<'a> {
     stop: &'a Option<Stop>,
     top_k: Option<u32>,
     repetition_penalty: Option<f32>,
-    n: Option<u32>,
+    frequency_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
+    logit_bias: &'a Option<BTreeMap<String, Value>>,
+    logprobs: Option<u32>,
 }
 
 /// OpenAI's default temperature.
 const DEFAULT_TEMPERATURE: f32 = 1.0;
 
-fn sampling(c: CommonSampling<'_>, max_tokens_param: &str) -> Result<Sampling, ApiError> {
-    if let Some(n) = c.n {
-        if n != 1 {
-            return Err(ApiError::unsupported(
-                "n",
-                format!("n={n} is not supported: brainmesh returns exactly one choice per request (n must be 1)."),
-            ));
+/// `n` (1 by default), at most [`MAX_CHOICES`] together with the number of prompts.
+fn choices(n: Option<u32>, prompts: usize) -> Result<u32, ApiError> {
+    let n = n.unwrap_or(1);
+    if n == 0 {
+        return Err(ApiError::invalid("n must be at least 1.").with_param("n"));
+    }
+    if u64::from(n) * prompts as u64 > u64::from(MAX_CHOICES) {
+        return Err(ApiError::invalid(format!(
+            "At most {MAX_CHOICES} choices per request: n={n} for {prompts} prompt(s) asks for {}.",
+            u64::from(n) * prompts as u64
+        ))
+        .with_param("n"));
+    }
+    Ok(n)
+}
+
+fn logit_bias(m: &Option<BTreeMap<String, Value>>) -> Result<Vec<(u32, f32)>, ApiError> {
+    let Some(m) = m else { return Ok(vec![]) };
+    if m.len() > 300 {
+        return Err(ApiError::invalid(format!("logit_bias may name at most 300 tokens; got {}.", m.len()))
+            .with_param("logit_bias"));
+    }
+    let mut out = Vec::with_capacity(m.len());
+    for (k, v) in m {
+        let Ok(token) = k.trim().parse::<u32>() else {
+            return Err(ApiError::invalid(format!("logit_bias keys must be token ids; `{k}` is not one."))
+                .with_param("logit_bias"));
+        };
+        match v.as_f64() {
+            Some(b) if (-100.0..=100.0).contains(&b) => out.push((token, b as f32)),
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "logit_bias for token {token} must be a number between -100 and 100; got {v}."
+                ))
+                .with_param("logit_bias"))
+            }
         }
     }
+    Ok(out)
+}
+
+/// The seed of choice `i`: `seed + i`, or a fresh random seed when the request set none and
+/// samples (greedy decoding draws nothing).
+fn choice_seed(seed: Option<u64>, temperature: f32, i: u32) -> Option<u64> {
+    match seed {
+        Some(s) => Some(s.wrapping_add(u64::from(i))),
+        None if temperature > 0.0 => Some(rand::random::<u64>()),
+        None => None,
+    }
+}
+
+/// `count` copies of `spec`, choice `i` with its own seed.
+fn per_choice(spec: TaskSpec, count: u32) -> Vec<TaskSpec> {
+    (0..count)
+        .map(|i| {
+            let mut s = spec.clone();
+            s.sampling.seed = choice_seed(spec.sampling.seed, spec.sampling.temperature, i);
+            s
+        })
+        .collect()
+}
+
+fn sampling(c: CommonSampling<'_>, max_tokens_param: &str) -> Result<Sampling, ApiError> {
     if c.max_tokens == 0 {
         return Err(ApiError::invalid("max_tokens must be at least 1.").with_param(max_tokens_param));
     }
@@ -194,6 +296,14 @@ fn sampling(c: CommonSampling<'_>, max_tokens_param: &str) -> Result<Sampling, A
                 "{r} is not a valid repetition_penalty: it must be greater than 0."
             ))
             .with_param("repetition_penalty"));
+        }
+    }
+    for (name, v) in [("frequency_penalty", c.frequency_penalty), ("presence_penalty", c.presence_penalty)] {
+        if let Some(v) = v {
+            if !v.is_finite() || !(-2.0..=2.0).contains(&v) {
+                return Err(ApiError::invalid(format!("{v} is not a valid {name}: it must be between -2 and 2."))
+                    .with_param(name));
+            }
         }
     }
     let stop: Vec<String> = match c.stop {
@@ -221,6 +331,10 @@ fn sampling(c: CommonSampling<'_>, max_tokens_param: &str) -> Result<Sampling, A
         seed: c.seed.map(|s| s as u64),
         stop,
         repetition_penalty: c.repetition_penalty,
+        frequency_penalty: c.frequency_penalty.filter(|&v| v != 0.0),
+        presence_penalty: c.presence_penalty.filter(|&v| v != 0.0),
+        logit_bias: logit_bias(c.logit_bias)?,
+        logprobs: c.logprobs,
     })
 }
 
@@ -272,15 +386,26 @@ fn message(i: usize, m: &RequestMessage) -> Result<ChatMessage, ApiError> {
 }
 
 impl ChatCompletionRequest {
-    /// The task to submit for `account`, and how to deliver the answer.
-    pub fn into_task(self, account: &str, default_max_tokens: u32) -> Result<(TaskSpec, Delivery), ApiError> {
+    /// The tasks to submit for `account` (one per choice), and how to deliver the answer.
+    pub fn into_plan(self, account: &str, default_max_tokens: u32) -> Result<Plan, ApiError> {
         check_model(&self.model)?;
         if self.messages.is_empty() {
             return Err(ApiError::invalid("messages must hold at least one message.").with_param("messages"));
         }
-        if self.logprobs == Some(true) || self.top_logprobs.is_some_and(|n| n > 0) {
-            return Err(ApiError::unsupported("logprobs", "logprobs are not supported by brainmesh."));
+        let logprobs = self.logprobs.unwrap_or(false);
+        if let Some(k) = self.top_logprobs {
+            if k as usize > brainmesh_actors::models::MAX_TOP_LOGPROBS {
+                return Err(ApiError::invalid(format!(
+                    "top_logprobs must be between 0 and {}; got {k}.",
+                    brainmesh_actors::models::MAX_TOP_LOGPROBS
+                ))
+                .with_param("top_logprobs"));
+            }
+            if !logprobs && k > 0 {
+                return Err(ApiError::invalid("top_logprobs requires logprobs to be true.").with_param("top_logprobs"));
+            }
         }
+        let n = choices(self.n, 1)?;
         if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
             return Err(ApiError::unsupported("tools", "Tool calls are not supported by brainmesh."));
         }
@@ -311,12 +436,21 @@ impl ChatCompletionRequest {
                 stop: &self.stop,
                 top_k: self.top_k,
                 repetition_penalty: self.repetition_penalty,
-                n: self.n,
+                frequency_penalty: self.frequency_penalty,
+                presence_penalty: self.presence_penalty,
+                logit_bias: &self.logit_bias,
+                logprobs: logprobs.then_some(self.top_logprobs.unwrap_or(0)),
             },
             param,
         )?;
-        let d = delivery(self.stream, &self.stream_options);
-        Ok((TaskSpec { model: self.model, account: account.to_string(), prompt: Prompt::Chat(messages), sampling }, d))
+        let spec =
+            TaskSpec { model: self.model, account: account.to_string(), prompt: Prompt::Chat(messages), sampling };
+        Ok(Plan {
+            specs: per_choice(spec, n),
+            delivery: delivery(self.stream, &self.stream_options),
+            logprobs: logprobs.then_some(LogprobsShape::Chat),
+            echo: false,
+        })
     }
 }
 
@@ -324,35 +458,49 @@ impl ChatCompletionRequest {
 pub const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
 
 impl CompletionRequest {
-    pub fn into_task(self, account: &str) -> Result<(TaskSpec, Delivery), ApiError> {
+    pub fn into_plan(self, account: &str) -> Result<Plan, ApiError> {
         check_model(&self.model)?;
-        let prompt = match self.prompt {
-            PromptInput::One(s) => s,
-            PromptInput::Many(v) => match v.as_slice() {
-                [Value::String(s)] => s.clone(),
-                [] => return Err(ApiError::invalid("prompt must not be an empty array.").with_param("prompt")),
-                [_] => {
-                    return Err(ApiError::unsupported(
-                        "prompt",
-                        "Token-id prompts are not supported: send the prompt as a string.",
-                    ))
+        let prompts: Vec<String> = match self.prompt {
+            PromptInput::One(s) => vec![s],
+            PromptInput::Many(v) => {
+                if v.is_empty() {
+                    return Err(ApiError::invalid("prompt must not be an empty array.").with_param("prompt"));
                 }
-                many => {
-                    return Err(ApiError::unsupported(
-                        "prompt",
-                        format!("Batched prompts are not supported: send one prompt per request (got {}).", many.len()),
-                    ))
-                }
-            },
+                v.into_iter()
+                    .map(|p| match p {
+                        Value::String(s) => Ok(s),
+                        _ => Err(ApiError::unsupported(
+                            "prompt",
+                            "Token-id prompts are not supported: send the prompt as a string or a list of strings.",
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
         };
-        if self.best_of.is_some_and(|b| b > 1) {
-            return Err(ApiError::unsupported("best_of", "best_of > 1 is not supported by brainmesh."));
+        let n = choices(self.n, prompts.len())?;
+        if let Some(b) = self.best_of {
+            if b > 1 && b != n {
+                return Err(ApiError::unsupported(
+                    "best_of",
+                    "best_of other than n is not supported: brainmesh returns every sample it draws.",
+                ));
+            }
         }
-        if self.logprobs.is_some_and(|n| n > 0) {
-            return Err(ApiError::unsupported("logprobs", "logprobs are not supported by brainmesh."));
-        }
-        if self.echo == Some(true) {
-            return Err(ApiError::unsupported("echo", "echo is not supported by brainmesh."));
+        let echo = self.echo == Some(true);
+        if let Some(k) = self.logprobs {
+            if k as usize > brainmesh_actors::models::MAX_TOP_LOGPROBS {
+                return Err(ApiError::invalid(format!(
+                    "logprobs must be between 0 and {}; got {k}.",
+                    brainmesh_actors::models::MAX_TOP_LOGPROBS
+                ))
+                .with_param("logprobs"));
+            }
+            if echo {
+                return Err(ApiError::unsupported(
+                    "echo",
+                    "echo together with logprobs is not supported: the prompt's log-probabilities are not computed.",
+                ));
+            }
         }
         if self.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
             return Err(ApiError::unsupported("suffix", "suffix is not supported by brainmesh."));
@@ -366,17 +514,59 @@ impl CompletionRequest {
                 stop: &self.stop,
                 top_k: self.top_k,
                 repetition_penalty: self.repetition_penalty,
-                n: self.n,
+                frequency_penalty: self.frequency_penalty,
+                presence_penalty: self.presence_penalty,
+                logit_bias: &self.logit_bias,
+                logprobs: self.logprobs,
             },
             "max_tokens",
         )?;
-        let d = delivery(self.stream, &self.stream_options);
-        Ok((TaskSpec { model: self.model, account: account.to_string(), prompt: Prompt::Text(prompt), sampling }, d))
+        let mut specs = Vec::with_capacity(prompts.len() * n as usize);
+        for prompt in prompts {
+            let spec = TaskSpec {
+                model: self.model.clone(),
+                account: account.to_string(),
+                prompt: Prompt::Text(prompt),
+                sampling: sampling.clone(),
+            };
+            specs.extend(per_choice(spec, n));
+        }
+        Ok(Plan {
+            specs,
+            delivery: delivery(self.stream, &self.stream_options),
+            logprobs: self.logprobs.is_some().then_some(LogprobsShape::Completion),
+            echo,
+        })
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Responses
+
+/// Chat's `logprobs` object for these tokens.
+pub fn chat_logprobs(entries: &[TokenLogprob]) -> Value {
+    serde_json::json!({ "content": entries, "refusal": Value::Null })
+}
+
+/// `/v1/completions`' legacy `logprobs` object for these tokens; `offset` is the character
+/// offset of the first one in the choice's text and is moved past them.
+pub fn completion_logprobs(entries: &[TokenLogprob], offset: &mut usize) -> Value {
+    let mut text_offset = Vec::with_capacity(entries.len());
+    for e in entries {
+        text_offset.push(*offset);
+        *offset += e.token.chars().count();
+    }
+    let top: Vec<serde_json::Map<String, Value>> = entries
+        .iter()
+        .map(|e| e.top_logprobs.iter().map(|t| (t.token.clone(), Value::from(t.logprob))).collect())
+        .collect();
+    serde_json::json!({
+        "tokens": entries.iter().map(|e| e.token.as_str()).collect::<Vec<_>>(),
+        "token_logprobs": entries.iter().map(|e| e.logprob).collect::<Vec<_>>(),
+        "top_logprobs": top,
+        "text_offset": text_offset,
+    })
+}
 
 pub fn finish_reason(f: Finish) -> &'static str {
     match f {
@@ -503,16 +693,29 @@ impl ModelObject {
 mod tests {
     use super::*;
 
-    fn chat(v: Value) -> Result<(TaskSpec, Delivery), ApiError> {
+    fn chat_plan(v: Value) -> Result<Plan, ApiError> {
         serde_json::from_value::<ChatCompletionRequest>(v)
             .map_err(|e| ApiError::malformed(e.to_string()))?
-            .into_task("acct", 100)
+            .into_plan("acct", 100)
+    }
+
+    fn completion_plan(v: Value) -> Result<Plan, ApiError> {
+        serde_json::from_value::<CompletionRequest>(v)
+            .map_err(|e| ApiError::malformed(e.to_string()))?
+            .into_plan("acct")
+    }
+
+    /// The single choice's task and the delivery.
+    fn chat(v: Value) -> Result<(TaskSpec, Delivery), ApiError> {
+        let p = chat_plan(v)?;
+        assert_eq!(p.specs.len(), 1);
+        Ok((p.specs[0].clone(), p.delivery))
     }
 
     fn completion(v: Value) -> Result<(TaskSpec, Delivery), ApiError> {
-        serde_json::from_value::<CompletionRequest>(v)
-            .map_err(|e| ApiError::malformed(e.to_string()))?
-            .into_task("acct")
+        let p = completion_plan(v)?;
+        assert_eq!(p.specs.len(), 1);
+        Ok((p.specs[0].clone(), p.delivery))
     }
 
     #[test]
@@ -525,6 +728,7 @@ mod tests {
             ],
             "max_completion_tokens": 7, "max_tokens": 9, "temperature": 0, "top_p": 0.5, "seed": -1,
             "stop": "\n", "top_k": 4, "repetition_penalty": 1.1, "n": 1, "user": "u", "logprobs": false,
+            "frequency_penalty": 0.5, "presence_penalty": -0.25, "logit_bias": {"42": -100, " 7": 2.5},
             "store": false, "metadata": {"a": "b"}, "stream": true, "stream_options": {"include_usage": true}
         }))
         .unwrap();
@@ -546,7 +750,11 @@ mod tests {
                 top_k: Some(4),
                 seed: Some(u64::MAX),
                 stop: vec!["\n".into()],
-                repetition_penalty: Some(1.1)
+                repetition_penalty: Some(1.1),
+                frequency_penalty: Some(0.5),
+                presence_penalty: Some(-0.25),
+                logit_bias: vec![(7, 2.5), (42, -100.0)],
+                logprobs: None,
             }
         );
         assert_eq!(d, Delivery { stream: true, include_usage: true });
@@ -559,6 +767,67 @@ mod tests {
         assert_eq!(spec.sampling.max_tokens, 100);
         assert_eq!(spec.sampling.temperature, 1.0);
         assert_eq!(d, Delivery { stream: false, include_usage: false });
+    }
+
+    #[test]
+    fn n_choices_and_prompt_lists_become_one_task_per_choice_in_openais_order() {
+        let p = completion_plan(
+            serde_json::json!({"model": "m", "prompt": ["a", "b"], "n": 3, "seed": 10, "temperature": 0.7}),
+        )
+        .unwrap();
+        let got: Vec<(Prompt, Option<u64>)> = p.specs.iter().map(|s| (s.prompt.clone(), s.sampling.seed)).collect();
+        let want: Vec<(Prompt, Option<u64>)> =
+            ["a", "b"].iter().flat_map(|t| (0..3).map(move |i| (Prompt::Text(t.to_string()), Some(10 + i)))).collect();
+        assert_eq!(got, want);
+        // Sampled choices without a seed each get their own random one, recorded for replay.
+        let p = chat_plan(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 4}))
+            .unwrap();
+        let seeds: std::collections::BTreeSet<u64> = p.specs.iter().filter_map(|s| s.sampling.seed).collect();
+        assert_eq!(seeds.len(), 4, "{seeds:?}");
+        // Greedy choices draw nothing: no seed needed.
+        let p = chat_plan(
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2, "temperature": 0}),
+        )
+        .unwrap();
+        assert!(p.specs.iter().all(|s| s.sampling.seed.is_none()));
+    }
+
+    #[test]
+    fn logprobs_requests_map_onto_the_sampling_and_the_answer_shape() {
+        let p = chat_plan(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "logprobs": true, "top_logprobs": 5}))
+        .unwrap();
+        assert_eq!((p.specs[0].sampling.logprobs, p.logprobs), (Some(5), Some(LogprobsShape::Chat)));
+        let p = chat_plan(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "logprobs": true}))
+        .unwrap();
+        assert_eq!(p.specs[0].sampling.logprobs, Some(0));
+        let p = completion_plan(serde_json::json!({"model": "m", "prompt": "x", "logprobs": 2})).unwrap();
+        assert_eq!((p.specs[0].sampling.logprobs, p.logprobs), (Some(2), Some(LogprobsShape::Completion)));
+        let p = completion_plan(serde_json::json!({"model": "m", "prompt": "x", "echo": true})).unwrap();
+        assert!(p.echo && p.logprobs.is_none());
+    }
+
+    #[test]
+    fn completion_logprobs_have_openais_legacy_shape_with_offsets() {
+        let lp = |t: &str, l: f32| TokenLogprob {
+            token: t.into(),
+            logprob: l,
+            bytes: t.as_bytes().to_vec(),
+            top_logprobs: vec![brainmesh_actors::task::TopLogprob { token: t.into(), logprob: l, bytes: vec![] }],
+        };
+        let mut offset = 3;
+        let v = completion_logprobs(&[lp(" hé", -0.5), lp("llo", -1.0)], &mut offset);
+        assert_eq!(v["tokens"], serde_json::json!([" hé", "llo"]));
+        assert_eq!(v["token_logprobs"], serde_json::json!([-0.5, -1.0]));
+        assert_eq!(v["top_logprobs"], serde_json::json!([{" hé": -0.5}, {"llo": -1.0}]));
+        assert_eq!(v["text_offset"], serde_json::json!([3, 6]));
+        assert_eq!(offset, 9);
+        let c = chat_logprobs(&[lp("a", -0.25)]);
+        assert_eq!(c["content"][0]["token"], "a");
+        assert_eq!(c["content"][0]["top_logprobs"][0]["logprob"], -0.25);
+        assert_eq!(c["content"][0]["bytes"], serde_json::json!([97]));
+        assert!(c["refusal"].is_null());
     }
 
     #[test]
@@ -577,10 +846,31 @@ mod tests {
     #[test]
     fn unservable_fields_are_refused_naming_the_parameter() {
         let cases = [
-            (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}), "n"),
+            (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0}), "n"),
+            (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 17}), "n"),
             (
-                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": true}),
-                "logprobs",
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}),
+                "top_logprobs",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}),
+                "top_logprobs",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "frequency_penalty": 2.5}),
+                "frequency_penalty",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "presence_penalty": -3}),
+                "presence_penalty",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"abc": 1}}),
+                "logit_bias",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"5": 101}}),
+                "logit_bias",
             ),
             (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{}]}), "tools"),
             (
@@ -610,13 +900,13 @@ mod tests {
             assert_eq!(e.param.as_deref(), Some(param), "{body}: {e:?}");
         }
         for (body, param) in [
-            (serde_json::json!({"model": "m", "prompt": ["a", "b"]}), "prompt"),
+            (serde_json::json!({"model": "m", "prompt": []}), "prompt"),
             (serde_json::json!({"model": "m", "prompt": [1, 2]}), "prompt"),
             (serde_json::json!({"model": "m", "prompt": [[1, 2]]}), "prompt"),
             (serde_json::json!({"model": "m", "prompt": "x", "best_of": 2}), "best_of"),
-            (serde_json::json!({"model": "m", "prompt": "x", "echo": true}), "echo"),
-            (serde_json::json!({"model": "m", "prompt": "x", "logprobs": 3}), "logprobs"),
-            (serde_json::json!({"model": "m", "prompt": "x", "n": 3}), "n"),
+            (serde_json::json!({"model": "m", "prompt": "x", "echo": true, "logprobs": 1}), "echo"),
+            (serde_json::json!({"model": "m", "prompt": "x", "logprobs": 21}), "logprobs"),
+            (serde_json::json!({"model": "m", "prompt": ["a", "b", "c", "d", "e"], "n": 4}), "n"),
         ] {
             let e = completion(body.clone()).unwrap_err();
             assert_eq!(e.status, 400, "{body}");

@@ -9,12 +9,16 @@ use std::convert::Infallible;
 use actix_web::web::Bytes;
 use futures::Stream;
 use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::mpsc;
 
-use brainmesh_actors::task::{Finish, TaskError, TaskEvent, Usage};
+use brainmesh_actors::task::{Finish, TaskError, TaskEvent, TokenLogprob, Usage};
 
 use super::error::ApiError;
-use super::openai::{finish_reason, ChatCompletionChunk, ChunkChoice, Delta, TextChoice, TextCompletion, UsageJson};
+use super::openai::{
+    chat_logprobs, completion_logprobs, finish_reason, ChatCompletionChunk, ChunkChoice, Delta, LogprobsShape,
+    TextChoice, TextCompletion, UsageJson,
+};
 
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
@@ -42,6 +46,8 @@ pub struct Chunker {
     pub created: u64,
     pub model: String,
     pub include_usage: bool,
+    /// Whether chunks carry log-probabilities, and in which shape.
+    pub logprobs: Option<LogprobsShape>,
 }
 
 impl Chunker {
@@ -49,23 +55,23 @@ impl Chunker {
         self.include_usage.then_some(None)
     }
 
-    fn chat(&self, delta: Delta, finish: Option<Finish>) -> Bytes {
+    fn chat(&self, index: u32, delta: Delta, logprobs: Option<Value>, finish: Option<Finish>) -> Bytes {
         event(&ChatCompletionChunk {
             id: self.id.clone(),
             object: "chat.completion.chunk".into(),
             created: self.created,
             model: self.model.clone(),
             choices: vec![ChunkChoice {
-                index: 0,
+                index,
                 delta,
-                logprobs: None,
+                logprobs,
                 finish_reason: finish.map(|f| finish_reason(f).to_string()),
             }],
             usage: self.usage_field(),
         })
     }
 
-    fn text(&self, text: String, finish: Option<Finish>) -> Bytes {
+    fn text(&self, index: u32, text: String, logprobs: Option<Value>, finish: Option<Finish>) -> Bytes {
         event(&TextCompletion {
             id: self.id.clone(),
             object: "text_completion".into(),
@@ -73,35 +79,48 @@ impl Chunker {
             model: self.model.clone(),
             choices: vec![TextChoice {
                 text,
-                index: 0,
-                logprobs: None,
+                index,
+                logprobs,
                 finish_reason: finish.map(|f| finish_reason(f).to_string()),
             }],
             usage: None,
         })
     }
 
-    /// The chunks sent before any token: the assistant role for chat, nothing for completions.
-    pub fn opening(&self) -> Option<Bytes> {
+    /// The chunk sent before any token of choice `index`: the assistant role for chat, the
+    /// echoed prompt (if any) for completions.
+    pub fn opening(&self, index: u32, echo: &str) -> Option<Bytes> {
         match self.endpoint {
-            Endpoint::Chat => {
-                Some(self.chat(Delta { role: Some("assistant".into()), content: Some(String::new()) }, None))
-            }
+            Endpoint::Chat => Some(self.chat(
+                index,
+                Delta { role: Some("assistant".into()), content: Some(String::new()) },
+                None,
+                None,
+            )),
+            Endpoint::Completion if !echo.is_empty() => Some(self.text(index, echo.to_string(), None, None)),
             Endpoint::Completion => None,
         }
     }
 
-    pub fn content(&self, text: String) -> Bytes {
+    /// New text of choice `index`, with its tokens' log-probabilities (`offset`: the character
+    /// offset of the first token in the choice's text, moved past them).
+    pub fn content(&self, index: u32, text: String, logprobs: &[TokenLogprob], offset: &mut usize) -> Bytes {
         match self.endpoint {
-            Endpoint::Chat => self.chat(Delta { role: None, content: Some(text) }, None),
-            Endpoint::Completion => self.text(text, None),
+            Endpoint::Chat => {
+                let lp = self.logprobs.map(|_| chat_logprobs(logprobs));
+                self.chat(index, Delta { role: None, content: Some(text) }, lp, None)
+            }
+            Endpoint::Completion => {
+                let lp = self.logprobs.map(|_| completion_logprobs(logprobs, offset));
+                self.text(index, text, lp, None)
+            }
         }
     }
 
-    pub fn finish(&self, finish: Finish) -> Bytes {
+    pub fn finish(&self, index: u32, finish: Finish) -> Bytes {
         match self.endpoint {
-            Endpoint::Chat => self.chat(Delta::default(), Some(finish)),
-            Endpoint::Completion => self.text(String::new(), Some(finish)),
+            Endpoint::Chat => self.chat(index, Delta::default(), None, Some(finish)),
+            Endpoint::Completion => self.text(index, String::new(), None, Some(finish)),
         }
     }
 
@@ -135,22 +154,35 @@ pub fn error_event(e: &ApiError) -> Bytes {
 }
 
 struct SseState {
-    rx: Option<mpsc::Receiver<TaskEvent>>,
+    rx: Option<mpsc::Receiver<(u32, TaskEvent)>>,
     queue: VecDeque<Bytes>,
     chunker: Chunker,
+    /// Per choice: finished, and the character offset of its next token.
+    done: Vec<bool>,
+    offsets: Vec<usize>,
+    usage: Usage,
 }
 
-/// The SSE body for a task that has started. `pending` are events already taken off `rx`
-/// (after `Started`) that must be sent first.
+/// The SSE body for tasks that have all started: `echoes[i]` opens choice `i` (completions'
+/// `echo`; empty otherwise), `rx` carries every choice's events tagged with its index. Usage
+/// and `[DONE]` follow the last choice's end; any choice failing ends the stream with an error.
 pub fn body(
     chunker: Chunker,
-    pending: Vec<TaskEvent>,
-    rx: mpsc::Receiver<TaskEvent>,
+    echoes: Vec<String>,
+    rx: mpsc::Receiver<(u32, TaskEvent)>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
-    let mut state = SseState { rx: Some(rx), queue: VecDeque::new(), chunker };
-    state.queue.extend(state.chunker.opening());
-    for ev in pending {
-        state.push(ev);
+    let n = echoes.len();
+    let mut state = SseState {
+        rx: Some(rx),
+        queue: VecDeque::new(),
+        chunker,
+        done: vec![false; n],
+        offsets: echoes.iter().map(|e| e.chars().count()).collect(),
+        usage: Usage::default(),
+    };
+    for (i, echo) in echoes.iter().enumerate() {
+        let opening = state.chunker.opening(i as u32, echo);
+        state.queue.extend(opening);
     }
     futures::stream::unfold(state, |mut s| async move {
         loop {
@@ -160,7 +192,7 @@ pub fn body(
             let rx = s.rx.as_mut()?;
             let ev = rx.recv().await;
             match ev {
-                Some(ev) => s.push(ev),
+                Some((i, ev)) => s.push(i, ev),
                 None => {
                     let e = ApiError::from(TaskError::Exhausted("the task ended without a result".into()));
                     s.queue.push_back(error_event(&e));
@@ -172,21 +204,31 @@ pub fn body(
 }
 
 impl SseState {
-    fn push(&mut self, ev: TaskEvent) {
+    fn push(&mut self, index: u32, ev: TaskEvent) {
+        let i = index as usize;
+        if self.done.get(i).is_none_or(|&d| d) {
+            return;
+        }
         match ev {
             TaskEvent::Started { .. } => {}
-            TaskEvent::Token { text } => {
-                if !text.is_empty() {
-                    self.queue.push_back(self.chunker.content(text));
+            TaskEvent::Token { text, logprobs } => {
+                if !text.is_empty() || !logprobs.is_empty() {
+                    let chunk = self.chunker.content(index, text, &logprobs, &mut self.offsets[i]);
+                    self.queue.push_back(chunk);
                 }
             }
             TaskEvent::Done { finish, usage, .. } => {
-                self.queue.push_back(self.chunker.finish(finish));
-                if self.chunker.include_usage {
-                    self.queue.push_back(self.chunker.usage(usage));
+                self.done[i] = true;
+                self.usage.prompt_tokens = self.usage.prompt_tokens.saturating_add(usage.prompt_tokens);
+                self.usage.completion_tokens = self.usage.completion_tokens.saturating_add(usage.completion_tokens);
+                self.queue.push_back(self.chunker.finish(index, finish));
+                if self.done.iter().all(|&d| d) {
+                    if self.chunker.include_usage {
+                        self.queue.push_back(self.chunker.usage(self.usage));
+                    }
+                    self.queue.push_back(Bytes::from_static(DONE));
+                    self.rx = None;
                 }
-                self.queue.push_back(Bytes::from_static(DONE));
-                self.rx = None;
             }
             TaskEvent::Failed(e) => {
                 self.queue.push_back(error_event(&ApiError::from(e)));

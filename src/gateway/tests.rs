@@ -94,7 +94,7 @@ fn started() -> TaskEvent {
 }
 
 fn tok(s: &str) -> TaskEvent {
-    TaskEvent::Token { text: s.into() }
+    TaskEvent::Token { text: s.into(), logprobs: vec![] }
 }
 
 fn done(finish: Finish) -> TaskEvent {
@@ -462,13 +462,108 @@ async fn malformed_or_mistyped_json_is_an_openai_shaped_400() {
 }
 
 #[actix_web::test]
-async fn n_greater_than_one_is_refused_clearly() {
+async fn n_choices_are_one_task_each_with_their_index_and_the_summed_usage() {
     let h = harness(hello());
-    let (s, v) = json_of(call(&h.state, post("/v1/chat/completions", &chat_body(json!({"n": 2})))).await).await;
+    let body = chat_body(json!({"n": 3, "seed": 7, "temperature": 0.5}));
+    let resp = call(&h.state, post("/v1/chat/completions", &body)).await;
+    assert_eq!(resp.headers().get("x-brainmesh-receipt-id").unwrap(), "r1,r1,r1");
+    let (s, v) = json_of(resp).await;
+    assert_eq!(s, 200, "{v}");
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.iter().map(|c| c["index"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(choices.iter().all(|c| c["message"]["content"] == "Hello world"));
+    assert_eq!(v["usage"], json!({"prompt_tokens": 15, "completion_tokens": 6, "total_tokens": 21}));
+    let seeds: Vec<Option<u64>> = h.fake.specs.lock().unwrap().iter().map(|s| s.sampling.seed).collect();
+    assert_eq!(seeds, vec![Some(7), Some(8), Some(9)]);
+
+    // Streamed: each choice opens, streams and finishes under its index; one [DONE] at the end.
+    let body = chat_body(json!({"n": 2, "stream": true, "stream_options": {"include_usage": true}}));
+    let events = sse_events(&test::read_body(call(&h.state, post("/v1/chat/completions", &body)).await).await);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(events.iter().filter(|e| *e == "[DONE]").count(), 1);
+    let chunks: Vec<Value> =
+        events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
+    for i in 0..2 {
+        let mine: Vec<&Value> = chunks.iter().filter(|c| c["choices"][0]["index"] == i).collect();
+        let text: String = mine.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+        assert_eq!(text, "Hello world", "choice {i}");
+        assert_eq!(mine.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    }
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["completion_tokens"], 4);
+
+    // Too many choices is a clear 400.
+    let (s, v) = json_of(call(&h.state, post("/v1/chat/completions", &chat_body(json!({"n": 17})))).await).await;
     assert_eq!(s, 400);
-    assert_openai_error(&v, "invalid_request_error", Some("unsupported_parameter"));
     assert_eq!(v["error"]["param"], "n");
-    assert!(v["error"]["message"].as_str().unwrap().contains("n must be 1"));
+}
+
+fn lp(token: &str, logprob: f32, top: &[(&str, f32)]) -> brainmesh_actors::task::TokenLogprob {
+    brainmesh_actors::task::TokenLogprob {
+        token: token.into(),
+        logprob,
+        bytes: token.as_bytes().to_vec(),
+        top_logprobs: top
+            .iter()
+            .map(|&(t, l)| brainmesh_actors::task::TopLogprob {
+                token: t.into(),
+                logprob: l,
+                bytes: t.as_bytes().to_vec(),
+            })
+            .collect(),
+    }
+}
+
+fn with_logprobs() -> Plan {
+    Plan::Events(vec![
+        started(),
+        TaskEvent::Token { text: "Hello".into(), logprobs: vec![lp("Hello", -0.5, &[("Hello", -0.5), ("Hi", -1.5)])] },
+        TaskEvent::Token {
+            text: " world".into(),
+            logprobs: vec![lp(" world", -0.25, &[(" world", -0.25), ("!", -2.0)])],
+        },
+        done(Finish::Stop),
+    ])
+}
+
+#[actix_web::test]
+async fn logprobs_come_back_in_openais_chat_and_completion_shapes() {
+    let h = harness(with_logprobs());
+    let body = chat_body(json!({"logprobs": true, "top_logprobs": 2}));
+    let (s, v) = json_of(call(&h.state, post("/v1/chat/completions", &body)).await).await;
+    assert_eq!(s, 200, "{v}");
+    let content = &v["choices"][0]["logprobs"]["content"];
+    assert_eq!(content[0]["token"], "Hello");
+    assert_eq!(content[1]["logprob"], -0.25);
+    assert_eq!(content[1]["top_logprobs"][1], json!({"token": "!", "logprob": -2.0, "bytes": [33]}));
+    assert_eq!(h.fake.specs.lock().unwrap()[0].sampling.logprobs, Some(2));
+    // Without logprobs the field is null.
+    let (_, v) = json_of(call(&h.state, post("/v1/chat/completions", &chat_body(json!({})))).await).await;
+    assert!(v["choices"][0]["logprobs"].is_null());
+
+    let body = json!({"model": "tiny", "prompt": "Say", "logprobs": 2});
+    let (s, v) = json_of(call(&h.state, post("/v1/completions", &body)).await).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["choices"][0]["logprobs"],
+        json!({"tokens": ["Hello", " world"], "token_logprobs": [-0.5, -0.25],
+               "top_logprobs": [{"Hello": -0.5, "Hi": -1.5}, {" world": -0.25, "!": -2.0}], "text_offset": [0, 5]})
+    );
+    // Echo puts the prompt first; streamed logprobs ride on the chunks that carry the tokens.
+    let body = json!({"model": "tiny", "prompt": "Say", "echo": true});
+    let (_, v) = json_of(call(&h.state, post("/v1/completions", &body)).await).await;
+    assert_eq!(v["choices"][0]["text"], "SayHello world");
+    let body = json!({"model": "tiny", "prompt": "Say", "logprobs": 1, "stream": true});
+    let events = sse_events(&test::read_body(call(&h.state, post("/v1/completions", &body)).await).await);
+    let chunks: Vec<Value> =
+        events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
+    let offsets: Vec<Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["logprobs"]["text_offset"].as_array().cloned())
+        .flatten()
+        .collect();
+    assert_eq!(offsets, vec![json!(0), json!(5)]);
 }
 
 #[actix_web::test]

@@ -42,6 +42,106 @@ def expect_error(exc_type, status, code, fn):
     check(False, f"expected {exc_type.__name__} ({status} {code})")
 
 
+def sampling_features(client, args):
+    """n, seeds, logprobs (chat and completions, streamed and not), prompt lists, echo, logit_bias
+    and penalties through a real mesh. Returns how many receipts the answered requests made."""
+    receipts = 0
+    # n samples with a seed: one choice per sample, in order; choice 0 is what n=1 gives.
+    kw = dict(model=args.model, messages=PROMPT, max_tokens=8, temperature=0.9, seed=1234)
+    two = client.chat.completions.create(n=2, **kw)
+    one = client.chat.completions.create(n=1, **kw)
+    receipts += 3
+    check([c.index for c in two.choices] == [0, 1], f"choices {two.choices}")
+    check(one.choices[0].message.content == two.choices[0].message.content,
+          f"seeded n=1 {one.choices[0].message.content!r} != choice 0 of n=2 {two.choices[0].message.content!r}")
+    check(two.usage.completion_tokens > one.usage.completion_tokens, f"usage of n=2 {two.usage} vs n=1 {one.usage}")
+
+    # Chat logprobs: one entry per completion token, top_logprobs most likely first, greedy
+    # picks the first of them; streamed they are the same.
+    kw = dict(model=args.model, messages=PROMPT, max_tokens=6, temperature=0, logprobs=True, top_logprobs=3)
+    lp = client.chat.completions.create(**kw)
+    content = lp.choices[0].logprobs.content
+    check(len(content) == lp.usage.completion_tokens, f"{len(content)} logprobs for {lp.usage.completion_tokens} tokens")
+    for e in content:
+        check(e.logprob <= 0 and len(e.top_logprobs) == 3, f"entry {e}")
+        tops = [t.logprob for t in e.top_logprobs]
+        check(tops == sorted(tops, reverse=True), f"top_logprobs not sorted: {tops}")
+        check(abs(e.logprob - tops[0]) < 1e-6 and e.token == e.top_logprobs[0].token, f"greedy token not the top: {e}")
+        check(bytes(e.bytes).decode("utf-8", "replace") == e.token, f"bytes {e.bytes} vs token {e.token!r}")
+    streamed = [e for c in client.chat.completions.create(stream=True, **kw)
+                if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    receipts += 2
+    check([(e.token, round(e.logprob, 4)) for e in streamed] == [(e.token, round(e.logprob, 4)) for e in content],
+          "streamed logprobs differ from the plain ones")
+
+    # Completions: the legacy shape, a list of prompts (one choice each, in order), echo.
+    prompts = ["The sky is", "Water is"]
+    comp = client.completions.create(model=args.model, prompt=prompts, max_tokens=5, temperature=0, logprobs=2)
+    receipts += 2
+    check([c.index for c in comp.choices] == [0, 1], f"choices {comp.choices}")
+    for i, c in enumerate(comp.choices):
+        alone = client.completions.create(model=args.model, prompt=prompts[i], max_tokens=5, temperature=0)
+        receipts += 1
+        check(c.text == alone.choices[0].text, f"prompt {i}: {c.text!r} in a list, {alone.choices[0].text!r} alone")
+        l = c.logprobs
+        check(len(l.tokens) == len(l.token_logprobs) == len(l.top_logprobs) == len(l.text_offset), f"{l}")
+        check(all(len(t) >= 1 for t in l.top_logprobs), f"top_logprobs {l.top_logprobs}")
+        check(l.text_offset[0] == 0, f"text_offset {l.text_offset}")
+    echo = client.completions.create(model=args.model, prompt=prompts[0], max_tokens=3, temperature=0, echo=True)
+    receipts += 1
+    check(echo.choices[0].text.startswith(prompts[0]), f"echo {echo.choices[0].text!r}")
+
+    # logit_bias -100 on the greedy first token: another first token (its id from the model's
+    # own tokenizer).
+    from transformers import AutoTokenizer
+
+    d, name = os.path.split(os.path.abspath(args.reference_gguf))
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    first = content[0]
+    ids = tok.encode(first.token, add_special_tokens=False)
+    check(len(ids) == 1, f"first token {first.token!r} encodes to {ids}")
+    banned = client.chat.completions.create(model=args.model, messages=PROMPT, max_tokens=6, temperature=0,
+                                            logprobs=True, logit_bias={str(ids[0]): -100})
+    receipts += 1
+    check(banned.choices[0].logprobs.content[0].token != first.token,
+          f"logit_bias -100 on {ids[0]} left the first token {first.token!r}")
+    pen = client.chat.completions.create(model=args.model, messages=PROMPT, max_tokens=12, temperature=0,
+                                         frequency_penalty=2.0, presence_penalty=2.0)
+    receipts += 1
+    check(pen.choices[0].message.content, "empty answer with penalties")
+    return receipts
+
+
+def logprobs_against_transformers(client, args):
+    """Greedy logprobs of a completion through the mesh against transformers' log-softmax on the
+    same GGUF file: the largest absolute difference over the chosen and top tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    prompt, n = "Once upon a time, there was a little girl who", 8
+    got = client.completions.create(model=args.model, prompt=prompt, max_tokens=n, temperature=0, logprobs=5)
+    d, name = os.path.split(os.path.abspath(args.reference_gguf))
+    torch.set_num_threads(2)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    ids = tok.encode(prompt, add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None,
+                             pad_token_id=tok.eos_token_id, output_logits=True, return_dict_in_generate=True)
+    worst = 0.0
+    l = got.choices[0].logprobs
+    for k, (token, lp, top) in enumerate(zip(l.tokens, l.token_logprobs, l.top_logprobs)):
+        ref = torch.log_softmax(out.logits[k][0].double(), dim=-1)
+        want_id = int(out.sequences[0, len(ids) + k])
+        check(tok.decode([want_id]) == token, f"step {k}: mesh token {token!r}, transformers {tok.decode([want_id])!r}")
+        worst = max(worst, abs(lp - float(ref[want_id])))
+        best = torch.topk(ref, len(top)).values.tolist()
+        for got_v, want_v in zip(sorted(top.values(), reverse=True), best):
+            worst = max(worst, abs(got_v - want_v))
+    check(worst < 1e-3, f"mesh logprobs differ from transformers' by {worst}")
+    return worst
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("base_url")
@@ -50,6 +150,7 @@ def main():
     ap.add_argument("--concurrent", type=int, default=50)
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--kill-miner-mid-stream", default="")
+    ap.add_argument("--reference-gguf", default="", help="compare greedy logprobs with transformers on this GGUF")
     args = ap.parse_args()
     seen = {}
 
@@ -110,8 +211,12 @@ def main():
     long_prompt = [{"role": "user", "content": " hello" * 20000}]
     seen["over_context"] = expect_error(openai.BadRequestError, 400, "context_length_exceeded",
                                         lambda: client.chat.completions.create(model=args.model, messages=long_prompt, max_tokens=2))
-    seen["n2"] = expect_error(openai.BadRequestError, 400, "unsupported_parameter",
-                              lambda: client.chat.completions.create(model=args.model, messages=PROMPT, max_tokens=2, n=2))
+    seen["n17"] = expect_error(openai.BadRequestError, 400, None,
+                               lambda: client.chat.completions.create(model=args.model, messages=PROMPT, max_tokens=2, n=17))
+    # Against a real mesh (the model file given): sampling features and logprobs.
+    if args.reference_gguf:
+        seen["extra_receipts"] = sampling_features(client, args)
+        seen["logprob_vs_transformers"] = logprobs_against_transformers(client, args)
 
     # Many at once: every one answered, each with its own receipt.
     async def burst():

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::generate::{plausible_token, GenerateConfig, Rng};
+use crate::generate::{plausible_token, GenerateConfig, History, Rng};
 use crate::model::Model;
 pub use toploc::{PolyError, ProofPoly};
 
@@ -272,7 +272,7 @@ pub fn check(
         let row = logits.f_get(i as i64)?.f_narrow(0, 0, vocab.min(logits.size()[1]))?;
         let mut row = Vec::<f32>::try_from(&row.f_contiguous()?)?;
         let slack = if sampling.temperature == 0.0 { tol.greedy_logit_slack } else { tol.sample_slack };
-        let hist: &[u32] = if sampling.repetition_penalty != 1.0 { &history } else { &[] };
+        let hist = History::new(&history, prompt.len().saturating_sub(sampling.prior_output));
         if !plausible_token(&mut row, hist, sampling, &mut rng, tok, slack) {
             implausible += 1;
         }

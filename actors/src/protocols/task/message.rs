@@ -8,7 +8,7 @@
 use brainmesh_ledger::BrainId;
 use serde::{Deserialize, Serialize};
 
-use crate::task::{Finish, Prompt, Sampling, TaskError};
+use crate::task::{Finish, Prompt, Sampling, TaskError, TokenLogprob};
 
 /// Largest message on the task protocol.
 pub const MAX_TASK_BYTES: usize = 1024 * 1024;
@@ -64,6 +64,9 @@ pub struct ChunkBody {
     pub text: String,
     pub done: Option<DoneBody>,
     pub error: Option<TaskError>,
+    /// One entry per token of `tokens`, when the task asked for log-probabilities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
