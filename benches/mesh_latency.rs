@@ -97,7 +97,7 @@ impl Direct {
             while let Ok((msgs, max_tokens, reply)) = rx.recv() {
                 let msgs: Vec<MChat> = msgs.into_iter().map(|(r, c)| MChat::new(r, c)).collect();
                 let t0 = Instant::now();
-                let text = model.tokenizer.chat_template.render(&msgs);
+                let text = model.tokenizer.chat_template.render(&msgs).expect("chat template");
                 let ids = model.tokenizer.encode(&text).expect("encode");
                 let cfg = GenerateConfig::greedy(max_tokens as usize);
                 let mut first = None;

@@ -729,9 +729,8 @@ impl Actor for Auditor {
                         }
                         Job::Expect(spec) => {
                             let cfg = brainmesh_models::GenerateConfig::greedy(spec.sampling.max_tokens as usize);
-                            let text = model
-                                .tokenizer
-                                .encode(&crate::recheck::render_prompt(&model, &spec.prompt))
+                            let text = crate::recheck::render_prompt(&model, &spec.prompt)
+                                .and_then(|p| model.tokenizer.encode(&p))
                                 .map_err(|e| e.to_string())
                                 .and_then(|ids| model.generate(&[ids], &cfg, &mut |_| true).map_err(|e| e.to_string()))
                                 .and_then(|mut g| g.pop().map(|g| g.text).ok_or_else(|| "no generation".to_string()));

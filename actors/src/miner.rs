@@ -19,7 +19,7 @@ use crate::protocols::gossip::ModelAd;
 use crate::protocols::task::{Ack, AssignBody, ChunkBody, DoneBody, SealedAssign, SealedChunk, TaskWire};
 use crate::receipt::Receipt;
 use crate::seal::{key_from_hex, TaskKeys};
-use crate::task::{Finish, Prompt, TaskError, TokenLogprob, TopLogprob};
+use crate::task::{Finish, TaskError, TokenLogprob, TopLogprob};
 use crate::transcript::{io_digest, RunSampling, Transcript, TranscriptStore};
 use brainmesh_ledger::clock::ChainClock;
 use brainmesh_models::proof::{self, ProofConfig};
@@ -332,13 +332,12 @@ fn run_job(
     let Job { body, cancel, events, miner, cfg: mcfg, attempt } = job;
     // A cheating miner (research knob) streams nothing until it has made up its output.
     let cheat = mcfg.behaviour.cheat_for(&body.task_id);
-    let text = match &body.prompt {
-        Prompt::Chat(msgs) => {
-            let msgs: Vec<brainmesh_models::ChatMessage> =
-                msgs.iter().map(|m| brainmesh_models::ChatMessage::new(m.role.clone(), m.content.clone())).collect();
-            model.tokenizer.chat_template.render(&msgs)
+    let text = match crate::recheck::render_prompt(model, &body.prompt) {
+        Ok(text) => text,
+        Err(e) => {
+            let _ = events.send(WorkerEvent::Error(TaskError::InvalidRequest(e.to_string())));
+            return;
         }
-        Prompt::Text(t) => t.clone(),
     };
     let mut ids = match model.tokenizer.encode(&text) {
         Ok(ids) => ids,

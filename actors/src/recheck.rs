@@ -16,15 +16,16 @@ use crate::receipt::{Receipt, SignedReceipt};
 use crate::task::Prompt;
 use crate::transcript::SignedTranscript;
 
-/// The prompt as the miner renders it before tokenizing (chat template or raw text).
-pub fn render_prompt(model: &Model, prompt: &Prompt) -> String {
+/// The prompt as the miner renders it before tokenizing: the model's chat template (an error
+/// when the template refuses the conversation) or the raw text.
+pub fn render_prompt(model: &Model, prompt: &Prompt) -> Result<String, brainmesh_models::ModelError> {
     match prompt {
         Prompt::Chat(msgs) => {
             let msgs: Vec<brainmesh_models::ChatMessage> =
                 msgs.iter().map(|m| brainmesh_models::ChatMessage::new(m.role.clone(), m.content.clone())).collect();
             model.tokenizer.chat_template.render(&msgs)
         }
-        Prompt::Text(t) => t.clone(),
+        Prompt::Text(t) => Ok(t.clone()),
     }
 }
 
@@ -64,7 +65,11 @@ pub fn recheck(
         return Ok(Verdict::fail("proofs cut with other parameters than the network's"));
     }
     let Ok(proofs) = t.proofs() else { return Ok(Verdict::fail("malformed proofs")) };
-    let mut ids = match model.tokenizer.encode(&render_prompt(model, &t.prompt)) {
+    let text = match render_prompt(model, &t.prompt) {
+        Ok(text) => text,
+        Err(e) => return Ok(Verdict::fail(format!("prompt does not render: {e}"))),
+    };
+    let mut ids = match model.tokenizer.encode(&text) {
         Ok(ids) => ids,
         Err(e) => return Ok(Verdict::fail(format!("prompt does not tokenize: {e}"))),
     };

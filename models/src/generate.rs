@@ -410,7 +410,7 @@ impl Model {
         cfg: &GenerateConfig,
         on_token: &mut dyn FnMut(&TokenEvent) -> bool,
     ) -> Result<Generation> {
-        let text = if chat { self.tokenizer.chat_prompt(prompt) } else { prompt.to_string() };
+        let text = if chat { self.tokenizer.chat_prompt(prompt)? } else { prompt.to_string() };
         let ids = self.tokenizer.encode(&text)?;
         let mut out = self.generate(&[ids], cfg, on_token)?;
         out.pop().ok_or_else(|| ModelError::InvalidArgument("no prompt".into()))

@@ -11,6 +11,7 @@
 
 pub mod act_squeeze;
 pub mod cache;
+pub mod chat_template;
 pub mod device;
 pub mod error;
 pub mod fhe;
@@ -35,4 +36,4 @@ pub use error::{ModelError, Result};
 pub use generate::{FinishReason, GenerateConfig, Generation, TokenEvent, TokenLogprobs, MAX_TOP_LOGPROBS};
 pub use model::{LoadOptions, LoadProgress, Model, Network};
 pub use prefix::{PrefixCache, PrefixStats};
-pub use tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
+pub use tokenizer::{ChatMessage, ChatTemplate, JinjaTemplate, Tokenizer};

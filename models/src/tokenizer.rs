@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value as Json};
 
+use crate::chat_template::END_OF_TURN_MARKERS;
+pub use crate::chat_template::{ChatMessage, JinjaTemplate};
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, Value};
 
@@ -15,74 +17,50 @@ const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 /// The regex llama.cpp uses for `tokenizer.ggml.pre = llama-bpe` (Llama 3 style).
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-/// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
-}
-
-impl ChatMessage {
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        ChatMessage { role: role.into(), content: content.into() }
-    }
-}
-
-/// The chat formats this crate can render.
+/// How a model turns a conversation into a prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatTemplate {
-    /// `<|im_start|>role\ncontent<|im_end|>\n` ... `<|im_start|>assistant\n`, with the system
-    /// message the template inserts when the conversation has none.
-    ChatMl { default_system: Option<String> },
+    /// The model's own Jinja template ([`JinjaTemplate`]).
+    Jinja(JinjaTemplate),
+    /// The model carries a template that does not parse: chat requests are refused with this
+    /// message (plain-text completions still work).
+    Invalid(String),
     /// No template: messages' contents joined by newlines.
     Plain,
 }
 
 impl ChatTemplate {
-    /// Recognises a Jinja chat template (as found in GGUF `tokenizer.chat_template` or
-    /// `tokenizer_config.json`). Only ChatML is understood; anything else renders plain.
-    pub fn from_jinja(template: Option<&str>) -> Self {
-        let Some(t) = template else { return ChatTemplate::Plain };
-        if !t.contains("<|im_start|>") {
-            return ChatTemplate::Plain;
+    /// The template for a Jinja source (as found in GGUF `tokenizer.chat_template` or
+    /// `tokenizer_config.json`), rendered with these special tokens.
+    pub fn from_jinja(template: Option<&str>, bos_token: Option<&str>, eos_token: Option<&str>) -> Self {
+        match template {
+            None => ChatTemplate::Plain,
+            Some(t) => match JinjaTemplate::new(t, bos_token, eos_token) {
+                Ok(j) => ChatTemplate::Jinja(j),
+                Err(e) => ChatTemplate::Invalid(e.to_string()),
+            },
         }
-        // SmolLM2-style templates insert a default system prompt when the first message is not
-        // a system message: `{{ '<|im_start|>system\n...<|im_end|>\n' }}`.
-        // The newline inside the Jinja string literal may be a real newline or an escaped `\n`.
-        let default_system = if t.contains("!= 'system'") {
-            ["<|im_start|>system\n", "<|im_start|>system\\n"].iter().find_map(|start_pat| {
-                t.find(start_pat).and_then(|s| {
-                    let rest = &t[s + start_pat.len()..];
-                    rest.find("<|im_end|>").map(|e| rest[..e].replace("\\n", "\n"))
-                })
-            })
-        } else {
-            None
-        };
-        ChatTemplate::ChatMl { default_system }
     }
 
-    /// Renders a conversation, ending with the assistant's turn opened.
-    pub fn render(&self, messages: &[ChatMessage]) -> String {
+    /// Renders a conversation, ending with the assistant's turn opened. A template that cannot
+    /// render it (it raises, or does not parse) is an error with its message.
+    pub fn render(&self, messages: &[ChatMessage]) -> Result<String> {
         match self {
-            ChatTemplate::ChatMl { default_system } => {
-                let mut s = String::new();
-                if let Some(sys) = default_system {
-                    if messages.first().is_none_or(|m| m.role != "system") {
-                        s.push_str(&format!("<|im_start|>system\n{sys}<|im_end|>\n"));
-                    }
-                }
-                for m in messages {
-                    s.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content));
-                }
-                s.push_str("<|im_start|>assistant\n");
-                s
-            }
+            ChatTemplate::Jinja(j) => j.render(messages, true),
+            ChatTemplate::Invalid(e) => Err(ModelError::InvalidArgument(e.clone())),
             ChatTemplate::Plain => {
                 let mut s: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
                 s.push("");
-                s.join("\n")
+                Ok(s.join("\n"))
             }
+        }
+    }
+
+    /// The end-of-turn markers the template writes (candidates for stop tokens).
+    fn end_markers(&self) -> Vec<&'static str> {
+        match self {
+            ChatTemplate::Jinja(j) => END_OF_TURN_MARKERS.iter().copied().filter(|m| j.source().contains(m)).collect(),
+            _ => Vec::new(),
         }
     }
 }
@@ -127,8 +105,8 @@ impl Tokenizer {
         let bos_id = id("tokenizer.ggml.bos_token_id");
         let eos_id = id("tokenizer.ggml.eos_token_id");
         let add_bos = g.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(false);
-        let chat_template = ChatTemplate::from_jinja(g.get("tokenizer.chat_template").and_then(Value::as_str));
-        Ok(Self::finish(inner, bos_id, eos_id, add_bos, chat_template))
+        let template = g.get("tokenizer.chat_template").and_then(Value::as_str);
+        Ok(Self::finish(inner, bos_id, eos_id, add_bos, template))
     }
 
     /// Loads a Hugging Face `tokenizer.json`; the special ids come from the model's config.
@@ -140,12 +118,12 @@ impl Tokenizer {
     ) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
-        Ok(Self::finish(inner, bos_id, eos_id, false, ChatTemplate::from_jinja(chat_template)))
+        Ok(Self::finish(inner, bos_id, eos_id, false, chat_template))
     }
 
     /// Wraps an existing `tokenizers` tokenizer.
     pub fn from_tokenizers(inner: tokenizers::Tokenizer, bos_id: Option<u32>, eos_id: Option<u32>) -> Self {
-        Self::finish(inner, bos_id, eos_id, false, ChatTemplate::Plain)
+        Self::finish(inner, bos_id, eos_id, false, None)
     }
 
     fn finish(
@@ -153,11 +131,15 @@ impl Tokenizer {
         bos_id: Option<u32>,
         eos_id: Option<u32>,
         add_bos: bool,
-        chat_template: ChatTemplate,
+        template: Option<&str>,
     ) -> Self {
+        let bos = bos_id.and_then(|i| inner.id_to_token(i));
+        let eos = eos_id.and_then(|i| inner.id_to_token(i));
+        let chat_template = ChatTemplate::from_jinja(template, bos.as_deref(), eos.as_deref());
+        // The end of an assistant turn ends a generation (`<|im_end|>`, `<|eot_id|>`, …).
         let mut stop_ids: Vec<u32> = eos_id.into_iter().collect();
-        if matches!(chat_template, ChatTemplate::ChatMl { .. }) {
-            if let Some(id) = inner.token_to_id("<|im_end|>") {
+        for marker in chat_template.end_markers() {
+            if let Some(id) = inner.token_to_id(marker) {
                 if !stop_ids.contains(&id) {
                     stop_ids.push(id);
                 }
@@ -228,7 +210,7 @@ impl Tokenizer {
     }
 
     /// Renders one user message with the model's chat template.
-    pub fn chat_prompt(&self, user: &str) -> String {
+    pub fn chat_prompt(&self, user: &str) -> Result<String> {
         self.chat_template.render(&[ChatMessage::new("user", user)])
     }
 
@@ -337,34 +319,28 @@ mod tests {
     const SMOL: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
     #[test]
-    fn chatml_template_inserts_the_default_system_prompt_only_without_a_system_message() {
-        let t = ChatTemplate::from_jinja(Some(SMOL));
+    fn smollm2s_template_inserts_the_default_system_prompt_only_without_a_system_message() {
+        let t = ChatTemplate::from_jinja(Some(SMOL), Some("<|im_start|>"), Some("<|im_end|>"));
+        assert!(matches!(t, ChatTemplate::Jinja(_)), "{t:?}");
+        assert_eq!(t.end_markers(), vec!["<|im_end|>"]);
         let sys = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
-        assert_eq!(t, ChatTemplate::ChatMl { default_system: Some(sys.into()) });
-        let one = t.render(&[ChatMessage::new("user", "hi")]);
+        let one = t.render(&[ChatMessage::new("user", "hi")]).unwrap();
         assert_eq!(
             one,
             format!("<|im_start|>system\n{sys}<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
         );
-        let own = t.render(&[ChatMessage::new("system", "S"), ChatMessage::new("user", "hi")]);
+        let own = t.render(&[ChatMessage::new("system", "S"), ChatMessage::new("user", "hi")]).unwrap();
         assert!(own.starts_with("<|im_start|>system\nS<|im_end|>\n"));
         assert!(!own.contains(sys));
     }
 
     #[test]
-    fn chatml_default_system_prompt_is_found_with_real_newlines_too() {
-        let real = SMOL.replace("\\n", "\n");
-        assert!(real.contains("system\nYou are"));
-        match ChatTemplate::from_jinja(Some(&real)) {
-            ChatTemplate::ChatMl { default_system: Some(s) } => assert!(s.starts_with("You are a helpful")),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn templates_without_chatml_markers_render_plain_text() {
-        assert_eq!(ChatTemplate::from_jinja(None), ChatTemplate::Plain);
-        let t = ChatTemplate::from_jinja(Some("{{ messages[0]['content'] }}"));
-        assert_eq!(t.render(&[ChatMessage::new("user", "hello")]), "hello\n");
+    fn no_template_renders_plain_text_and_a_broken_one_refuses_chat_clearly() {
+        assert_eq!(ChatTemplate::from_jinja(None, None, None), ChatTemplate::Plain);
+        let t = ChatTemplate::Plain;
+        assert_eq!(t.render(&[ChatMessage::new("user", "hello")]).unwrap(), "hello\n");
+        let broken = ChatTemplate::from_jinja(Some("{% if %}"), None, None);
+        let e = broken.render(&[ChatMessage::new("user", "hello")]).unwrap_err().to_string();
+        assert!(e.contains("chat template does not parse"), "{e}");
     }
 }

@@ -49,7 +49,7 @@ fn gguf_logits_tokens_and_32_greedy_tokens_match_transformers() {
         assert!(diff < 1e-3, "prompt {i}: logits differ by {diff}");
     }
     // Our ChatML rendering (default system prompt included) is what transformers renders.
-    let chat = m.tokenizer.encode(&m.tokenizer.chat_prompt(QUESTION)).expect("encode chat");
+    let chat = m.tokenizer.encode(&m.tokenizer.chat_prompt(QUESTION).expect("chat template")).expect("encode chat");
     assert_eq!(chat, to_u32(&reference["chat_0"]), "chat template");
     let cfg = GenerateConfig { ignore_eos: true, ..GenerateConfig::greedy(GREEDY) };
     for i in 0..2 {
@@ -171,10 +171,13 @@ fn a_prefix_cache_hit_skips_the_shared_prefill_and_yields_the_same_greedy_tokens
     let m = smollm();
     let system = "You are a helpful assistant who answers questions about geography briefly and precisely. ".repeat(3);
     let chat = |q: &str| {
-        m.tokenizer.chat_template.render(&[
-            brainmesh_models::ChatMessage::new("system", system.clone()),
-            brainmesh_models::ChatMessage::new("user", q.to_string()),
-        ])
+        m.tokenizer
+            .chat_template
+            .render(&[
+                brainmesh_models::ChatMessage::new("system", system.clone()),
+                brainmesh_models::ChatMessage::new("user", q.to_string()),
+            ])
+            .expect("chat template")
     };
     let first = m.tokenizer.encode(&chat("What is the capital of France?")).expect("encode");
     let second = m.tokenizer.encode(&chat("What is the capital of Italy?")).expect("encode");

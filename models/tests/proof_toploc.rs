@@ -19,7 +19,7 @@ fn sampled(n: usize) -> GenerateConfig {
 #[test]
 fn proofs_are_byte_identical_to_toploc_and_its_verifier_accepts_them() {
     let m = smollm();
-    let ids = m.tokenizer.encode(&m.tokenizer.chat_prompt(PROMPT)).expect("encode");
+    let ids = m.tokenizer.encode(&m.tokenizer.chat_prompt(PROMPT).expect("chat template")).expect("encode");
     assert!(ids.len() * 576 < 65_497, "the prompt stays short enough for toploc's Python verifier path");
     let cfg = sampled(70);
     let mut off = PrefixCache::new(0, 0, 16);
@@ -92,7 +92,11 @@ fn tampered_transcripts_fail_the_recheck_and_prefix_cache_hits_still_prove() {
     let tol = Tolerance::default();
     let ids = m
         .tokenizer
-        .encode(&m.tokenizer.chat_prompt("Name three rivers in Europe and say one thing about each."))
+        .encode(
+            &m.tokenizer
+                .chat_prompt("Name three rivers in Europe and say one thing about each.")
+                .expect("chat template"),
+        )
         .expect("encode");
     let greedy = GenerateConfig { ignore_eos: true, ..GenerateConfig::greedy(40) };
     let mut cache = PrefixCache::new(8, 4096, 16);
@@ -122,7 +126,11 @@ fn tampered_transcripts_fail_the_recheck_and_prefix_cache_hits_still_prove() {
     // The right answer under another prompt (a replay): fingerprints of the prefill differ.
     let other = m
         .tokenizer
-        .encode(&m.tokenizer.chat_prompt("Name three mountains in Asia and say one thing about each."))
+        .encode(
+            &m.tokenizer
+                .chat_prompt("Name three mountains in Asia and say one thing about each.")
+                .expect("chat template"),
+        )
         .expect("encode");
     let r = proof::check(&m, &other, &g.tokens, &proofs, &greedy, &pc, &tol).expect("check");
     println!("replayed under another prompt: {r:?}");
