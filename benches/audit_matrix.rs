@@ -203,7 +203,7 @@ pub fn run(n: usize, max_tokens: usize, threads: usize) -> Report {
             }
         };
         let rs = RunSampling::from_request(&sampling);
-        let cfg = GenerateConfig { stop: vec![], ..rs.generate_config(max_tokens, 0) };
+        let cfg = GenerateConfig { stop: vec![], ..rs.generate_config(max_tokens, 0).expect("sampling") };
         let ids = model.tokenizer.encode(&render_prompt(&model, &prompt).expect("chat template")).expect("encode");
         let run = |m: &Model| {
             let t0 = Instant::now();

@@ -367,7 +367,13 @@ fn run_job(
     let _ = events.send(WorkerEvent::Prompt(n));
     let s = &body.sampling;
     let remaining = s.max_tokens.saturating_sub(body.resume_tokens.len() as u32);
-    let cfg = s.generate_config(remaining as usize, body.resume_tokens.len());
+    let cfg = match s.generate_config(remaining as usize, body.resume_tokens.len()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            let _ = events.send(WorkerEvent::Error(TaskError::InvalidRequest(format!("response_format: {e}"))));
+            return;
+        }
+    };
     // Real compute: timed on the machine's clock whatever the chain clock is.
     #[allow(clippy::disallowed_methods)]
     let t0 = Instant::now();

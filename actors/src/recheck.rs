@@ -93,7 +93,10 @@ pub fn recheck(
     if t.output.iter().any(|&x| x as usize >= model.net.vocab_size()) {
         return Ok(Verdict::fail("output token outside the vocabulary"));
     }
-    let cfg = t.sampling.generate_config(t.output.len(), t.resume_tokens.len());
+    let cfg = match t.sampling.generate_config(t.output.len(), t.resume_tokens.len()) {
+        Ok(cfg) => cfg,
+        Err(e) => return Ok(Verdict::fail(format!("response format: {e}"))),
+    };
     let report = proof::check(model, &ids, &t.output, &proofs, &cfg, &pc, tol)?;
     Ok(Verdict { passed: report.passed, reason: report.reason.clone(), report: Some(report) })
 }

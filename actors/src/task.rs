@@ -47,13 +47,22 @@ pub struct Sampling {
     /// Log-probabilities: `Some(n)` reports each output token's and the `n` most likely ones'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<u32>,
+    /// Structured outputs: the answer is constrained to this format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<brainmesh_models::grammar::ResponseFormat>,
 }
 
 impl Sampling {
     /// The engine's configuration for this request (`resumed`: output tokens an earlier
-    /// attempt produced, now at the end of the prompt).
-    pub fn generate_config(&self, max_new_tokens: usize, resumed: usize) -> brainmesh_models::GenerateConfig {
-        brainmesh_models::GenerateConfig {
+    /// attempt produced, now at the end of the prompt). Fails only on a response format whose
+    /// schema does not compile.
+    pub fn generate_config(
+        &self,
+        max_new_tokens: usize,
+        resumed: usize,
+    ) -> Result<brainmesh_models::GenerateConfig, brainmesh_models::grammar::GrammarError> {
+        let grammar = self.response_format.as_ref().map(|f| f.compile()).transpose()?.map(std::sync::Arc::new);
+        Ok(brainmesh_models::GenerateConfig {
             max_new_tokens,
             temperature: self.temperature,
             top_k: self.top_k.map(|k| k as usize),
@@ -67,7 +76,8 @@ impl Sampling {
             logit_bias: self.logit_bias.clone(),
             prior_output: resumed,
             logprobs: self.logprobs.map(|n| n as usize),
-        }
+            grammar,
+        })
     }
 }
 
@@ -85,6 +95,7 @@ impl Default for Sampling {
             presence_penalty: None,
             logit_bias: vec![],
             logprobs: None,
+            response_format: None,
         }
     }
 }

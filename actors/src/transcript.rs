@@ -30,6 +30,9 @@ pub struct RunSampling {
     pub presence_penalty: f32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logit_bias: Vec<(u32, f32)>,
+    /// Structured outputs: the grammar the output was constrained to (replayed as a mask).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<brainmesh_models::grammar::ResponseFormat>,
 }
 
 fn is_zero(x: &f32) -> bool {
@@ -47,13 +50,20 @@ impl RunSampling {
             frequency_penalty: s.frequency_penalty.unwrap_or(0.0),
             presence_penalty: s.presence_penalty.unwrap_or(0.0),
             logit_bias: s.logit_bias.clone(),
+            response_format: s.response_format.clone(),
         }
     }
 
     /// The sampler to replay for `max_new_tokens` output tokens after `resumed` tokens of an
-    /// earlier attempt (stop sequences need not be replayed: the output is given).
-    pub fn generate_config(&self, max_new_tokens: usize, resumed: usize) -> brainmesh_models::GenerateConfig {
-        brainmesh_models::GenerateConfig {
+    /// earlier attempt (stop sequences need not be replayed: the output is given). Fails only on
+    /// a response format whose schema does not compile.
+    pub fn generate_config(
+        &self,
+        max_new_tokens: usize,
+        resumed: usize,
+    ) -> Result<brainmesh_models::GenerateConfig, brainmesh_models::grammar::GrammarError> {
+        let grammar = self.response_format.as_ref().map(|f| f.compile()).transpose()?.map(std::sync::Arc::new);
+        Ok(brainmesh_models::GenerateConfig {
             max_new_tokens,
             temperature: self.temperature,
             top_k: self.top_k.map(|k| k as usize),
@@ -67,7 +77,8 @@ impl RunSampling {
             logit_bias: self.logit_bias.clone(),
             prior_output: resumed,
             logprobs: None,
-        }
+            grammar,
+        })
     }
 }
 

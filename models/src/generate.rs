@@ -13,6 +13,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{ModelError, Result};
+use crate::grammar::{apply_mask, Grammar, Matcher, TokenTable};
 use crate::model::Model;
 use crate::prefix::PrefixCache;
 
@@ -48,6 +49,9 @@ pub struct GenerateConfig {
     /// Report the log-probability of each chosen token and of the `n` most likely ones
     /// ([`TokenEvent::logprob`]); `None`: off.
     pub logprobs: Option<usize>,
+    /// Constrain the output to this grammar (structured outputs): tokens it refuses are masked
+    /// out before anything else, and once the value is complete only end-of-sequence remains.
+    pub grammar: Option<std::sync::Arc<Grammar>>,
 }
 
 impl Default for GenerateConfig {
@@ -66,6 +70,7 @@ impl Default for GenerateConfig {
             logit_bias: Vec::new(),
             prior_output: 0,
             logprobs: None,
+            grammar: None,
         }
     }
 }
@@ -390,7 +395,7 @@ fn argmax(x: &[f32]) -> u32 {
 }
 
 /// Per-row state of a running generation.
-struct Row {
+struct Row<'a> {
     prompt: Vec<u32>,
     tokens: Vec<u32>,
     /// Final text (stop sequences removed).
@@ -399,6 +404,8 @@ struct Row {
     emitted: usize,
     finish: Option<FinishReason>,
     rng: Rng,
+    /// Where the output stands in the grammar (structured outputs).
+    matcher: Option<Matcher<'a>>,
 }
 
 impl Model {
@@ -509,6 +516,7 @@ impl Model {
                 emitted: 0,
                 finish: None,
                 rng: Rng::new(cfg.seed.wrapping_add(i as u64)),
+                matcher: cfg.grammar.as_deref().map(Matcher::new),
             })
             .collect();
         if cfg.max_new_tokens == 0 {
@@ -534,6 +542,7 @@ impl Model {
         }
         let mut prefilled = false;
         let vocab = self.net.vocab_size();
+        let table = if cfg.grammar.is_some() { self.tokenizer.token_table() } else { Default::default() };
         let max_stop = cfg.stop.iter().map(String::len).max().unwrap_or(0);
         loop {
             let (logits, hidden) = match capture.as_deref_mut() {
@@ -571,7 +580,15 @@ impl Model {
                     Vec::new()
                 };
                 let history = History::new(&seen, row.prompt.len().saturating_sub(cfg.prior_output));
+                if let Some(m) = &row.matcher {
+                    constrain(m, &table, &self.tokenizer.stop_ids, slice);
+                }
                 let tok = pick_token(slice, history, cfg, &mut row.rng);
+                if let Some(m) = row.matcher.as_mut() {
+                    if !self.tokenizer.stop_ids.contains(&tok) {
+                        m.feed_all(table.bytes(tok));
+                    }
+                }
                 // The processed logits (pick_token left them so): what the token was drawn from.
                 let logprob = cfg.logprobs.map(|n| token_logprobs(slice, cfg.temperature, tok, n));
                 row.tokens.push(tok);
@@ -633,7 +650,19 @@ impl Model {
     }
 }
 
-fn finish_all(rows: Vec<Row>, default: FinishReason) -> Vec<Generation> {
+/// Masks `logits` to what the grammar allows next; where it allows nothing the vocabulary can
+/// spell, the generation may only end.
+pub fn constrain(m: &Matcher<'_>, table: &TokenTable, stop_ids: &[u32], logits: &mut [f32]) {
+    if apply_mask(m, table, stop_ids, logits) == 0 {
+        for &s in stop_ids {
+            if let Some(l) = logits.get_mut(s as usize) {
+                *l = 0.0;
+            }
+        }
+    }
+}
+
+fn finish_all(rows: Vec<Row<'_>>, default: FinishReason) -> Vec<Generation> {
     rows.into_iter()
         .map(|r| Generation {
             prompt_tokens: r.prompt.len(),

@@ -19,6 +19,7 @@ pub mod generate;
 pub mod ggml;
 pub mod gguf;
 pub mod gpt2;
+pub mod grammar;
 pub mod hf;
 pub mod kernel_pool;
 pub mod llama;

@@ -9,6 +9,7 @@ use crate::chat_template::END_OF_TURN_MARKERS;
 pub use crate::chat_template::{ChatMessage, JinjaTemplate};
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, Value};
+use crate::grammar::TokenTable;
 
 /// GGUF token types (llama.cpp `llama_token_type`).
 const TOKEN_TYPE_CONTROL: i64 = 3;
@@ -79,6 +80,8 @@ pub struct Tokenizer {
     /// Whether the vocabulary is byte-level BPE (GPT-2 style: each byte drawn as a printable
     /// character), which [`Tokenizer::token_bytes`] maps back.
     byte_level: bool,
+    /// Every token's bytes (special tokens: none), built on first use.
+    table: std::sync::OnceLock<std::sync::Arc<TokenTable>>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -147,7 +150,25 @@ impl Tokenizer {
         }
         let byte_level =
             inner.get_decoder().and_then(|d| serde_json::to_string(d).ok()).is_some_and(|d| d.contains("ByteLevel"));
-        Tokenizer { inner, bos_id, eos_id, add_bos, chat_template, stop_ids, byte_level }
+        Tokenizer { inner, bos_id, eos_id, add_bos, chat_template, stop_ids, byte_level, table: Default::default() }
+    }
+
+    /// Every token's bytes, special tokens with none (what constrained decoding matches).
+    pub fn token_table(&self) -> std::sync::Arc<TokenTable> {
+        self.table
+            .get_or_init(|| {
+                let n = self.vocab_size() as u32;
+                let added = self.inner.get_added_vocabulary();
+                let bytes = (0..n)
+                    .map(|id| match self.inner.id_to_token(id) {
+                        Some(p) if added.is_special_token(&p) => Vec::new(),
+                        Some(_) => self.token_bytes(id),
+                        None => Vec::new(),
+                    })
+                    .collect();
+                std::sync::Arc::new(TokenTable::new(bytes))
+            })
+            .clone()
     }
 
     /// The raw bytes one token stands for: byte-level BPE symbols mapped back to their bytes,

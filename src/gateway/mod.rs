@@ -46,8 +46,8 @@ pub use error::{ApiError, ErrorBody};
 pub use ratelimit::RateLimiter;
 
 use openai::{
-    finish_reason, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionRequest, CompletionRequest, ModelList,
-    ModelObject, Plan, TextChoice, TextCompletion,
+    finish_reason, read_tool_answer, tool_call_json, AssistantMessage, ChatChoice, ChatCompletion,
+    ChatCompletionRequest, CompletionRequest, ModelList, ModelObject, Plan, TextChoice, TextCompletion, ToolAnswer,
 };
 use sse::{Chunker, Endpoint};
 
@@ -318,7 +318,7 @@ fn joined<'a>(parts: impl Iterator<Item = &'a str>) -> String {
 /// Submits the request's tasks (one per choice), waits for all to start, and answers streamed
 /// or collected.
 async fn run_task(state: &GatewayState, endpoint: Endpoint, plan: Plan) -> Result<HttpResponse, ApiError> {
-    let Plan { specs, delivery, logprobs, echo } = plan;
+    let Plan { specs, delivery, logprobs, echo, tools } = plan;
     let Some(model) = specs.first().map(|s| s.model.clone()) else {
         return Err(ApiError::invalid("The request asks for no choices.").with_param("n"));
     };
@@ -349,13 +349,15 @@ async fn run_task(state: &GatewayState, endpoint: Endpoint, plan: Plan) -> Resul
         Endpoint::Completion => "cmpl-",
     };
     let id = format!("{prefix}{}", begun[0].task_id);
+    let call_ids: Vec<String> = begun.iter().map(|b| format!("call_{}", b.task_id)).collect();
     let created = unix_now();
     let mut resp = HttpResponse::Ok();
     resp.insert_header(("x-brainmesh-task-id", joined(begun.iter().map(|b| b.task_id.as_str()))));
     resp.insert_header(("x-brainmesh-miner", joined(begun.iter().map(|b| b.miner.as_str()))));
 
     if delivery.stream {
-        let chunker = Chunker { endpoint, id, created, model, include_usage: delivery.include_usage, logprobs };
+        let tools = tools.then_some(call_ids);
+        let chunker = Chunker { endpoint, id, created, model, include_usage: delivery.include_usage, logprobs, tools };
         let choices = begun.into_iter().zip(rxs).map(|(b, rx)| (b.pending, rx)).collect();
         return Ok(resp
             .content_type("text/event-stream")
@@ -381,12 +383,23 @@ async fn run_task(state: &GatewayState, endpoint: Endpoint, plan: Plan) -> Resul
             model,
             choices: collected
                 .into_iter()
+                .zip(call_ids)
                 .enumerate()
-                .map(|(i, c)| ChatChoice {
-                    index: i as u32,
-                    logprobs: logprobs.map(|_| openai::chat_logprobs(&c.logprobs)),
-                    message: AssistantMessage { role: "assistant".into(), content: c.text, refusal: None },
-                    finish_reason: finish_reason(c.finish).to_string(),
+                .map(|(i, (c, call_id))| {
+                    let reason = finish_reason(c.finish).to_string();
+                    let (content, tool_calls, finish_reason) = match tools.then(|| read_tool_answer(&c.text)) {
+                        Some(ToolAnswer::Call { name, arguments }) => {
+                            (None, Some(vec![tool_call_json(&call_id, &name, &arguments, None)]), "tool_calls".into())
+                        }
+                        Some(ToolAnswer::Text(t) | ToolAnswer::Raw(t)) => (Some(t), None, reason),
+                        None => (Some(c.text), None, reason),
+                    };
+                    ChatChoice {
+                        index: i as u32,
+                        logprobs: logprobs.map(|_| openai::chat_logprobs(&c.logprobs)),
+                        message: AssistantMessage { role: "assistant".into(), content, refusal: None, tool_calls },
+                        finish_reason,
+                    }
                 })
                 .collect(),
             usage: usage.into(),

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use brainmesh_actors::models::grammar::ResponseFormat;
 use brainmesh_actors::task::{ChatMessage, Finish, Prompt, Sampling, TaskSpec, TokenLogprob, Usage};
 
 use super::error::ApiError;
@@ -61,6 +62,12 @@ pub struct RequestMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<MessageContent>,
+    /// An assistant turn that called tools.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<Value>>,
+    /// A tool's answer names the call it answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
 }
 
 /// `POST /v1/chat/completions`.
@@ -104,6 +111,11 @@ pub struct ChatCompletionRequest {
     pub top_logprobs: Option<u32>,
     #[serde(default)]
     pub tools: Option<Vec<Value>>,
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    /// Accepted; at most one call is made per choice.
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
     #[serde(default)]
     pub functions: Option<Vec<Value>>,
     #[serde(default)]
@@ -186,6 +198,8 @@ pub struct Plan {
     pub logprobs: Option<LogprobsShape>,
     /// `/v1/completions` `echo`: each choice's text starts with its prompt.
     pub echo: bool,
+    /// The answer is a tool-call object ([`read_tool_answer`]) to turn into `tool_calls`.
+    pub tools: bool,
 }
 
 /// At most this many choices (prompts × n) per request.
@@ -335,7 +349,111 @@ fn sampling(c: CommonSampling<'_>, max_tokens_param: &str) -> Result<Sampling, A
         presence_penalty: c.presence_penalty.filter(|&v| v != 0.0),
         logit_bias: logit_bias(c.logit_bias)?,
         logprobs: c.logprobs,
+        response_format: None,
     })
+}
+
+/// `response_format`: text (no constraint), `json_object` or `json_schema`; a schema the
+/// grammar cannot enforce is refused here, naming what it lacks.
+fn response_format(rf: &Option<Value>) -> Result<Option<ResponseFormat>, ApiError> {
+    let Some(rf) = rf else { return Ok(None) };
+    let bad = |m: String| ApiError::invalid(m).with_param("response_format");
+    let f = match rf.get("type").and_then(Value::as_str) {
+        Some("text") => return Ok(None),
+        Some("json_object") => ResponseFormat::JsonObject,
+        Some("json_schema") => {
+            let schema = rf
+                .get("json_schema")
+                .and_then(|j| j.get("schema"))
+                .ok_or_else(|| bad("response_format json_schema needs json_schema.schema.".into()))?;
+            ResponseFormat::JsonSchema { schema: schema.clone() }
+        }
+        other => {
+            return Err(ApiError::unsupported(
+                "response_format",
+                format!("response_format type {other:?} is not supported: use text, json_object or json_schema."),
+            ))
+        }
+    };
+    f.compile().map_err(|e| bad(format!("response_format: {e}")))?;
+    Ok(Some(f))
+}
+
+/// One function of `tools`.
+struct Tool {
+    name: String,
+    description: String,
+    parameters: Value,
+}
+
+fn tools(list: &[Value]) -> Result<Vec<Tool>, ApiError> {
+    let mut out: Vec<Tool> = Vec::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        let param = format!("tools[{i}]");
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(ApiError::unsupported(&param, "Only tools of type `function` are supported."));
+        }
+        let f = t.get("function").ok_or_else(|| ApiError::invalid("A tool needs a function.").with_param(&param))?;
+        let name = f.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        if name.is_empty() || out.iter().any(|o| o.name == name) {
+            return Err(ApiError::invalid(format!("Tool names must be present and unique; `{name}` is not."))
+                .with_param(&format!("{param}.function.name")));
+        }
+        let parameters =
+            f.get("parameters").cloned().unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
+        let description = f.get("description").and_then(Value::as_str).unwrap_or_default().to_string();
+        out.push(Tool { name, description, parameters });
+    }
+    Ok(out)
+}
+
+/// The system text that tells the model which functions it may call and how to answer.
+fn tools_prompt(tools: &[Tool], allow_response: bool) -> String {
+    let mut s = String::from("You can call the following functions (their parameters are JSON Schemas):\n");
+    for t in tools {
+        let spec = serde_json::json!({"name": t.name, "description": t.description, "parameters": t.parameters});
+        s.push_str(&spec.to_string());
+        s.push('\n');
+    }
+    s.push_str(
+        "To call a function, answer only with JSON: {\"name\": <function name>, \"arguments\": <its arguments>}.",
+    );
+    if allow_response {
+        s.push_str(" If no function is needed, answer only with JSON: {\"response\": <your answer>}.");
+    }
+    s
+}
+
+/// What a tool-mode answer turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolAnswer {
+    /// A call: the function's name and its arguments (a JSON string, as OpenAI returns them).
+    Call { name: String, arguments: String },
+    /// `{"response": text}`: a plain answer.
+    Text(String),
+    /// Not a complete object (the answer ran out of tokens): returned as it is.
+    Raw(String),
+}
+
+/// Reads the answer of a request made with tools.
+pub fn read_tool_answer(text: &str) -> ToolAnswer {
+    let Ok(v) = serde_json::from_str::<Value>(text) else { return ToolAnswer::Raw(text.to_string()) };
+    if let (Some(name), Some(args)) = (v.get("name").and_then(Value::as_str), v.get("arguments")) {
+        return ToolAnswer::Call { name: name.to_string(), arguments: args.to_string() };
+    }
+    match v.get("response").and_then(Value::as_str) {
+        Some(t) => ToolAnswer::Text(t.to_string()),
+        None => ToolAnswer::Raw(text.to_string()),
+    }
+}
+
+/// OpenAI's `tool_calls` entry for a call.
+pub fn tool_call_json(id: &str, name: &str, arguments: &str, index: Option<u32>) -> Value {
+    let mut v = serde_json::json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}});
+    if let (Some(i), Some(o)) = (index, v.as_object_mut()) {
+        o.insert("index".into(), Value::from(i));
+    }
+    v
 }
 
 fn delivery(stream: Option<bool>, opts: &Option<StreamOptions>) -> Delivery {
@@ -356,13 +474,30 @@ fn message(i: usize, m: &RequestMessage) -> Result<ChatMessage, ApiError> {
         "system" | "developer" => "system",
         "user" => "user",
         "assistant" => "assistant",
+        "tool" => "tool",
         other => {
             return Err(ApiError::invalid(format!(
-                "Invalid role `{other}` in messages[{i}]: brainmesh accepts system, developer, user and assistant messages."
+                "Invalid role `{other}` in messages[{i}]: brainmesh accepts system, developer, user, assistant and tool messages."
             ))
             .with_param(&format!("{param}.role")))
         }
     };
+    // An assistant turn that called tools is shown to the model as the JSON it wrote.
+    if let Some(calls) = m.tool_calls.as_ref().filter(|c| !c.is_empty()) {
+        let text: Vec<String> = calls
+            .iter()
+            .map(|c| {
+                let f = c.get("function").cloned().unwrap_or_default();
+                let args = f
+                    .get("arguments")
+                    .and_then(Value::as_str)
+                    .and_then(|a| serde_json::from_str::<Value>(a).ok())
+                    .unwrap_or_default();
+                serde_json::json!({"name": f.get("name").cloned().unwrap_or_default(), "arguments": args}).to_string()
+            })
+            .collect();
+        return Ok(ChatMessage { role: role.to_string(), content: text.join("\n") });
+    }
     let content = match &m.content {
         None => String::new(),
         Some(MessageContent::Text(t)) => t.clone(),
@@ -406,22 +541,66 @@ impl ChatCompletionRequest {
             }
         }
         let n = choices(self.n, 1)?;
-        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(ApiError::unsupported("tools", "Tool calls are not supported by brainmesh."));
-        }
         if self.functions.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(ApiError::unsupported("functions", "Function calls are not supported by brainmesh."));
+            return Err(ApiError::unsupported(
+                "functions",
+                "The legacy `functions` parameter is not supported: send `tools` instead.",
+            ));
         }
-        if let Some(rf) = &self.response_format {
-            let kind = rf.get("type").and_then(Value::as_str).unwrap_or("");
-            if kind != "text" {
-                return Err(ApiError::unsupported(
-                    "response_format",
-                    format!("response_format `{kind}` is not supported: only `text` is."),
-                ));
+        let mut format = response_format(&self.response_format)?;
+        let mut messages =
+            self.messages.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?;
+        let tools = tools(self.tools.as_deref().unwrap_or_default())?;
+        let mut tool_mode = false;
+        if !tools.is_empty() {
+            // tool_choice: "none", "auto" (the default), "required" or one named function.
+            let (chosen, allow_response): (Vec<&Tool>, bool) = match &self.tool_choice {
+                None => (tools.iter().collect(), true),
+                Some(Value::String(c)) if c == "auto" => (tools.iter().collect(), true),
+                Some(Value::String(c)) if c == "required" => (tools.iter().collect(), false),
+                Some(Value::String(c)) if c == "none" => (vec![], true),
+                Some(v) => {
+                    let name =
+                        v.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or_default();
+                    match tools.iter().find(|t| t.name == name) {
+                        Some(t) => (vec![t], false),
+                        None => {
+                            return Err(ApiError::invalid(format!(
+                                "tool_choice names `{name}`, which is not one of the tools."
+                            ))
+                            .with_param("tool_choice"))
+                        }
+                    }
+                }
+            };
+            if !chosen.is_empty() {
+                if format.is_some() {
+                    return Err(ApiError::invalid("response_format cannot be combined with tool calls.")
+                        .with_param("response_format"));
+                }
+                let owned: Vec<Tool> = chosen
+                    .iter()
+                    .map(|t| Tool {
+                        name: t.name.clone(),
+                        description: t.description.clone(),
+                        parameters: t.parameters.clone(),
+                    })
+                    .collect();
+                format = Some(ResponseFormat::ToolCall {
+                    tools: owned.iter().map(|t| (t.name.clone(), t.parameters.clone())).collect(),
+                    allow_response,
+                });
+                if let Some(Err(e)) = format.as_ref().map(ResponseFormat::compile) {
+                    return Err(ApiError::invalid(format!("tools: {e}")).with_param("tools"));
+                }
+                let text = tools_prompt(&owned, allow_response);
+                match messages.first_mut() {
+                    Some(m) if m.role == "system" => m.content = format!("{}\n\n{text}", m.content),
+                    _ => messages.insert(0, ChatMessage { role: "system".into(), content: text }),
+                }
+                tool_mode = true;
             }
         }
-        let messages = self.messages.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?;
         let (max_tokens, param) = match (self.max_completion_tokens, self.max_tokens) {
             (Some(m), _) => (m, "max_completion_tokens"),
             (None, Some(m)) => (m, "max_tokens"),
@@ -443,6 +622,7 @@ impl ChatCompletionRequest {
             },
             param,
         )?;
+        let sampling = Sampling { response_format: format, ..sampling };
         let spec =
             TaskSpec { model: self.model, account: account.to_string(), prompt: Prompt::Chat(messages), sampling };
         Ok(Plan {
@@ -450,6 +630,7 @@ impl ChatCompletionRequest {
             delivery: delivery(self.stream, &self.stream_options),
             logprobs: logprobs.then_some(LogprobsShape::Chat),
             echo: false,
+            tools: tool_mode,
         })
     }
 }
@@ -536,6 +717,7 @@ impl CompletionRequest {
             delivery: delivery(self.stream, &self.stream_options),
             logprobs: self.logprobs.is_some().then_some(LogprobsShape::Completion),
             echo,
+            tools: false,
         })
     }
 }
@@ -595,8 +777,11 @@ impl From<Usage> for UsageJson {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssistantMessage {
     pub role: String,
-    pub content: String,
+    /// Null when the answer is a tool call.
+    pub content: Option<String>,
     pub refusal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -644,6 +829,8 @@ pub struct Delta {
     pub role: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -755,6 +942,7 @@ mod tests {
                 presence_penalty: Some(-0.25),
                 logit_bias: vec![(7, 2.5), (42, -100.0)],
                 logprobs: None,
+                response_format: None,
             }
         );
         assert_eq!(d, Delivery { stream: true, include_usage: true });
@@ -831,6 +1019,70 @@ mod tests {
     }
 
     #[test]
+    fn response_formats_and_tools_become_the_tasks_constraint() {
+        let p = chat_plan(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "n", "strict": true,
+                "schema": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}}))
+        .unwrap();
+        assert!(matches!(p.specs[0].sampling.response_format, Some(ResponseFormat::JsonSchema { .. })));
+        assert!(!p.tools);
+        let tools = serde_json::json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+        let p =
+            chat_plan(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "Weather in Oslo?"}],
+            "tools": tools}))
+            .unwrap();
+        assert!(p.tools);
+        match &p.specs[0].sampling.response_format {
+            Some(ResponseFormat::ToolCall { tools, allow_response }) => {
+                assert_eq!((tools.len(), *allow_response), (1, true));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The model is told about the tools in a system message.
+        let Prompt::Chat(msgs) = &p.specs[0].prompt else { panic!("chat") };
+        assert_eq!(msgs[0].role, "system");
+        assert!(msgs[0].content.contains("get_weather") && msgs[0].content.contains("\"response\""));
+        // "required" and a named function forbid the plain answer; "none" leaves the request alone.
+        for choice in [
+            serde_json::json!("required"),
+            serde_json::json!({"type": "function", "function": {"name": "get_weather"}}),
+        ] {
+            let p = chat_plan(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                "tools": tools, "tool_choice": choice}))
+            .unwrap();
+            assert!(matches!(
+                p.specs[0].sampling.response_format,
+                Some(ResponseFormat::ToolCall { allow_response: false, .. })
+            ));
+        }
+        let p = chat_plan(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "tools": tools, "tool_choice": "none"}))
+        .unwrap();
+        assert!(!p.tools && p.specs[0].sampling.response_format.is_none());
+        // A conversation that carries an earlier call and its result.
+        let p = chat_plan(serde_json::json!({"model": "m", "tools": tools, "messages": [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "12 C, rain"}]}))
+        .unwrap();
+        let Prompt::Chat(msgs) = &p.specs[0].prompt else { panic!("chat") };
+        assert_eq!(msgs[2].content, r#"{"arguments":{"city":"Oslo"},"name":"get_weather"}"#);
+        assert_eq!((msgs[3].role.as_str(), msgs[3].content.as_str()), ("tool", "12 C, rain"));
+    }
+
+    #[test]
+    fn tool_answers_are_read_as_calls_text_or_raw() {
+        assert_eq!(
+            read_tool_answer(r#"{"name": "f", "arguments": {"x": 1}}"#),
+            ToolAnswer::Call { name: "f".into(), arguments: r#"{"x":1}"#.into() }
+        );
+        assert_eq!(read_tool_answer(r#"{"response": "hi"}"#), ToolAnswer::Text("hi".into()));
+        assert_eq!(read_tool_answer(r#"{"name": "f", "argu"#), ToolAnswer::Raw(r#"{"name": "f", "argu"#.into()));
+    }
+
+    #[test]
     fn completion_prompt_may_be_a_string_or_an_array_of_one_string() {
         let (a, _) = completion(serde_json::json!({"model": "m", "prompt": "once"})).unwrap();
         let (b, _) = completion(
@@ -872,7 +1124,30 @@ mod tests {
                 serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"5": 101}}),
                 "logit_bias",
             ),
-            (serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{}]}), "tools"),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{}]}),
+                "tools[0]",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [
+                    {"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+                "tool_choice",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [
+                    {"type": "function", "function": {"name": "f", "parameters": {"type": "string", "format": "date"}}}]}),
+                "tools",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [
+                    {"type": "function", "function": {"name": "f"}}], "response_format": {"type": "json_object"}}),
+                "response_format",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                    "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "string", "pattern": "a+"}}}}),
+                "response_format",
+            ),
             (
                 serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3}),
                 "temperature",
@@ -884,13 +1159,13 @@ mod tests {
             ),
             (serde_json::json!({"model": "m", "messages": []}), "messages"),
             (serde_json::json!({"model": "", "messages": [{"role": "user", "content": "x"}]}), "model"),
-            (serde_json::json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}), "messages[0].role"),
+            (serde_json::json!({"model": "m", "messages": [{"role": "function", "content": "x"}]}), "messages[0].role"),
             (
                 serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
                 "messages[0].content[0]",
             ),
             (
-                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}),
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}}),
                 "response_format",
             ),
         ];

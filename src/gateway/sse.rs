@@ -16,8 +16,8 @@ use brainmesh_actors::task::{Finish, TaskError, TaskEvent, TokenLogprob, Usage};
 
 use super::error::ApiError;
 use super::openai::{
-    chat_logprobs, completion_logprobs, finish_reason, ChatCompletionChunk, ChunkChoice, Delta, LogprobsShape,
-    TextChoice, TextCompletion, UsageJson,
+    chat_logprobs, completion_logprobs, finish_reason, read_tool_answer, tool_call_json, ChatCompletionChunk,
+    ChunkChoice, Delta, LogprobsShape, TextChoice, TextCompletion, ToolAnswer, UsageJson,
 };
 
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -48,6 +48,9 @@ pub struct Chunker {
     pub include_usage: bool,
     /// Whether chunks carry log-probabilities, and in which shape.
     pub logprobs: Option<LogprobsShape>,
+    /// Tool mode: each choice's answer is held until it is complete, then sent as a tool call
+    /// (with this call id per choice) or as text.
+    pub tools: Option<Vec<String>>,
 }
 
 impl Chunker {
@@ -56,19 +59,37 @@ impl Chunker {
     }
 
     fn chat(&self, index: u32, delta: Delta, logprobs: Option<Value>, finish: Option<Finish>) -> Bytes {
+        self.chat_with(index, delta, logprobs, finish.map(|f| finish_reason(f).to_string()))
+    }
+
+    fn chat_with(&self, index: u32, delta: Delta, logprobs: Option<Value>, finish: Option<String>) -> Bytes {
         event(&ChatCompletionChunk {
             id: self.id.clone(),
             object: "chat.completion.chunk".into(),
             created: self.created,
             model: self.model.clone(),
-            choices: vec![ChunkChoice {
-                index,
-                delta,
-                logprobs,
-                finish_reason: finish.map(|f| finish_reason(f).to_string()),
-            }],
+            choices: vec![ChunkChoice { index, delta, logprobs, finish_reason: finish }],
             usage: self.usage_field(),
         })
+    }
+
+    /// The end of a tool-mode choice: the held answer as one tool call (finish reason
+    /// `tool_calls`) or as text.
+    fn tool_answer(&self, index: u32, text: &str, finish: Finish) -> Vec<Bytes> {
+        let call_id = self.tools.as_ref().and_then(|ids| ids.get(index as usize)).cloned().unwrap_or_default();
+        match read_tool_answer(text) {
+            ToolAnswer::Call { name, arguments } => {
+                let call = tool_call_json(&call_id, &name, &arguments, Some(0));
+                vec![
+                    self.chat(index, Delta { tool_calls: Some(vec![call]), ..Delta::default() }, None, None),
+                    self.chat_with(index, Delta::default(), None, Some("tool_calls".into())),
+                ]
+            }
+            ToolAnswer::Text(t) | ToolAnswer::Raw(t) => vec![
+                self.chat(index, Delta { content: Some(t), ..Delta::default() }, None, None),
+                self.chat(index, Delta::default(), None, Some(finish)),
+            ],
+        }
     }
 
     fn text(&self, index: u32, text: String, logprobs: Option<Value>, finish: Option<Finish>) -> Bytes {
@@ -93,7 +114,7 @@ impl Chunker {
         match self.endpoint {
             Endpoint::Chat => Some(self.chat(
                 index,
-                Delta { role: Some("assistant".into()), content: Some(String::new()) },
+                Delta { role: Some("assistant".into()), content: Some(String::new()), tool_calls: None },
                 None,
                 None,
             )),
@@ -108,7 +129,7 @@ impl Chunker {
         match self.endpoint {
             Endpoint::Chat => {
                 let lp = self.logprobs.map(|_| chat_logprobs(logprobs));
-                self.chat(index, Delta { role: None, content: Some(text) }, lp, None)
+                self.chat(index, Delta { content: Some(text), ..Delta::default() }, lp, None)
             }
             Endpoint::Completion => {
                 let lp = self.logprobs.map(|_| completion_logprobs(logprobs, offset));
@@ -157,9 +178,11 @@ struct SseState {
     rx: Option<mpsc::Receiver<(u32, TaskEvent)>>,
     queue: VecDeque<Bytes>,
     chunker: Chunker,
-    /// Per choice: finished, and the character offset of its next token.
+    /// Per choice: finished, the character offset of its next token, and (tool mode) the
+    /// answer held so far.
     done: Vec<bool>,
     offsets: Vec<usize>,
+    held: Vec<String>,
     usage: Usage,
 }
 
@@ -178,6 +201,7 @@ pub fn body(
         chunker,
         done: vec![false; n],
         offsets: echoes.iter().map(|e| e.chars().count()).collect(),
+        held: vec![String::new(); n],
         usage: Usage::default(),
     };
     for (i, echo) in echoes.iter().enumerate() {
@@ -211,6 +235,7 @@ impl SseState {
         }
         match ev {
             TaskEvent::Started { .. } => {}
+            TaskEvent::Token { text, .. } if self.chunker.tools.is_some() => self.held[i].push_str(&text),
             TaskEvent::Token { text, logprobs } => {
                 if !text.is_empty() || !logprobs.is_empty() {
                     let chunk = self.chunker.content(index, text, &logprobs, &mut self.offsets[i]);
@@ -221,7 +246,12 @@ impl SseState {
                 self.done[i] = true;
                 self.usage.prompt_tokens = self.usage.prompt_tokens.saturating_add(usage.prompt_tokens);
                 self.usage.completion_tokens = self.usage.completion_tokens.saturating_add(usage.completion_tokens);
-                self.queue.push_back(self.chunker.finish(index, finish));
+                if self.chunker.tools.is_some() {
+                    let end = self.chunker.tool_answer(index, &self.held[i], finish);
+                    self.queue.extend(end);
+                } else {
+                    self.queue.push_back(self.chunker.finish(index, finish));
+                }
                 if self.done.iter().all(|&d| d) {
                     if self.chunker.include_usage {
                         self.queue.push_back(self.chunker.usage(self.usage));

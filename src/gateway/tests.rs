@@ -499,6 +499,45 @@ async fn n_choices_are_one_task_each_with_their_index_and_the_summed_usage() {
     assert_eq!(v["error"]["param"], "n");
 }
 
+#[actix_web::test]
+async fn a_tool_call_answer_comes_back_as_tool_calls_plain_and_streamed() {
+    let answer = Plan::Events(vec![
+        started(),
+        tok(r#"{"name": "get_weather", "#),
+        tok(r#""arguments": {"city": "Oslo"}}"#),
+        done(Finish::Stop),
+    ]);
+    let h = harness(answer);
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let body = chat_body(json!({"tools": tools}));
+    let (s, v) = json_of(call(&h.state, post("/v1/chat/completions", &body)).await).await;
+    assert_eq!(s, 200, "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert!(choice["message"]["content"].is_null());
+    assert_eq!(
+        choice["message"]["tool_calls"],
+        json!([{"id": "call_t1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}])
+    );
+    let body = chat_body(json!({"tools": tools, "stream": true}));
+    let events = sse_events(&test::read_body(call(&h.state, post("/v1/chat/completions", &body)).await).await);
+    let chunks: Vec<Value> =
+        events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
+    let calls: Vec<&Value> = chunks.iter().filter(|c| !c["choices"][0]["delta"]["tool_calls"].is_null()).collect();
+    assert_eq!(calls.len(), 1, "{chunks:?}");
+    assert_eq!(calls[0]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"], "get_weather");
+    assert_eq!(calls[0]["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");
+
+    // A plain answer in tool mode is the `response` text.
+    let h = harness(Plan::Events(vec![started(), tok(r#"{"response": "No tool needed."}"#), done(Finish::Stop)]));
+    let (_, v) = json_of(call(&h.state, post("/v1/chat/completions", &chat_body(json!({"tools": tools})))).await).await;
+    assert_eq!(v["choices"][0]["message"]["content"], "No tool needed.");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(v["choices"][0]["message"].get("tool_calls").is_none());
+}
+
 fn lp(token: &str, logprob: f32, top: &[(&str, f32)]) -> brainmesh_actors::task::TokenLogprob {
     brainmesh_actors::task::TokenLogprob {
         token: token.into(),

@@ -112,6 +112,131 @@ def sampling_features(client, args):
     return receipts
 
 
+def obj(props, required=None):
+    return {"type": "object", "properties": props, "required": required or list(props), "additionalProperties": False}
+
+
+STR, INT, NUM, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+
+# Twenty schema/prompt pairs for structured outputs.
+SCHEMAS = [
+    ("Is Paris the capital of France?", obj({"answer": BOOL})),
+    ("How many legs does a spider have?", obj({"legs": INT})),
+    ("What colour is the sky on a clear day?", obj({"colour": {"enum": ["blue", "green", "red", "yellow"]}})),
+    ("Rate the movie Titanic from 1 to 5.", obj({"stars": {"enum": [1, 2, 3, 4, 5]}})),
+    ("Give the boiling point of water in Celsius.", obj({"celsius": NUM})),
+    ("Name a fruit.", obj({"fruit": STR})),
+    ("Describe a cat: its name and age.", obj({"name": STR, "age": INT})),
+    ("List two primary colours.", obj({"colours": {"type": "array", "items": STR, "minItems": 2, "maxItems": 2}})),
+    ("Is the number 7 even?", obj({"even": BOOL, "number": INT})),
+    ("Pick a weekday.", obj({"day": {"enum": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]}})),
+    ("Give a point on a map.", obj({"lat": NUM, "lon": NUM})),
+    ("Classify the sentiment of: I love this game!", obj({"sentiment": {"enum": ["positive", "negative", "neutral"]}})),
+    ("Describe a sword in a fantasy game.", obj({"name": STR, "damage": INT, "magic": BOOL})),
+    ("Give three small numbers.", obj({"numbers": {"type": "array", "items": INT, "minItems": 3, "maxItems": 3}})),
+    ("Who wrote Hamlet?", obj({"author": STR})),
+    ("Describe a player character.", obj({"class": {"enum": ["warrior", "mage", "rogue"]}, "level": INT})),
+    ("What is 2 + 2?", obj({"result": INT})),
+    ("Is water wet?", {"anyOf": [obj({"yes": BOOL}), obj({"no": BOOL})]}),
+    ("Give an inventory with one item.", obj({"items": {"type": "array", "maxItems": 1, "minItems": 1,
+                                                         "items": obj({"item": STR, "count": INT})}})),
+    ("Say whether it is raining, or null if unknown.", obj({"raining": {"type": ["boolean", "null"]}})),
+]
+
+
+def structured_features(client, args):
+    """response_format json_schema on twenty schema/prompt pairs (every answer must parse and
+    validate with jsonschema), json_object, and tools (auto, required, a named function), plain
+    and streamed. Returns how many receipts the answered requests made."""
+    import jsonschema
+
+    async def run():
+        aclient = AsyncOpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=args.timeout)
+
+        async def one(i, prompt, schema):
+            stream = i % 2 == 1
+            kw = dict(model=args.model, messages=[{"role": "user", "content": prompt + " Answer in JSON."}],
+                      max_tokens=160, temperature=0 if i % 3 else 0.7, seed=i,
+                      response_format={"type": "json_schema", "json_schema": {"name": f"s{i}", "schema": schema,
+                                                                              "strict": True}})
+            if stream:
+                text, finish = "", None
+                async for c in await aclient.chat.completions.create(stream=True, **kw):
+                    if c.choices:
+                        text += c.choices[0].delta.content or ""
+                        finish = c.choices[0].finish_reason or finish
+            else:
+                r = await aclient.chat.completions.create(**kw)
+                text, finish = r.choices[0].message.content, r.choices[0].finish_reason
+            return text, finish
+
+        try:
+            return await asyncio.gather(*(one(i, p, s) for i, (p, s) in enumerate(SCHEMAS)))
+        finally:
+            await aclient.close()
+
+    answers = asyncio.run(run())
+    for (prompt, schema), (text, finish) in zip(SCHEMAS, answers):
+        check(finish == "stop", f"{prompt!r}: finish_reason {finish} after {text!r}")
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            check(False, f"{prompt!r}: not JSON ({e}): {text!r}")
+        try:
+            jsonschema.validate(value, schema)
+        except jsonschema.ValidationError as e:
+            check(False, f"{prompt!r}: {text!r} does not validate: {e.message}")
+    receipts = len(SCHEMAS)
+
+    any_obj = client.chat.completions.create(
+        model=args.model, max_tokens=200, temperature=0, response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": "Give a dog's name and breed as a small JSON object."}])
+    receipts += 1
+    check(any_obj.choices[0].finish_reason == "stop", f"json_object ran out of tokens: {any_obj}")
+    check(isinstance(json.loads(any_obj.choices[0].message.content), dict), f"json_object: {any_obj}")
+
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "The current weather in a city.",
+        "parameters": obj({"city": STR, "unit": {"enum": ["celsius", "fahrenheit"]}})}},
+        {"type": "function", "function": {"name": "get_time", "description": "The time in a city.",
+                                          "parameters": obj({"city": STR})}}]
+    ask = [{"role": "user", "content": "What is the weather in Oslo?"}]
+    named = client.chat.completions.create(model=args.model, messages=ask, tools=tools, max_tokens=80, temperature=0,
+                                           tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    required = client.chat.completions.create(model=args.model, messages=ask, tools=tools, max_tokens=80,
+                                              temperature=0, tool_choice="required")
+    receipts += 2
+    for r in (named, required):
+        c = r.choices[0]
+        check(c.finish_reason == "tool_calls" and c.message.tool_calls, f"no tool call: {r}")
+        call = c.message.tool_calls[0]
+        check(call.type == "function" and call.id.startswith("call_"), f"call {call}")
+        args_ = json.loads(call.function.arguments)
+        spec = next(t["function"] for t in tools if t["function"]["name"] == call.function.name)
+        jsonschema.validate(args_, spec["parameters"])
+    check(named.choices[0].message.tool_calls[0].function.name == "get_weather", f"named: {named}")
+    # auto: a call or a plain answer, either way well formed; streamed, the call arrives whole.
+    auto = client.chat.completions.create(model=args.model, messages=ask, tools=tools, max_tokens=80, temperature=0)
+    c = auto.choices[0]
+    check((c.finish_reason == "tool_calls" and c.message.tool_calls) or (c.finish_reason == "stop" and c.message.content),
+          f"auto: {auto}")
+    chunks = list(client.chat.completions.create(model=args.model, messages=ask, tools=tools, max_tokens=80,
+                                                 temperature=0, tool_choice="required", stream=True))
+    receipts += 2
+    deltas = [t for ch in chunks if ch.choices for t in (ch.choices[0].delta.tool_calls or [])]
+    check(len(deltas) == 1 and deltas[0].function.name in ("get_weather", "get_time"), f"streamed tool call: {chunks}")
+    check([ch for ch in chunks if ch.choices][-1].choices[0].finish_reason == "tool_calls", "streamed finish_reason")
+    # The call's result goes back to the model, which answers (tool_choice none: plain text).
+    follow = client.chat.completions.create(
+        model=args.model, tools=tools, tool_choice="none", max_tokens=24, temperature=0,
+        messages=ask + [{"role": "assistant", "content": None, "tool_calls": [required.choices[0].message.tool_calls[0].model_dump()]},
+                        {"role": "tool", "tool_call_id": required.choices[0].message.tool_calls[0].id,
+                         "content": "12 degrees and raining"}])
+    receipts += 1
+    check(follow.choices[0].message.content, f"no answer after the tool result: {follow}")
+    return receipts
+
+
 def logprobs_against_transformers(client, args):
     """Greedy logprobs of a completion through the mesh against transformers' log-softmax on the
     same GGUF file: the largest absolute difference over the chosen and top tokens."""
@@ -215,7 +340,7 @@ def main():
                                lambda: client.chat.completions.create(model=args.model, messages=PROMPT, max_tokens=2, n=17))
     # Against a real mesh (the model file given): sampling features and logprobs.
     if args.reference_gguf:
-        seen["extra_receipts"] = sampling_features(client, args)
+        seen["extra_receipts"] = sampling_features(client, args) + structured_features(client, args)
         seen["logprob_vs_transformers"] = logprobs_against_transformers(client, args)
 
     # Many at once: every one answered, each with its own receipt.

@@ -24,7 +24,8 @@ use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::generate::{plausible_token, GenerateConfig, History, Rng};
+use crate::generate::{constrain, plausible_token, GenerateConfig, History, Rng};
+use crate::grammar::Matcher;
 use crate::model::Model;
 pub use toploc::{PolyError, ProofPoly};
 
@@ -268,13 +269,25 @@ pub fn check(
     let mut rng = Rng::new(sampling.seed);
     let mut history: Vec<u32> = prompt.to_vec();
     let mut implausible = 0u32;
+    // Structured outputs: the same grammar mask the miner applied, step by step.
+    let table = if sampling.grammar.is_some() { model.tokenizer.token_table() } else { Default::default() };
+    let mut matcher = sampling.grammar.as_deref().map(Matcher::new);
+    let stop_ids = &model.tokenizer.stop_ids;
     for (i, &tok) in output.iter().enumerate() {
         let row = logits.f_get(i as i64)?.f_narrow(0, 0, vocab.min(logits.size()[1]))?;
         let mut row = Vec::<f32>::try_from(&row.f_contiguous()?)?;
+        if let Some(m) = &matcher {
+            constrain(m, &table, stop_ids, &mut row);
+        }
         let slack = if sampling.temperature == 0.0 { tol.greedy_logit_slack } else { tol.sample_slack };
         let hist = History::new(&history, prompt.len().saturating_sub(sampling.prior_output));
         if !plausible_token(&mut row, hist, sampling, &mut rng, tok, slack) {
             implausible += 1;
+        }
+        if let Some(m) = matcher.as_mut() {
+            if !stop_ids.contains(&tok) {
+                m.feed_all(table.bytes(tok));
+            }
         }
         history.push(tok);
     }
