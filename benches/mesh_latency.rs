@@ -135,7 +135,7 @@ async fn through_mesh(tasks: &dyn TaskService, msgs: &[(String, String)], max_to
     let mut tokens = 0;
     while let Some(ev) = rx.recv().await {
         match ev {
-            TaskEvent::Token { .. } => {
+            TaskEvent::Token { .. } | TaskEvent::Embeddings { .. } => {
                 first.get_or_insert_with(|| t0.elapsed());
             }
             TaskEvent::Done { usage, .. } => {

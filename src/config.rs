@@ -156,6 +156,12 @@ pub struct MinerSection {
     /// Research and testing only: "honest" (default), or a cheat of the audit matrix that
     /// validators must catch: "edited", "replayed", "random", "intermittent:<honest share>".
     pub behaviour: String,
+    /// An embedding model served beside the language model for `/v1/embeddings`: a sentence-
+    /// transformers MiniLM directory (`config.json`, `model.safetensors`, `tokenizer.json`; `make
+    /// setup` installs all-MiniLM-L6-v2 in `.cache/models/all-MiniLM-L6-v2`); empty: none.
+    pub embedding_model: PathBuf,
+    /// The id the embedding model is advertised and requested under.
+    pub embedding_model_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,6 +231,8 @@ impl Default for MinerSection {
             model_hash: String::new(),
             transcript_blocks: 8640,
             behaviour: "honest".into(),
+            embedding_model: PathBuf::new(),
+            embedding_model_id: "all-minilm-l6-v2".into(),
         }
     }
 }

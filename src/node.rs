@@ -268,6 +268,20 @@ impl Node {
         } else {
             None
         };
+        let embedder = if is(Role::Miner) && !cfg.miner.embedding_model.as_os_str().is_empty() {
+            let dir = &cfg.miner.embedding_model;
+            let err = |message: String| NodeError::Model { path: dir.clone(), message };
+            let hash = hash_model(dir).map_err(|e| err(e.to_string()))?;
+            let model = brainmesh_actors::models::embed::MiniLm::load(dir).map_err(|e| err(e.to_string()))?;
+            let id = cfg.miner.embedding_model_id.clone();
+            if !models.contains(&id) {
+                models.push(id.clone());
+            }
+            tracing::info!(%id, dim = model.dim(), dir = %dir.display(), "serving an embedding model");
+            Some(brainmesh_actors::miner::Embedder { id, hash, model })
+        } else {
+            None
+        };
         let fhe = if is(Role::Miner) && !cfg.miner.fhe_head.as_os_str().is_empty() {
             let dir = &cfg.miner.fhe_head;
             let head = brainmesh_actors::models::fhe::QuantizedHead::load(dir)
@@ -308,6 +322,7 @@ impl Node {
             ActorsConfig {
                 membership: mcfg,
                 miner,
+                embedder,
                 distributor,
                 fhe,
                 auditor,

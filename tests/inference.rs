@@ -44,6 +44,7 @@ async fn collect(mut rx: tokio::sync::mpsc::Receiver<TaskEvent>, mut on_token: i
                 a.done = Some((finish, usage.prompt_tokens, usage.completion_tokens, receipt_id, attempts));
                 break;
             }
+            TaskEvent::Embeddings { .. } => {}
             TaskEvent::Failed(e) => {
                 a.error = Some(e);
                 break;

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 const MODEL: &str = "smollm2-135m-instruct";
 const API_KEY: &str = "sk-openai-client-test";
+const EMBED_MODEL: &str = "all-minilm-l6-v2";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -36,6 +37,13 @@ fn smollm_gguf() -> PathBuf {
     let cache = std::env::var_os("BRAINMESH_CACHE").map(PathBuf::from).unwrap_or_else(|| repo().join(".cache"));
     let p = cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(p.exists(), "{} is missing: run `make setup`", p.display());
+    p
+}
+
+fn minilm_dir() -> PathBuf {
+    let cache = std::env::var_os("BRAINMESH_CACHE").map(PathBuf::from).unwrap_or_else(|| repo().join(".cache"));
+    let p = cache.join("models/all-MiniLM-L6-v2");
+    assert!(p.join("model.safetensors").exists(), "{} is missing: run `make setup`", p.display());
     p
 }
 
@@ -57,6 +65,8 @@ fn official_openai_client_gets_plain_streamed_and_error_answers_from_a_gateway_a
     let gw_listen = format!("127.0.0.1:{gw_port}");
     let keys = format!("{API_KEY}:acct-openai-test");
     let model_path = model.to_string_lossy().to_string();
+    let embed_dir = minilm_dir();
+    let embed_path = embed_dir.to_string_lossy().to_string();
     let env: Vec<(&str, &str)> = vec![
         ("BRAINMESH_GATEWAY_LISTEN", &gw_listen),
         ("BRAINMESH_GATEWAY_API_KEYS", &keys),
@@ -67,6 +77,8 @@ fn official_openai_client_gets_plain_streamed_and_error_answers_from_a_gateway_a
         ("BRAINMESH_MINER_DEVICE", "cpu"),
         // Two miners share the test machine's cores.
         ("BRAINMESH_MINER_THREADS", "1"),
+        ("BRAINMESH_MINER_EMBEDDING_MODEL", &embed_path),
+        ("BRAINMESH_MINER_EMBEDDING_MODEL_ID", EMBED_MODEL),
     ];
 
     let gw_dir = root.path().join("gateway");
@@ -86,8 +98,9 @@ fn official_openai_client_gets_plain_streamed_and_error_answers_from_a_gateway_a
         .unwrap_or(gw_listen);
 
     // Ready when the gateway lists the model (the miners loaded it and announced themselves).
-    let listed =
-        wait_for(Duration::from_secs(180), || listed_models(&gw_addr).filter(|m| m.iter().any(|id| id == MODEL)));
+    let listed = wait_for(Duration::from_secs(180), || {
+        listed_models(&gw_addr).filter(|m| m.iter().any(|id| id == MODEL) && m.iter().any(|id| id == EMBED_MODEL))
+    });
     assert!(
         listed.is_some(),
         "gateway at {gw_addr} never listed {MODEL}: {:?}\ngateway log:\n{}",
@@ -103,6 +116,8 @@ fn official_openai_client_gets_plain_streamed_and_error_answers_from_a_gateway_a
         .args(["--concurrent", "50"])
         .arg("--reference-gguf")
         .arg(&model)
+        .args(["--embedding-model", EMBED_MODEL, "--embedding-dir"])
+        .arg(&embed_dir)
         .arg("--kill-miner-mid-stream")
         .arg(miners.iter().map(|m| m.dir.display().to_string()).collect::<Vec<_>>().join(","))
         .output()
@@ -129,6 +144,8 @@ fn official_openai_client_gets_plain_streamed_and_error_answers_from_a_gateway_a
     assert!(matches!(killed["finish_reason"].as_str(), Some("stop" | "length")), "{killed}");
     // Greedy logprobs through the mesh are transformers' log-softmax on the same GGUF.
     println!("largest logprob difference from transformers through the mesh: {}", seen["logprob_vs_transformers"]);
+    println!("smallest embedding cosine to transformers through the mesh: {}", seen["embedding_min_cosine"]);
+    assert!(seen["embedding_min_cosine"].as_f64().is_some_and(|c| c >= 0.999), "{seen}");
     assert!(seen["logprob_vs_transformers"].as_f64().is_some_and(|d| d < 1e-3), "{seen}");
     // Exactly one receipt per answered choice (chat, stream, completion, 50 concurrent, the
     // story that moved miners, the sampling features' choices and the transformers check),
@@ -152,6 +169,7 @@ impl TaskService for ScriptedMesh {
             let chars = match &spec.prompt {
                 Prompt::Chat(m) => m.iter().map(|m| m.content.len()).sum(),
                 Prompt::Text(t) => t.len(),
+                Prompt::Embed { inputs, .. } => inputs.iter().map(String::len).sum(),
             };
             let prompt_tokens = (chars / 4 + 1) as u32;
             let (tx, rx) = mpsc::channel(8);

@@ -355,6 +355,7 @@ impl Auditor {
                     match ev {
                         TaskEvent::Started { miner: m, .. } => miner = Some(m),
                         TaskEvent::Token { text: t, .. } => text.push_str(&t),
+                        TaskEvent::Embeddings { .. } => break,
                         TaskEvent::Done { .. } => {
                             return QualityDone {
                                 miner,

@@ -113,6 +113,7 @@ impl Distributor {
         match &spec.prompt {
             Prompt::Chat(m) => serde_json::to_vec(m).unwrap_or_default(),
             Prompt::Text(t) => t.as_bytes().to_vec(),
+            Prompt::Embed { inputs, .. } => serde_json::to_vec(inputs).unwrap_or_default(),
         }
     }
 
@@ -258,7 +259,7 @@ impl Distributor {
         }
         let Some(ct) = hex::decode(&c.ct).ok() else { return Ack::stop("malformed chunk") };
         let Ok(plain) = cur.keys.open_chunk(c.seq, &ct) else { return Ack::stop("chunk does not open") };
-        let Ok(body) = serde_json::from_slice::<ChunkBody>(&plain) else { return Ack::stop("malformed chunk") };
+        let Ok(mut body) = serde_json::from_slice::<ChunkBody>(&plain) else { return Ack::stop("malformed chunk") };
         cur.next_seq += 1;
         let miner = cur.miner.clone();
         let (nonce, resumed) = (cur.nonce.clone(), cur.resumed);
@@ -290,6 +291,12 @@ impl Distributor {
             }
         }
         t.tokens.extend_from_slice(&body.tokens);
+        if !body.embeddings.is_empty()
+            && t.events.try_send(TaskEvent::Embeddings { vectors: std::mem::take(&mut body.embeddings) }).is_err()
+        {
+            self.drop_task(&c.task_id);
+            return Ack::stop("client too slow or gone");
+        }
         if (!body.text.is_empty() || !body.logprobs.is_empty())
             && t.events.try_send(TaskEvent::Token { text: body.text, logprobs: body.logprobs }).is_err()
         {

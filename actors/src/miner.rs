@@ -19,7 +19,7 @@ use crate::protocols::gossip::ModelAd;
 use crate::protocols::task::{Ack, AssignBody, ChunkBody, DoneBody, SealedAssign, SealedChunk, TaskWire};
 use crate::receipt::Receipt;
 use crate::seal::{key_from_hex, TaskKeys};
-use crate::task::{Finish, TaskError, TokenLogprob, TopLogprob};
+use crate::task::{Finish, Prompt, TaskError, TokenLogprob, TopLogprob};
 use crate::transcript::{io_digest, RunSampling, Transcript, TranscriptStore};
 use brainmesh_ledger::clock::ChainClock;
 use brainmesh_models::proof::{self, ProofConfig};
@@ -42,8 +42,24 @@ pub struct MinerConfig {
     pub behaviour: crate::adversary::MinerBehaviour,
 }
 
+/// An embedding model a miner serves beside its language model (`/v1/embeddings`).
+pub struct Embedder {
+    /// The id it is advertised and requested under.
+    pub id: String,
+    /// sha256 of its weights file (hex).
+    pub hash: String,
+    pub model: brainmesh_models::embed::MiniLm,
+}
+
+/// What a miner serves: its language model and, optionally, an embedding model.
+pub struct Served {
+    pub model: Model,
+    pub embedder: Option<Embedder>,
+}
+
 enum WorkerEvent {
     Prompt(u32),
+    Embeddings(Vec<Vec<f32>>),
     Token { id: u32, text: String, logprob: Option<TokenLogprob> },
     Done { finish: Finish, completion_tokens: u32, proof_digest: String, transcript: Box<Transcript> },
     Error(TaskError),
@@ -65,6 +81,8 @@ pub struct Miner {
     jobs: std::sync::mpsc::Sender<Job>,
     queued: Arc<AtomicU32>,
     net: NetworkSender,
+    /// The embedding model's (id, hash), when one is served.
+    embedder: Option<(String, String)>,
 }
 
 impl Miner {
@@ -72,25 +90,31 @@ impl Miner {
     pub fn new(
         id: Arc<Identity>,
         cfg: MinerConfig,
-        model: Model,
+        served: Served,
         net: NetworkSender,
         load: Arc<LoadReport>,
         metrics: Metrics,
         transcripts: TranscriptStore,
     ) -> Self {
+        let Served { model, embedder } = served;
         let context = model.net.context_length() as u32;
-        load.set_serving(vec![ModelAd { id: cfg.model_id.clone(), hash: cfg.model_hash.clone(), context }]);
+        let mut serving = vec![ModelAd { id: cfg.model_id.clone(), hash: cfg.model_hash.clone(), context }];
+        let embed_ad = embedder.as_ref().map(|e| (e.id.clone(), e.hash.clone()));
+        if let Some(e) = &embedder {
+            serving.push(ModelAd { id: e.id.clone(), hash: e.hash.clone(), context: e.model.max_tokens() as u32 });
+        }
+        load.set_serving(serving);
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let queued = Arc::new(AtomicU32::new(0));
         let q = queued.clone();
         let prefix = PrefixCache::new(PREFIX_ENTRIES, cfg.prefix_cache_tokens, PREFIX_MIN_MATCH);
         let spawned = std::thread::Builder::new()
             .name("brainmesh-inference".into())
-            .spawn(move || worker(model, rx, q, load, prefix, metrics));
+            .spawn(move || worker(model, embedder, rx, q, load, prefix, metrics));
         if let Err(e) = spawned {
             tracing::error!("cannot start the inference thread: {e}");
         }
-        Self { id, cfg, transcripts, jobs: tx, queued, net }
+        Self { id, cfg, transcripts, jobs: tx, queued, net, embedder: embed_ad }
     }
 
     fn assign(&mut self, gateway: String, sealed: SealedAssign) -> Ack {
@@ -108,9 +132,18 @@ impl Miner {
         if body.task_id != task_id {
             return Ack::stop("task id mismatch");
         }
-        if body.model != self.cfg.model_id {
-            return Ack::stop(format!("this miner serves `{}`, not `{}`", self.cfg.model_id, body.model));
-        }
+        let embedding = matches!(body.prompt, Prompt::Embed { .. });
+        let served = match (&self.embedder, embedding) {
+            (Some((id, hash)), true) if *id == body.model => Some((id.clone(), hash.clone())),
+            (_, false) if body.model == self.cfg.model_id => {
+                Some((self.cfg.model_id.clone(), self.cfg.model_hash.clone()))
+            }
+            _ => None,
+        };
+        let Some(served) = served else {
+            let kind = if embedding { "embedding model" } else { "model" };
+            return Ack::stop(format!("this miner serves no {kind} `{}`", body.model));
+        };
         if self.queued.load(Ordering::Relaxed) >= self.cfg.max_queue {
             return Ack::stop("queue full");
         }
@@ -131,6 +164,7 @@ impl Miner {
             cancel: cancel.clone(),
             account: body.account.clone(),
             started_ms: self.cfg.clock.now_ms(),
+            served,
         };
         self.queued.fetch_add(1, Ordering::Relaxed);
         let job =
@@ -185,6 +219,8 @@ struct Pump {
     cancel: Arc<AtomicBool>,
     account: String,
     started_ms: u64,
+    /// The (id, hash) of the model this task runs on (the language or the embedding model).
+    served: (String, String),
 }
 
 impl Pump {
@@ -229,6 +265,10 @@ impl Pump {
                 chunk.prompt_tokens = Some(n);
                 false
             }
+            WorkerEvent::Embeddings(v) => {
+                chunk.embeddings = v;
+                false
+            }
             WorkerEvent::Token { id, text, logprob } => {
                 chunk.tokens.push(id);
                 chunk.text.push_str(&text);
@@ -250,8 +290,8 @@ impl Pump {
                 let receipt = Receipt {
                     task_id: self.task_id.clone(),
                     brain: self.cfg.brain,
-                    model: self.cfg.model_id.clone(),
-                    model_hash: self.cfg.model_hash.clone(),
+                    model: self.served.0.clone(),
+                    model_hash: self.served.1.clone(),
                     miner: self.id.peer_id().to_string(),
                     gateway: self.gateway.clone(),
                     account: self.account.clone(),
@@ -302,6 +342,7 @@ const PREFIX_MIN_MATCH: usize = 16;
 /// The inference thread: one task at a time, in arrival order.
 fn worker(
     model: Model,
+    embedder: Option<Embedder>,
     rx: std::sync::mpsc::Receiver<Job>,
     queued: Arc<AtomicU32>,
     load: Arc<LoadReport>,
@@ -316,9 +357,77 @@ fn worker(
         if job.cancel.load(Ordering::Relaxed) {
             continue;
         }
-        run_job(&model, job, &load, &mut prefix, &metrics, &mut last);
+        if let Prompt::Embed { .. } = job.body.prompt {
+            run_embed(embedder.as_ref(), job);
+        } else {
+            run_job(&model, job, &load, &mut prefix, &metrics, &mut last);
+        }
         load.set_queue_depth(queued.load(Ordering::Relaxed));
     }
+}
+
+/// An embedding task: every input within the model's length, the vectors in one chunk, a
+/// receipt for the input tokens. Embeddings carry no proof of inference (validators do not
+/// re-check them; see docs/openai.md).
+fn run_embed(embedder: Option<&Embedder>, job: Job) {
+    let Job { body, cancel, events, miner, cfg: mcfg, attempt } = job;
+    let fail = |e: TaskError| {
+        let _ = events.send(WorkerEvent::Error(e));
+    };
+    let (Some(e), Prompt::Embed { inputs, dimensions }) = (embedder, &body.prompt) else {
+        return fail(TaskError::InvalidRequest("this miner serves no embedding model".into()));
+    };
+    let dim = e.model.dim();
+    if let Some(d) = dimensions.filter(|&d| d as usize != dim) {
+        return fail(TaskError::InvalidRequest(format!(
+            "`{}` returns {dim}-dimensional embeddings and cannot shorten them to {d}",
+            e.id
+        )));
+    }
+    let mut total = 0u32;
+    for (i, text) in inputs.iter().enumerate() {
+        let n = match e.model.count_tokens(text) {
+            Ok(n) => n,
+            Err(err) => return fail(TaskError::InvalidRequest(format!("input[{i}]: {err}"))),
+        };
+        if n > e.model.max_tokens() {
+            return fail(TaskError::PromptTooLong { prompt_tokens: n as u32, context: e.model.max_tokens() as u32 });
+        }
+        total = total.saturating_add(n as u32);
+    }
+    let _ = events.send(WorkerEvent::Prompt(total));
+    let texts: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let vectors = match e.model.embed(&texts) {
+        Ok(v) => v,
+        Err(err) => return fail(TaskError::InvalidRequest(err.to_string())),
+    };
+    if cancel.load(Ordering::Relaxed) {
+        return;
+    }
+    let _ = events.send(WorkerEvent::Embeddings(vectors));
+    let transcript = Transcript {
+        task_id: body.task_id.clone(),
+        attempt,
+        brain: mcfg.brain,
+        model: e.id.clone(),
+        model_hash: e.hash.clone(),
+        miner,
+        nonce: body.nonce.clone(),
+        prompt: body.prompt.clone(),
+        resume_tokens: vec![],
+        output: vec![],
+        sampling: RunSampling::from_request(&body.sampling),
+        proof_topk: 0,
+        proof_decode_batch: 0,
+        proofs: String::new(),
+        block_height: 0,
+    };
+    let _ = events.send(WorkerEvent::Done {
+        finish: Finish::Stop,
+        completion_tokens: 0,
+        proof_digest: String::new(),
+        transcript: Box::new(transcript),
+    });
 }
 
 fn run_job(

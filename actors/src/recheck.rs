@@ -26,6 +26,9 @@ pub fn render_prompt(model: &Model, prompt: &Prompt) -> Result<String, brainmesh
             model.tokenizer.chat_template.render(&msgs)
         }
         Prompt::Text(t) => Ok(t.clone()),
+        Prompt::Embed { .. } => Err(brainmesh_models::ModelError::InvalidArgument(
+            "an embedding task has no prompt to generate from".into(),
+        )),
     }
 }
 

@@ -24,6 +24,8 @@ pub struct ActorsConfig {
     pub membership: MembershipConfig,
     /// Miner role: its configuration and the loaded model.
     pub miner: Option<(miner::MinerConfig, models::Model)>,
+    /// Miner role with `miner.embedding_model`: the embedding model served beside it.
+    pub embedder: Option<miner::Embedder>,
     /// Gateway role: the distributor.
     pub distributor: Option<distributor::DistributorConfig>,
     /// Miner role with `miner.fhe_head`: the encrypted head it serves.
@@ -88,7 +90,10 @@ pub fn start_actors(
             let ts = transcripts
                 .clone()
                 .ok_or_else(|| store::StoreError::Sled(sled::Error::Unsupported("no transcript store".into())))?;
-            Some(miner::Miner::new(id.clone(), mcfg, model, net.clone(), load, metrics.clone(), ts).start().recipient())
+            let served = miner::Served { model, embedder: cfg.embedder };
+            Some(
+                miner::Miner::new(id.clone(), mcfg, served, net.clone(), load, metrics.clone(), ts).start().recipient(),
+            )
         }
         _ => None,
     };

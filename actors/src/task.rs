@@ -23,6 +23,9 @@ pub enum Prompt {
     Chat(Vec<ChatMessage>),
     /// Used as is (`/v1/completions`).
     Text(String),
+    /// Texts to embed (`/v1/embeddings`), and the vector size asked for (the model's own
+    /// when `None`).
+    Embed { inputs: Vec<String>, dimensions: Option<u32> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +163,10 @@ pub enum TaskEvent {
     Token {
         text: String,
         logprobs: Vec<TokenLogprob>,
+    },
+    /// The vectors of an embedding task, one per input in order.
+    Embeddings {
+        vectors: Vec<Vec<f32>>,
     },
     Done {
         finish: Finish,

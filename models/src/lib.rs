@@ -14,6 +14,10 @@ pub mod cache;
 pub mod chat_template;
 pub mod device;
 pub mod error;
+/// Sentence embeddings served over the mesh (`/v1/embeddings`): the MiniLM encoder.
+pub mod embed {
+    pub use crate::fhe::embed::{default_minilm_dir, MiniLm};
+}
 pub mod fhe;
 pub mod generate;
 pub mod ggml;

@@ -1,5 +1,6 @@
 //! The OpenAI-compatible HTTP gateway: `POST /v1/chat/completions`, `POST /v1/completions`
-//! (streamed as server-sent events or not), `GET /v1/models` and `GET /v1/models/{id}`.
+//! (streamed as server-sent events or not), `POST /v1/embeddings`, `GET /v1/models` and
+//! `GET /v1/models/{id}`.
 //!
 //! It speaks HTTP only; the work is done by a [`TaskService`] (the distributor over the mesh).
 //! Each request is authenticated (`Authorization: Bearer <key>` → account), rate limited per
@@ -47,7 +48,8 @@ pub use ratelimit::RateLimiter;
 
 use openai::{
     finish_reason, read_tool_answer, tool_call_json, AssistantMessage, ChatChoice, ChatCompletion,
-    ChatCompletionRequest, CompletionRequest, ModelList, ModelObject, Plan, TextChoice, TextCompletion, ToolAnswer,
+    ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ModelList, ModelObject, Plan, TextChoice,
+    TextCompletion, ToolAnswer,
 };
 use sse::{Chunker, Endpoint};
 
@@ -156,6 +158,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: GatewayState) {
                 web::resource("/completions")
                     .route(web::post().to(completions))
                     .default_service(web::to(unknown_route)),
+            )
+            .service(
+                web::resource("/embeddings").route(web::post().to(embeddings)).default_service(web::to(unknown_route)),
             )
             .service(web::resource("/models").route(web::get().to(list_models)).default_service(web::to(unknown_route)))
             .service(
@@ -268,7 +273,7 @@ async fn collect(pending: Vec<TaskEvent>, mut rx: mpsc::Receiver<TaskEvent>) -> 
         };
         match ev {
             None => return Err(TaskError::Exhausted("the task ended without a result".into()).into()),
-            Some(TaskEvent::Started { .. }) => {}
+            Some(TaskEvent::Started { .. } | TaskEvent::Embeddings { .. }) => {}
             Some(TaskEvent::Token { text: t, logprobs: l }) => {
                 text.push_str(&t);
                 logprobs.extend(l);
@@ -448,6 +453,56 @@ async fn completions(
     let body: CompletionRequest = read_json(&req, payload, state.max_body_bytes).await?;
     let plan = body.into_plan(&account)?;
     run_task(&state, Endpoint::Completion, plan).await
+}
+
+async fn embeddings(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, ApiError> {
+    let account = state.admit(&req)?;
+    let body: EmbeddingRequest = read_json(&req, payload, state.max_body_bytes).await?;
+    let (spec, base64) = body.into_task(&account)?;
+    let model = spec.model.clone();
+    let fix_param = |mut e: ApiError| {
+        if e.code == Some("context_length_exceeded") {
+            e.param = Some("input".into());
+        }
+        e
+    };
+    let mut rx = state.service.submit(spec).await.map_err(|e| fix_param(e.into()))?;
+    let begun = first_event(&mut rx).await.map_err(fix_param)?;
+    let mut vectors = None;
+    let mut pending = begun.pending.into_iter();
+    let (usage, receipt_id) = loop {
+        let ev = match pending.next() {
+            Some(ev) => Some(ev),
+            None => rx.recv().await,
+        };
+        match ev {
+            None => return Err(TaskError::Exhausted("the task ended without a result".into()).into()),
+            Some(TaskEvent::Embeddings { vectors: v }) => vectors = Some(v),
+            Some(TaskEvent::Done { usage, receipt_id, .. }) => break (usage, receipt_id),
+            Some(TaskEvent::Failed(e)) => return Err(fix_param(e.into())),
+            Some(TaskEvent::Started { .. } | TaskEvent::Token { .. }) => {}
+        }
+    };
+    let vectors = vectors.ok_or_else(|| ApiError::from(TaskError::Exhausted("no embeddings came back".into())))?;
+    let data: Vec<serde_json::Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| serde_json::json!({"object": "embedding", "index": i, "embedding": openai::embedding_json(v, base64)}))
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("x-brainmesh-task-id", header_safe(&begun.task_id)))
+        .insert_header(("x-brainmesh-miner", header_safe(&begun.miner)))
+        .insert_header(("x-brainmesh-receipt-id", header_safe(&receipt_id)))
+        .json(serde_json::json!({
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
+        })))
 }
 
 async fn list_models(req: HttpRequest, state: web::Data<GatewayState>) -> Result<HttpResponse, ApiError> {

@@ -722,6 +722,89 @@ impl CompletionRequest {
     }
 }
 
+/// `input` of `/v1/embeddings`: a string or a list of strings (token-id inputs are refused).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum EmbeddingInput {
+    One(String),
+    Many(Vec<Value>),
+}
+
+/// `POST /v1/embeddings`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EmbeddingRequest {
+    pub model: String,
+    pub input: EmbeddingInput,
+    #[serde(default)]
+    pub encoding_format: Option<String>,
+    #[serde(default)]
+    pub dimensions: Option<u32>,
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// At most this many inputs per embeddings request.
+pub const MAX_EMBEDDING_INPUTS: usize = 128;
+
+impl EmbeddingRequest {
+    /// The task (all inputs in one) and whether vectors are returned as base64.
+    pub fn into_task(self, account: &str) -> Result<(TaskSpec, bool), ApiError> {
+        check_model(&self.model)?;
+        let inputs: Vec<String> = match self.input {
+            EmbeddingInput::One(s) => vec![s],
+            EmbeddingInput::Many(v) => v
+                .into_iter()
+                .map(|x| match x {
+                    Value::String(s) => Ok(s),
+                    _ => Err(ApiError::unsupported(
+                        "input",
+                        "Token-id inputs are not supported: send strings (a string or a list of strings).",
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if inputs.is_empty() || inputs.len() > MAX_EMBEDDING_INPUTS {
+            return Err(ApiError::invalid(format!(
+                "input must hold 1 to {MAX_EMBEDDING_INPUTS} strings; got {}.",
+                inputs.len()
+            ))
+            .with_param("input"));
+        }
+        if let Some(i) = inputs.iter().position(String::is_empty) {
+            return Err(ApiError::invalid(format!("input[{i}] is empty.")).with_param("input"));
+        }
+        let base64 = match self.encoding_format.as_deref() {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(ApiError::invalid(format!("encoding_format must be `float` or `base64`; got `{other}`."))
+                    .with_param("encoding_format"))
+            }
+        };
+        if self.dimensions == Some(0) {
+            return Err(ApiError::invalid("dimensions must be at least 1.").with_param("dimensions"));
+        }
+        let spec = TaskSpec {
+            model: self.model,
+            account: account.to_string(),
+            prompt: Prompt::Embed { inputs, dimensions: self.dimensions },
+            sampling: Sampling { temperature: 0.0, ..Sampling::default() },
+        };
+        Ok((spec, base64))
+    }
+}
+
+/// One vector of an embeddings answer: floats, or their little-endian f32 bytes in base64.
+pub fn embedding_json(v: &[f32], base64: bool) -> Value {
+    if base64 {
+        use base64::Engine;
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        Value::from(base64::engine::general_purpose::STANDARD.encode(bytes))
+    } else {
+        Value::from(v.iter().map(|&x| Value::from(x)).collect::<Vec<_>>())
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Responses
 

@@ -234,7 +234,7 @@ impl SseState {
             return;
         }
         match ev {
-            TaskEvent::Started { .. } => {}
+            TaskEvent::Started { .. } | TaskEvent::Embeddings { .. } => {}
             TaskEvent::Token { text, .. } if self.chunker.tools.is_some() => self.held[i].push_str(&text),
             TaskEvent::Token { text, logprobs } => {
                 if !text.is_empty() || !logprobs.is_empty() {

@@ -538,6 +538,49 @@ async fn a_tool_call_answer_comes_back_as_tool_calls_plain_and_streamed() {
     assert!(v["choices"][0]["message"].get("tool_calls").is_none());
 }
 
+#[actix_web::test]
+async fn embeddings_come_back_in_openais_shape_as_floats_or_base64() {
+    let h = harness(Plan::Events(vec![
+        started(),
+        TaskEvent::Embeddings { vectors: vec![vec![0.5, -0.25], vec![1.0, 0.0]] },
+        TaskEvent::Done {
+            finish: Finish::Stop,
+            usage: Usage { prompt_tokens: 9, completion_tokens: 0 },
+            receipt_id: "r9".into(),
+            attempts: 1,
+        },
+    ]));
+    let body = json!({"model": "mini", "input": ["a", "b"]});
+    let resp = call(&h.state, post("/v1/embeddings", &body)).await;
+    assert_eq!(resp.headers().get("x-brainmesh-receipt-id").unwrap(), "r9");
+    let (s, v) = json_of(resp).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({"object": "list", "model": "mini", "usage": {"prompt_tokens": 9, "total_tokens": 9}, "data": [
+            {"object": "embedding", "index": 0, "embedding": [0.5, -0.25]},
+            {"object": "embedding", "index": 1, "embedding": [1.0, 0.0]}]})
+    );
+    match &h.fake.specs.lock().unwrap()[0].prompt {
+        Prompt::Embed { inputs, dimensions } => assert_eq!((inputs.len(), *dimensions), (2, None)),
+        other => panic!("{other:?}"),
+    }
+    let body = json!({"model": "mini", "input": "a", "encoding_format": "base64"});
+    let (_, v) = json_of(call(&h.state, post("/v1/embeddings", &body)).await).await;
+    // 0.5f32, -0.25f32 little-endian: 00 00 00 3f 00 00 80 be.
+    assert_eq!(v["data"][0]["embedding"], "AAAAPwAAgL4=");
+    for (body, param) in [
+        (json!({"model": "mini", "input": [[1, 2]]}), "input"),
+        (json!({"model": "mini", "input": []}), "input"),
+        (json!({"model": "mini", "input": ["ok", ""]}), "input"),
+        (json!({"model": "mini", "input": "a", "encoding_format": "int8"}), "encoding_format"),
+        (json!({"model": "mini", "input": "a", "dimensions": 0}), "dimensions"),
+    ] {
+        let (s, v) = json_of(call(&h.state, post("/v1/embeddings", &body)).await).await;
+        assert_eq!((s.as_u16(), v["error"]["param"].as_str()), (400, Some(param)), "{body}: {v}");
+    }
+}
+
 fn lp(token: &str, logprob: f32, top: &[(&str, f32)]) -> brainmesh_actors::task::TokenLogprob {
     brainmesh_actors::task::TokenLogprob {
         token: token.into(),

@@ -506,7 +506,7 @@ impl Job {
                     row.miner = self.names.get(&miner).cloned().unwrap_or(miner);
                     row.prompt_tokens = prompt_tokens;
                 }
-                Ok(Some(TaskEvent::Token { .. })) => {
+                Ok(Some(TaskEvent::Token { .. } | TaskEvent::Embeddings { .. })) => {
                     if row.ttft_ms == 0.0 {
                         row.ttft_ms = t0.elapsed().as_secs_f64() * 1000.0;
                     }

@@ -234,7 +234,7 @@ pub async fn serving_miner(
             TaskEvent::Started { miner: m, .. } => miner = Some(m),
             TaskEvent::Done { .. } => return miner,
             TaskEvent::Failed(_) => return None,
-            TaskEvent::Token { .. } => {}
+            TaskEvent::Token { .. } | TaskEvent::Embeddings { .. } => {}
         }
     }
     None

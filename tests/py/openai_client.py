@@ -237,6 +237,59 @@ def structured_features(client, args):
     return receipts
 
 
+EMBED_TEXTS = [
+    "The cat sat on the mat.", "A dog barked at the mailman.", "Stock markets fell sharply today.",
+    "How do I bake sourdough bread?", "The capital of France is Paris.", "Quantum computers use qubits.",
+    "I love playing chess on weekends.", "Rain is expected tomorrow afternoon.", "She won the marathon in record time.",
+    "Photosynthesis converts light into chemical energy.", "The orc swung its axe at the knight.",
+    "Open the inventory and equip the sword.", "Bitcoin's price rose after the halving.",
+    "The recipe needs two eggs and a cup of flour.", "Mount Everest is the highest mountain.",
+    "Neural networks learn from data.", "The train to Berlin leaves at nine.", "Water boils at 100 degrees Celsius.",
+    "A quiet village by the sea.", "Players earn gold by completing quests.",
+]
+
+
+def embeddings_against_transformers(client, args):
+    """/v1/embeddings through the mesh against transformers' all-MiniLM-L6-v2 with mean pooling
+    and L2 normalisation (sentence-transformers' recipe for this model): the smallest cosine
+    over twenty texts; base64 decodes to the same floats; dimensions the model cannot give are
+    refused. Returns (smallest cosine, receipts made)."""
+    import base64
+    import struct
+
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    raw = client.embeddings.with_raw_response.create(model=args.embedding_model, input=EMBED_TEXTS)
+    got = raw.parse()
+    check(raw.headers.get("x-brainmesh-receipt-id"), "embeddings answer without a receipt id")
+    check(got.object == "list" and len(got.data) == len(EMBED_TEXTS), f"{len(got.data)} embeddings")
+    check([d.index for d in got.data] == list(range(len(EMBED_TEXTS))), "embedding indexes")
+    check(got.usage.prompt_tokens > len(EMBED_TEXTS) and got.usage.total_tokens == got.usage.prompt_tokens,
+          f"usage {got.usage}")
+    tok = AutoTokenizer.from_pretrained(args.embedding_dir)
+    model = BertModel.from_pretrained(args.embedding_dir).eval()
+    with torch.no_grad():
+        enc = tok(EMBED_TEXTS, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        out = model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        ref = torch.nn.functional.normalize((out * mask).sum(1) / mask.sum(1).clamp(min=1e-9), p=2, dim=1)
+    mesh = torch.tensor([d.embedding for d in got.data])
+    cos = torch.nn.functional.cosine_similarity(mesh, ref, dim=1)
+    worst = float(cos.min())
+    check(worst >= 0.999, f"embeddings differ from transformers': min cosine {worst}")
+    b64 = client.embeddings.create(model=args.embedding_model, input=EMBED_TEXTS[:2], encoding_format="base64")
+    floats = client.embeddings.create(model=args.embedding_model, input=EMBED_TEXTS[:2])
+    for b, f in zip(b64.data, floats.data):
+        vec = b.embedding if isinstance(b.embedding, list) else list(
+            struct.unpack(f"<{len(base64.b64decode(b.embedding)) // 4}f", base64.b64decode(b.embedding)))
+        check(len(vec) == len(f.embedding) and max(abs(x - y) for x, y in zip(vec, f.embedding)) < 1e-6,
+              "base64 embeddings differ from the float ones")
+    expect_error(openai.BadRequestError, 400, None,
+                 lambda: client.embeddings.create(model=args.embedding_model, input="x", dimensions=100))
+    return worst, 3
+
+
 def logprobs_against_transformers(client, args):
     """Greedy logprobs of a completion through the mesh against transformers' log-softmax on the
     same GGUF file: the largest absolute difference over the chosen and top tokens."""
@@ -276,6 +329,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--kill-miner-mid-stream", default="")
     ap.add_argument("--reference-gguf", default="", help="compare greedy logprobs with transformers on this GGUF")
+    ap.add_argument("--embedding-model", default="", help="the embedding model's id on the mesh")
+    ap.add_argument("--embedding-dir", default="", help="its directory, for the transformers reference")
     args = ap.parse_args()
     seen = {}
 
@@ -342,6 +397,9 @@ def main():
     if args.reference_gguf:
         seen["extra_receipts"] = sampling_features(client, args) + structured_features(client, args)
         seen["logprob_vs_transformers"] = logprobs_against_transformers(client, args)
+    if args.embedding_model:
+        seen["embedding_min_cosine"], n = embeddings_against_transformers(client, args)
+        seen["extra_receipts"] = seen.get("extra_receipts", 0) + n
 
     # Many at once: every one answered, each with its own receipt.
     async def burst():

@@ -161,6 +161,19 @@ impl MiniLm {
         self.hidden as usize
     }
 
+    /// The most tokens (special tokens included) one text is embedded from; longer texts are
+    /// truncated by [`Self::embed`].
+    pub fn max_tokens(&self) -> usize {
+        self.max_len
+    }
+
+    /// How many tokens `text` is (special tokens included, before truncation).
+    pub fn count_tokens(&self, text: &str) -> Result<usize, FheError> {
+        let mut t = self.tokenizer.clone();
+        t.with_truncation(None).map_err(|e| FheError::Embedder(format!("tokenizer: {e}")))?;
+        Ok(t.encode(text, true).map_err(|e| FheError::Embedder(format!("tokenize: {e}")))?.len())
+    }
+
     /// Sentence embeddings (mean-pooled, L2-normalised), one row of `dim()` floats per text.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, FheError> {
         let mut out = Vec::with_capacity(texts.len());

@@ -67,6 +67,9 @@ pub struct ChunkBody {
     /// One entry per token of `tokens`, when the task asked for log-probabilities.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logprobs: Vec<TokenLogprob>,
+    /// An embedding task's vectors, one per input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub embeddings: Vec<Vec<f32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
