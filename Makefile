@@ -90,6 +90,7 @@ test-slow: setup
 bench: setup
 	$(CARGO) bench --workspace
 	benches/models_compare.sh
+	benches/grammar_overhead.sh
 
 # End-to-end latency through a loopback mesh vs in-process generation, and the prefix cache.
 bench-mesh: setup
