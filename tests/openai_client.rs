@@ -179,8 +179,14 @@ impl TaskService for ScriptedMesh {
                     return;
                 }
                 let id = format!("{:016x}", rand_id());
-                let _ =
-                    tx.send(TaskEvent::Started { task_id: id.clone(), miner: "scripted".into(), prompt_tokens }).await;
+                let _ = tx
+                    .send(TaskEvent::Started {
+                        task_id: id.clone(),
+                        miner: "scripted".into(),
+                        prompt_tokens,
+                        prompt_logprobs: vec![],
+                    })
+                    .await;
                 let n = spec.sampling.max_tokens;
                 for i in 0..n {
                     let text = if i == 0 { format!("w{i}") } else { format!(" w{i}") };

@@ -287,6 +287,7 @@ impl Distributor {
                     task_id: c.task_id.clone(),
                     miner: miner.clone(),
                     prompt_tokens: n,
+                    prompt_logprobs: std::mem::take(&mut body.prompt_logprobs),
                 });
             }
         }

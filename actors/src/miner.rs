@@ -59,6 +59,7 @@ pub struct Served {
 
 enum WorkerEvent {
     Prompt(u32),
+    PromptLogprobs(Vec<TokenLogprob>),
     Embeddings(Vec<Vec<f32>>),
     Token { id: u32, text: String, logprob: Option<TokenLogprob> },
     Done { finish: Finish, completion_tokens: u32, proof_digest: String, transcript: Box<Transcript> },
@@ -269,6 +270,10 @@ impl Pump {
                 chunk.embeddings = v;
                 false
             }
+            WorkerEvent::PromptLogprobs(v) => {
+                chunk.prompt_logprobs = v;
+                false
+            }
             WorkerEvent::Token { id, text, logprob } => {
                 chunk.tokens.push(id);
                 chunk.text.push_str(&text);
@@ -332,6 +337,38 @@ fn wire_logprob(tok: &brainmesh_models::Tokenizer, id: u32, lp: &brainmesh_model
         })
         .collect();
     TokenLogprob { token, logprob: lp.logprob, bytes, top_logprobs }
+}
+
+/// Each prompt token's log-probability given the tokens before it (the model's own
+/// distribution: no sampling parameters apply to a prompt), with the `k` most likely
+/// alternatives; the first token has none (NaN, `null` in JSON).
+fn prompt_logprobs(model: &Model, ids: &[u32], k: usize) -> Result<Vec<TokenLogprob>, TaskError> {
+    if ids.len() > crate::task::MAX_PROMPT_LOGPROBS_TOKENS {
+        return Err(TaskError::InvalidRequest(format!(
+            "the prompt's log-probabilities are computed for prompts of at most {} tokens; this one has {}",
+            crate::task::MAX_PROMPT_LOGPROBS_TOKENS,
+            ids.len()
+        )));
+    }
+    let (_, logits) = model.hidden_and_logits(ids, 0).map_err(|e| TaskError::InvalidRequest(e.to_string()))?;
+    let vocab = model.net.vocab_size() as i64;
+    let mut out = Vec::with_capacity(ids.len());
+    for (j, &id) in ids.iter().enumerate() {
+        if j == 0 {
+            let lp = brainmesh_models::TokenLogprobs { logprob: f32::NAN, top: vec![] };
+            out.push(wire_logprob(&model.tokenizer, id, &lp));
+            continue;
+        }
+        let row = logits
+            .f_get(j as i64 - 1)
+            .and_then(|r| r.f_narrow(0, 0, vocab.min(r.size()[0])))
+            .and_then(|r| r.f_contiguous())
+            .and_then(|r| Vec::<f32>::try_from(&r))
+            .map_err(|e| TaskError::InvalidRequest(format!("prompt log-probabilities: {e}")))?;
+        let lp = brainmesh_models::generate::token_logprobs(&row, 0.0, id, k);
+        out.push(wire_logprob(&model.tokenizer, id, &lp));
+    }
+    Ok(out)
 }
 
 /// Prompts the prefix cache keeps at most.
@@ -473,7 +510,22 @@ fn run_job(
         ))));
         return;
     }
+    // The prompt's log-probabilities go out with the first chunk (a resumed task's gateway has
+    // them already).
+    let prompt_lps = match (body.sampling.logprobs, body.sampling.prompt_logprobs && body.resume_tokens.is_empty()) {
+        (Some(k), true) => match prompt_logprobs(model, &ids, k as usize) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let _ = events.send(WorkerEvent::Error(e));
+                return;
+            }
+        },
+        _ => None,
+    };
     let _ = events.send(WorkerEvent::Prompt(n));
+    if let Some(v) = prompt_lps {
+        let _ = events.send(WorkerEvent::PromptLogprobs(v));
+    }
     let s = &body.sampling;
     let remaining = s.max_tokens.saturating_sub(body.resume_tokens.len() as u32);
     let cfg = match s.generate_config(remaining as usize, body.resume_tokens.len()) {

@@ -50,6 +50,10 @@ pub struct Sampling {
     /// Log-probabilities: `Some(n)` reports each output token's and the `n` most likely ones'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<u32>,
+    /// With `logprobs`: also report the prompt tokens' log-probabilities (`/v1/completions`
+    /// `echo`), for prompts of at most [`MAX_PROMPT_LOGPROBS_TOKENS`] tokens.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prompt_logprobs: bool,
     /// Structured outputs: the answer is constrained to this format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<brainmesh_models::grammar::ResponseFormat>,
@@ -98,9 +102,19 @@ impl Default for Sampling {
             presence_penalty: None,
             logit_bias: vec![],
             logprobs: None,
+            prompt_logprobs: false,
             response_format: None,
         }
     }
+}
+
+/// Longest prompt whose log-probabilities a miner computes (one extra forward pass holding a
+/// logits row per prompt token).
+pub const MAX_PROMPT_LOGPROBS_TOKENS: usize = 1024;
+
+/// A float that JSON carries as `null` when it is not a number (serde_json writes NaN so).
+fn f32_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    Ok(Option::<f32>::deserialize(d)?.unwrap_or(f32::NAN))
 }
 
 /// One alternative at a step: OpenAI's `top_logprobs` entry.
@@ -118,6 +132,8 @@ pub struct TopLogprob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenLogprob {
     pub token: String,
+    /// NaN for a prompt's first token (nothing precedes it): `null` in JSON.
+    #[serde(deserialize_with = "f32_or_nan")]
     pub logprob: f32,
     pub bytes: Vec<u8>,
     pub top_logprobs: Vec<TopLogprob>,
@@ -157,6 +173,9 @@ pub enum TaskEvent {
         task_id: String,
         miner: String,
         prompt_tokens: u32,
+        /// With [`Sampling::prompt_logprobs`]: one entry per prompt token (the first one's
+        /// log-probability is NaN: nothing precedes it).
+        prompt_logprobs: Vec<TokenLogprob>,
     },
     /// New text, and the log-probabilities of the tokens it came with (when asked for; a
     /// token whose text is held back reports its log-probability with the next text).

@@ -238,6 +238,8 @@ async fn read_json<T: DeserializeOwned>(req: &HttpRequest, payload: web::Payload
 struct Begun {
     task_id: String,
     miner: String,
+    /// The prompt's log-probabilities (completions with `echo` and `logprobs`).
+    prompt_logprobs: Vec<TokenLogprob>,
     /// Events already received after `Started` (or the first event if it was not `Started`).
     pending: Vec<TaskEvent>,
 }
@@ -247,8 +249,12 @@ async fn first_event(rx: &mut mpsc::Receiver<TaskEvent>) -> Result<Begun, ApiErr
     match rx.recv().await {
         None => Err(TaskError::Exhausted("the task ended before it started".into()).into()),
         Some(TaskEvent::Failed(e)) => Err(e.into()),
-        Some(TaskEvent::Started { task_id, miner, .. }) => Ok(Begun { task_id, miner, pending: vec![] }),
-        Some(other) => Ok(Begun { task_id: fallback_id(), miner: String::new(), pending: vec![other] }),
+        Some(TaskEvent::Started { task_id, miner, prompt_logprobs, .. }) => {
+            Ok(Begun { task_id, miner, prompt_logprobs, pending: vec![] })
+        }
+        Some(other) => {
+            Ok(Begun { task_id: fallback_id(), miner: String::new(), prompt_logprobs: vec![], pending: vec![other] })
+        }
     }
 }
 
@@ -348,7 +354,7 @@ async fn run_task(state: &GatewayState, endpoint: Endpoint, plan: Plan) -> Resul
     let submitted = futures::future::join_all(specs.into_iter().map(|s| state.service.submit(s))).await;
     let mut rxs = submitted.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| fix_param(e.into()))?;
     let begun = futures::future::join_all(rxs.iter_mut().map(first_event)).await;
-    let begun = begun.into_iter().collect::<Result<Vec<_>, _>>().map_err(fix_param)?;
+    let mut begun = begun.into_iter().collect::<Result<Vec<_>, _>>().map_err(fix_param)?;
     let prefix = match endpoint {
         Endpoint::Chat => "chatcmpl-",
         Endpoint::Completion => "cmpl-",
@@ -363,6 +369,11 @@ async fn run_task(state: &GatewayState, endpoint: Endpoint, plan: Plan) -> Resul
     if delivery.stream {
         let tools = tools.then_some(call_ids);
         let chunker = Chunker { endpoint, id, created, model, include_usage: delivery.include_usage, logprobs, tools };
+        let echoes: Vec<(String, Vec<TokenLogprob>)> = echoes
+            .into_iter()
+            .zip(begun.iter_mut())
+            .map(|(e, b)| (e, std::mem::take(&mut b.prompt_logprobs)))
+            .collect();
         let choices = begun.into_iter().zip(rxs).map(|(b, rx)| (b.pending, rx)).collect();
         return Ok(resp
             .content_type("text/event-stream")
@@ -371,6 +382,7 @@ async fn run_task(state: &GatewayState, endpoint: Endpoint, plan: Plan) -> Resul
             .streaming(sse::body(chunker, echoes, merge(choices))));
     }
 
+    let prompt_lps: Vec<Vec<TokenLogprob>> = begun.iter_mut().map(|b| std::mem::take(&mut b.prompt_logprobs)).collect();
     let collected = futures::future::join_all(begun.into_iter().zip(rxs).map(|(b, rx)| collect(b.pending, rx))).await;
     let collected = collected.into_iter().collect::<Result<Vec<_>, _>>().map_err(fix_param)?;
     resp.insert_header(("x-brainmesh-receipt-id", joined(collected.iter().map(|c| c.receipt_id.as_str()))));
@@ -416,13 +428,15 @@ async fn run_task(state: &GatewayState, endpoint: Endpoint, plan: Plan) -> Resul
             model,
             choices: collected
                 .into_iter()
-                .zip(echoes)
+                .zip(echoes.into_iter().zip(prompt_lps))
                 .enumerate()
-                .map(|(i, (c, echo))| {
-                    let mut offset = echo.chars().count();
+                .map(|(i, (c, (echo, mut lps)))| {
+                    // With echo, the prompt's tokens (when computed) lead the logprobs.
+                    let mut offset = if lps.is_empty() { echo.chars().count() } else { 0 };
+                    lps.extend(c.logprobs);
                     TextChoice {
                         index: i as u32,
-                        logprobs: logprobs.map(|_| openai::completion_logprobs(&c.logprobs, &mut offset)),
+                        logprobs: logprobs.map(|_| openai::completion_logprobs(&lps, &mut offset)),
                         text: echo + &c.text,
                         finish_reason: Some(finish_reason(c.finish).to_string()),
                     }

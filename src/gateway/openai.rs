@@ -349,6 +349,7 @@ fn sampling(c: CommonSampling<'_>, max_tokens_param: &str) -> Result<Sampling, A
         presence_penalty: c.presence_penalty.filter(|&v| v != 0.0),
         logit_bias: logit_bias(c.logit_bias)?,
         logprobs: c.logprobs,
+        prompt_logprobs: false,
         response_format: None,
     })
 }
@@ -676,12 +677,6 @@ impl CompletionRequest {
                 ))
                 .with_param("logprobs"));
             }
-            if echo {
-                return Err(ApiError::unsupported(
-                    "echo",
-                    "echo together with logprobs is not supported: the prompt's log-probabilities are not computed.",
-                ));
-            }
         }
         if self.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
             return Err(ApiError::unsupported("suffix", "suffix is not supported by brainmesh."));
@@ -702,6 +697,8 @@ impl CompletionRequest {
             },
             "max_tokens",
         )?;
+        // echo with logprobs: the prompt's log-probabilities too.
+        let sampling = Sampling { prompt_logprobs: echo && self.logprobs.is_some(), ..sampling };
         let mut specs = Vec::with_capacity(prompts.len() * n as usize);
         for prompt in prompts {
             let spec = TaskSpec {
@@ -821,13 +818,17 @@ pub fn completion_logprobs(entries: &[TokenLogprob], offset: &mut usize) -> Valu
         text_offset.push(*offset);
         *offset += e.token.chars().count();
     }
-    let top: Vec<serde_json::Map<String, Value>> = entries
+    // A prompt's first token (echo) has neither a log-probability nor alternatives: null.
+    let top: Vec<Value> = entries
         .iter()
-        .map(|e| e.top_logprobs.iter().map(|t| (t.token.clone(), Value::from(t.logprob))).collect())
+        .map(|e| match e.logprob.is_nan() {
+            true => Value::Null,
+            false => Value::Object(e.top_logprobs.iter().map(|t| (t.token.clone(), Value::from(t.logprob))).collect()),
+        })
         .collect();
     serde_json::json!({
         "tokens": entries.iter().map(|e| e.token.as_str()).collect::<Vec<_>>(),
-        "token_logprobs": entries.iter().map(|e| e.logprob).collect::<Vec<_>>(),
+        "token_logprobs": entries.iter().map(|e| Value::from(e.logprob)).collect::<Vec<_>>(),
         "top_logprobs": top,
         "text_offset": text_offset,
     })
@@ -1025,6 +1026,7 @@ mod tests {
                 presence_penalty: Some(-0.25),
                 logit_bias: vec![(7, 2.5), (42, -100.0)],
                 logprobs: None,
+                prompt_logprobs: false,
                 response_format: None,
             }
         );
@@ -1262,7 +1264,6 @@ mod tests {
             (serde_json::json!({"model": "m", "prompt": [1, 2]}), "prompt"),
             (serde_json::json!({"model": "m", "prompt": [[1, 2]]}), "prompt"),
             (serde_json::json!({"model": "m", "prompt": "x", "best_of": 2}), "best_of"),
-            (serde_json::json!({"model": "m", "prompt": "x", "echo": true, "logprobs": 1}), "echo"),
             (serde_json::json!({"model": "m", "prompt": "x", "logprobs": 21}), "logprobs"),
             (serde_json::json!({"model": "m", "prompt": ["a", "b", "c", "d", "e"], "n": 4}), "n"),
         ] {

@@ -109,8 +109,8 @@ impl Chunker {
     }
 
     /// The chunk sent before any token of choice `index`: the assistant role for chat, the
-    /// echoed prompt (if any) for completions.
-    pub fn opening(&self, index: u32, echo: &str) -> Option<Bytes> {
+    /// echoed prompt (if any, with its tokens' log-probabilities when computed) for completions.
+    pub fn opening(&self, index: u32, echo: &str, prompt_logprobs: &[TokenLogprob]) -> Option<Bytes> {
         match self.endpoint {
             Endpoint::Chat => Some(self.chat(
                 index,
@@ -118,7 +118,11 @@ impl Chunker {
                 None,
                 None,
             )),
-            Endpoint::Completion if !echo.is_empty() => Some(self.text(index, echo.to_string(), None, None)),
+            Endpoint::Completion if !echo.is_empty() => {
+                let lp = (self.logprobs.is_some() && !prompt_logprobs.is_empty())
+                    .then(|| completion_logprobs(prompt_logprobs, &mut 0));
+                Some(self.text(index, echo.to_string(), lp, None))
+            }
             Endpoint::Completion => None,
         }
     }
@@ -187,11 +191,11 @@ struct SseState {
 }
 
 /// The SSE body for tasks that have all started: `echoes[i]` opens choice `i` (completions'
-/// `echo`; empty otherwise), `rx` carries every choice's events tagged with its index. Usage
+/// `echo` and the prompt's log-probabilities; empty otherwise), `rx` carries every choice's events tagged with its index. Usage
 /// and `[DONE]` follow the last choice's end; any choice failing ends the stream with an error.
 pub fn body(
     chunker: Chunker,
-    echoes: Vec<String>,
+    echoes: Vec<(String, Vec<TokenLogprob>)>,
     rx: mpsc::Receiver<(u32, TaskEvent)>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
     let n = echoes.len();
@@ -200,12 +204,12 @@ pub fn body(
         queue: VecDeque::new(),
         chunker,
         done: vec![false; n],
-        offsets: echoes.iter().map(|e| e.chars().count()).collect(),
+        offsets: echoes.iter().map(|(e, _)| e.chars().count()).collect(),
         held: vec![String::new(); n],
         usage: Usage::default(),
     };
-    for (i, echo) in echoes.iter().enumerate() {
-        let opening = state.chunker.opening(i as u32, echo);
+    for (i, (echo, lps)) in echoes.iter().enumerate() {
+        let opening = state.chunker.opening(i as u32, echo, lps);
         state.queue.extend(opening);
     }
     futures::stream::unfold(state, |mut s| async move {

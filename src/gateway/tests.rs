@@ -90,7 +90,7 @@ fn harness(plan: Plan) -> Harness {
 }
 
 fn started() -> TaskEvent {
-    TaskEvent::Started { task_id: "t1".into(), miner: "12D3miner".into(), prompt_tokens: 5 }
+    TaskEvent::Started { task_id: "t1".into(), miner: "12D3miner".into(), prompt_tokens: 5, prompt_logprobs: vec![] }
 }
 
 fn tok(s: &str) -> TaskEvent {
@@ -632,6 +632,26 @@ async fn logprobs_come_back_in_openais_chat_and_completion_shapes() {
         json!({"tokens": ["Hello", " world"], "token_logprobs": [-0.5, -0.25],
                "top_logprobs": [{"Hello": -0.5, "Hi": -1.5}, {" world": -0.25, "!": -2.0}], "text_offset": [0, 5]})
     );
+    // Echo with logprobs: the prompt's tokens lead, the first with null.
+    let h2 = harness(Plan::Events(vec![
+        TaskEvent::Started {
+            task_id: "t1".into(),
+            miner: "m".into(),
+            prompt_tokens: 1,
+            prompt_logprobs: vec![lp("Say", f32::NAN, &[])],
+        },
+        TaskEvent::Token { text: "Hello".into(), logprobs: vec![lp("Hello", -0.5, &[("Hello", -0.5)])] },
+        done(Finish::Stop),
+    ]));
+    let body = json!({"model": "tiny", "prompt": "Say", "echo": true, "logprobs": 1});
+    let (_, v) = json_of(call(&h2.state, post("/v1/completions", &body)).await).await;
+    assert_eq!(v["choices"][0]["text"], "SayHello");
+    assert_eq!(
+        v["choices"][0]["logprobs"],
+        json!({"tokens": ["Say", "Hello"], "token_logprobs": [null, -0.5], "top_logprobs": [null, {"Hello": -0.5}],
+               "text_offset": [0, 3]})
+    );
+    assert!(h2.fake.specs.lock().unwrap()[0].sampling.prompt_logprobs);
     // Echo puts the prompt first; streamed logprobs ride on the chunks that carry the tokens.
     let body = json!({"model": "tiny", "prompt": "Say", "echo": true});
     let (_, v) = json_of(call(&h.state, post("/v1/completions", &body)).await).await;

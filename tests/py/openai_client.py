@@ -297,7 +297,7 @@ def logprobs_against_transformers(client, args):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     prompt, n = "Once upon a time, there was a little girl who", 8
-    got = client.completions.create(model=args.model, prompt=prompt, max_tokens=n, temperature=0, logprobs=5)
+    got = client.completions.create(model=args.model, prompt=prompt, max_tokens=n, temperature=0, logprobs=5, echo=True)
     d, name = os.path.split(os.path.abspath(args.reference_gguf))
     torch.set_num_threads(2)
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32).eval()
@@ -308,6 +308,20 @@ def logprobs_against_transformers(client, args):
                              pad_token_id=tok.eos_token_id, output_logits=True, return_dict_in_generate=True)
     worst = 0.0
     l = got.choices[0].logprobs
+    check(got.choices[0].text.startswith(prompt), f"echo: {got.choices[0].text!r}")
+    # The prompt's tokens lead (echo): the first without a log-probability, then each given the
+    # ones before it, as transformers' full forward pass scores them.
+    p = len(ids)
+    check(len(l.tokens) == p + n and l.token_logprobs[0] is None and l.top_logprobs[0] is None,
+          f"echoed logprobs: {l.tokens[:3]} {l.token_logprobs[:3]}")
+    with torch.no_grad():
+        full = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
+    for k in range(1, p):
+        worst = max(worst, abs(l.token_logprobs[k] - float(full[k - 1, ids[k]])))
+        best = torch.topk(full[k - 1], len(l.top_logprobs[k])).values.tolist()
+        for got_v, want_v in zip(sorted(l.top_logprobs[k].values(), reverse=True), best):
+            worst = max(worst, abs(got_v - want_v))
+    l.tokens, l.token_logprobs, l.top_logprobs = l.tokens[p:], l.token_logprobs[p:], l.top_logprobs[p:]
     for k, (token, lp, top) in enumerate(zip(l.tokens, l.token_logprobs, l.top_logprobs)):
         ref = torch.log_softmax(out.logits[k][0].double(), dim=-1)
         want_id = int(out.sequences[0, len(ids) + k])

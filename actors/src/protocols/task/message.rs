@@ -67,6 +67,9 @@ pub struct ChunkBody {
     /// One entry per token of `tokens`, when the task asked for log-probabilities.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logprobs: Vec<TokenLogprob>,
+    /// Set on the first chunk of a task that asked for the prompt's log-probabilities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompt_logprobs: Vec<TokenLogprob>,
     /// An embedding task's vectors, one per input.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub embeddings: Vec<Vec<f32>>,
@@ -98,5 +101,24 @@ impl Ack {
     }
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prompts_first_token_without_a_logprob_survives_the_wire_as_null() {
+        let first =
+            TokenLogprob { token: "Once".into(), logprob: f32::NAN, bytes: b"Once".to_vec(), top_logprobs: vec![] };
+        let next =
+            TokenLogprob { token: " upon".into(), logprob: -1.5, bytes: b" upon".to_vec(), top_logprobs: vec![] };
+        let body = ChunkBody { prompt_logprobs: vec![first, next], ..ChunkBody::default() };
+        let json = serde_json::to_string(&body).unwrap();
+        assert!(json.contains(r#""logprob":null"#), "{json}");
+        let back: ChunkBody = serde_json::from_str(&json).unwrap();
+        assert!(back.prompt_logprobs[0].logprob.is_nan());
+        assert_eq!(back.prompt_logprobs[1].logprob, -1.5);
     }
 }
