@@ -55,6 +55,13 @@ def sampling_features(client, args):
     check(one.choices[0].message.content == two.choices[0].message.content,
           f"seeded n=1 {one.choices[0].message.content!r} != choice 0 of n=2 {two.choices[0].message.content!r}")
     check(two.usage.completion_tokens > one.usage.completion_tokens, f"usage of n=2 {two.usage} vs n=1 {one.usage}")
+    # Streamed, the same two seeded samples arrive under their indexes.
+    texts = {0: "", 1: ""}
+    for c in client.chat.completions.create(n=2, stream=True, **kw):
+        for ch in c.choices:
+            texts[ch.index] += ch.delta.content or ""
+    receipts += 2
+    check([texts[0], texts[1]] == [c.message.content for c in two.choices], f"streamed n=2 {texts} vs {two.choices}")
 
     # Chat logprobs: one entry per completion token, top_logprobs most likely first, greedy
     # picks the first of them; streamed they are the same.
