@@ -9,6 +9,7 @@ mod cmd_account;
 mod cmd_brain;
 mod cmd_generate;
 mod cmd_ledger;
+mod cmd_obfuscate;
 mod cmd_private;
 mod cmd_sim;
 mod cmd_squeeze;
@@ -42,6 +43,9 @@ enum Cmd {
     /// Cerberus Squeezing: prune attention heads by importance and quantize a Llama model
     /// into a new model directory.
     Squeeze(cmd_squeeze::SqueezeArgs),
+    /// A function-preserving obfuscated copy of a Llama model (rotation, permutations, scalings)
+    /// that miners serve like any model.
+    Obfuscate(cmd_obfuscate::ObfuscateArgs),
     /// The rollup ledger of a (stopped) validator: balances, receipts, settlements, proofs.
     #[command(subcommand)]
     Ledger(cmd_ledger::LedgerCmd),
@@ -120,6 +124,7 @@ fn main() -> Result<()> {
         Cmd::Generate(a) => cmd_generate::run(&a),
         Cmd::Private(c) => cmd_private::run(&c),
         Cmd::Squeeze(a) => cmd_squeeze::run(&a),
+        Cmd::Obfuscate(a) => cmd_obfuscate::run(&a),
         Cmd::Ledger(c) => cmd_ledger::run(&c),
         Cmd::Sim(a) => cmd_sim::run(&a),
         Cmd::Register(a) => cmd_ledger::register(&a),

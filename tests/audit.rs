@@ -178,6 +178,62 @@ async fn a_validator_catches_a_substituted_model_bans_it_and_the_gateway_routes_
     }
 }
 
+/// A Brain whose declared model is an obfuscated copy of SmolLM2 (`brainmesh obfuscate`): the
+/// miner serving that copy passes every re-check (the validator audits with the same copy); a
+/// miner serving the original weights while declaring the copy's hash is caught — the proofs
+/// commit to hidden states, which the rotation changes.
+#[actix_rt::test]
+async fn an_obfuscated_model_is_served_and_audited_and_the_original_in_its_place_is_caught() {
+    let root = tempfile::tempdir().unwrap();
+    let obf = root.path().join("obfuscated");
+    let m = Model::load(smollm(), &LoadOptions { threads: Some(1), ..Default::default() }, &mut |_| {}).unwrap();
+    brainmesh_actors::models::obfuscate::obfuscate(&m, 99, &Default::default(), &obf).unwrap();
+    drop(m);
+    let obf_hash = brainmesh::node::hash_model(&obf).unwrap();
+
+    let mut vcfg = validator(&root.path().join("v1"), vec![], 1.0);
+    vcfg.audit.model = obf.clone();
+    vcfg.audit.quality_every_blocks = 0;
+    let v1 = Node::start(vcfg).await.unwrap();
+    let boot = v1.listen_addrs[0].clone();
+    let gw = Node::start(config(&root.path().join("gw"), Role::Gateway, vec![boot.clone()])).await.unwrap();
+    let mut honest_cfg = config(&root.path().join("honest"), Role::Miner, vec![boot.clone()]);
+    honest_cfg.miner.model = obf.clone();
+    let honest = Node::start(honest_cfg).await.unwrap();
+    let mut cheat_cfg = config(&root.path().join("cheat"), Role::Miner, vec![boot.clone()]);
+    cheat_cfg.miner.model_hash = obf_hash.clone();
+    let cheat = Node::start(cheat_cfg).await.unwrap();
+    let tasks = gw.tasks.clone().unwrap();
+    wait_until("both miners advertised", 60, || async { tasks.models().await.first().is_some_and(|m| m.miners == 2) })
+        .await;
+    assert_eq!(tasks.models().await[0].hash, obf_hash, "both declare the obfuscated copy");
+
+    let mut served = std::collections::BTreeMap::<String, usize>::new();
+    let mut i = 0;
+    let end = tokio::time::Instant::now() + Duration::from_secs(240);
+    while !(served.get(&cheat.peer_id).copied().unwrap_or(0) >= 1
+        && served.get(&honest.peer_id).copied().unwrap_or(0) >= 3)
+    {
+        assert!(tokio::time::Instant::now() < end, "tasks did not reach both miners: {served:?}");
+        if let Some(m) = ask(&tasks, i).await {
+            *served.entry(m).or_default() += 1;
+        }
+        i += 1;
+    }
+    let height = || WallClock.now_ms().saturating_sub(v1_genesis()) / BLOCK_MS;
+    let banned = |n: &Node| n.audit.bans.lock().unwrap().banned(height());
+    wait_until("v1 banned the miner serving the original", 120, || async { banned(&v1).contains(&cheat.peer_id) })
+        .await;
+    wait_until("v1 judged the honest miner's tasks", 120, || async { v1.audit.stats().passed >= 3 }).await;
+    let s = v1.audit.stats();
+    println!("obfuscated Brain: v1 audit stats {s:?}; served {served:?}");
+    assert!(!banned(&v1).contains(&honest.peer_id), "no false alarm on the obfuscated model");
+    assert_eq!(s.unavailable, 0);
+    for n in [cheat, honest, gw, v1] {
+        n.shutdown().await;
+    }
+}
+
 fn v1_genesis() -> u64 {
     brainmesh::config::ChainConfig::default().genesis_ms
 }

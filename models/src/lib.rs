@@ -28,6 +28,7 @@ pub mod hf;
 pub mod kernel_pool;
 pub mod llama;
 pub mod model;
+pub mod obfuscate;
 pub mod prefix;
 pub mod proof;
 pub mod qmatmul;
