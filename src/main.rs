@@ -11,6 +11,7 @@ mod cmd_generate;
 mod cmd_ledger;
 mod cmd_obfuscate;
 mod cmd_private;
+mod cmd_seal;
 mod cmd_sim;
 mod cmd_squeeze;
 
@@ -46,6 +47,8 @@ enum Cmd {
     /// A function-preserving obfuscated copy of a Llama model (rotation, permutations, scalings)
     /// that miners serve like any model.
     Obfuscate(cmd_obfuscate::ObfuscateArgs),
+    /// Encrypt a model to one miner's seal key: the miner decrypts it only into memory.
+    Seal(cmd_seal::SealArgs),
     /// The rollup ledger of a (stopped) validator: balances, receipts, settlements, proofs.
     #[command(subcommand)]
     Ledger(cmd_ledger::LedgerCmd),
@@ -125,6 +128,7 @@ fn main() -> Result<()> {
         Cmd::Private(c) => cmd_private::run(&c),
         Cmd::Squeeze(a) => cmd_squeeze::run(&a),
         Cmd::Obfuscate(a) => cmd_obfuscate::run(&a),
+        Cmd::Seal(a) => cmd_seal::run(&a),
         Cmd::Ledger(c) => cmd_ledger::run(&c),
         Cmd::Sim(a) => cmd_sim::run(&a),
         Cmd::Register(a) => cmd_ledger::register(&a),

@@ -86,10 +86,27 @@ pub fn rollup_config(cfg: &NodeConfig, clock: &ChainClock) -> RollupConfig {
 }
 
 /// Loads the miner's model and its declared hash (the file's sha256 unless configured).
-fn load_miner_model(cfg: &NodeConfig, clock: &ChainClock) -> Result<(MinerConfig, Model), NodeError> {
+///
+/// A model sealed to this miner (`brainmesh seal`) is decrypted into a private RAM-backed
+/// directory, loaded, and the directory removed at once: the plaintext never touches the disk.
+fn load_miner_model(cfg: &NodeConfig, clock: &ChainClock, id: &Identity) -> Result<(MinerConfig, Model), NodeError> {
     let device =
         cfg.miner.device.parse().map_err(|message| NodeError::Model { path: cfg.miner.model.clone(), message })?;
-    let (model, file_hash) = load_model(&cfg.miner.model, &cfg.miner.model_id, device, cfg.miner.threads)?;
+    let (model, file_hash) = if brainmesh_actors::sealed_model::is_sealed(&cfg.miner.model) {
+        let err = |e: brainmesh_actors::sealed_model::SealedModelError| NodeError::Model {
+            path: cfg.miner.model.clone(),
+            message: e.to_string(),
+        };
+        let ram = brainmesh_actors::sealed_model::RamDir::new().map_err(err)?;
+        let plain = brainmesh_actors::sealed_model::unseal_model(&cfg.miner.model, &id.seal_secret(), ram.path())
+            .map_err(err)?;
+        tracing::info!(sealed = %cfg.miner.model.display(), "decrypted the sealed model into memory");
+        let loaded = load_model(&plain, &cfg.miner.model_id, device, cfg.miner.threads)?;
+        drop(ram);
+        loaded
+    } else {
+        load_model(&cfg.miner.model, &cfg.miner.model_id, device, cfg.miner.threads)?
+    };
     let hash = if cfg.miner.model_hash.is_empty() { file_hash } else { cfg.miner.model_hash.clone() };
     let mcfg = MinerConfig {
         brain: cfg.brain,
@@ -264,7 +281,7 @@ impl Node {
             if !models.contains(&cfg.miner.model_id) {
                 models.push(cfg.miner.model_id.clone());
             }
-            Some(load_miner_model(&cfg, &clock)?)
+            Some(load_miner_model(&cfg, &clock, &id)?)
         } else {
             None
         };

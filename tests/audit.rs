@@ -179,7 +179,8 @@ async fn a_validator_catches_a_substituted_model_bans_it_and_the_gateway_routes_
 }
 
 /// A Brain whose declared model is an obfuscated copy of SmolLM2 (`brainmesh obfuscate`): the
-/// miner serving that copy passes every re-check (the validator audits with the same copy); a
+/// miner serving that copy from weights sealed to its key (`brainmesh seal`) passes every
+/// re-check (the validator audits with the same copy), another miner cannot load them; a
 /// miner serving the original weights while declaring the copy's hash is caught — the proofs
 /// commit to hidden states, which the rotation changes.
 #[actix_rt::test]
@@ -197,9 +198,24 @@ async fn an_obfuscated_model_is_served_and_audited_and_the_original_in_its_place
     let v1 = Node::start(vcfg).await.unwrap();
     let boot = v1.listen_addrs[0].clone();
     let gw = Node::start(config(&root.path().join("gw"), Role::Gateway, vec![boot.clone()])).await.unwrap();
-    let mut honest_cfg = config(&root.path().join("honest"), Role::Miner, vec![boot.clone()]);
-    honest_cfg.miner.model = obf.clone();
+    // The honest miner gets the copy sealed to its own key and decrypts it only into memory.
+    let honest_dir = root.path().join("honest");
+    let honest_id = brainmesh_actors::identity::Identity::load_or_create(&honest_dir).unwrap();
+    let sealed = root.path().join("obfuscated.sealed");
+    brainmesh_actors::sealed_model::seal_model(&obf, &honest_id.seal_public(), &sealed).unwrap();
+    let mut honest_cfg = config(&honest_dir, Role::Miner, vec![boot.clone()]);
+    honest_cfg.miner.model = sealed.clone();
     let honest = Node::start(honest_cfg).await.unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .unwrap_or_default();
+    let mine = format!("brainmesh-model-{}-", std::process::id());
+    assert!(!leftovers.iter().any(|n| n.starts_with(&mine)), "decrypted weights left in /dev/shm: {leftovers:?}");
+    // Sealed to the honest miner, the file is useless to another one.
+    let mut thief_cfg = config(&root.path().join("thief"), Role::Miner, vec![boot.clone()]);
+    thief_cfg.miner.model = sealed.clone();
+    let e = Node::start(thief_cfg).await.err().expect("another miner cannot load the sealed model").to_string();
+    assert!(e.contains("sealed model is for the miner with seal key"), "{e}");
     let mut cheat_cfg = config(&root.path().join("cheat"), Role::Miner, vec![boot.clone()]);
     cheat_cfg.miner.model_hash = obf_hash.clone();
     let cheat = Node::start(cheat_cfg).await.unwrap();

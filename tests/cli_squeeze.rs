@@ -140,3 +140,33 @@ fn obfuscate_writes_a_model_with_its_own_hash_that_answers_as_the_original_does(
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("/no/such/model.gguf"));
 }
+
+#[test]
+fn seal_encrypts_a_model_to_one_key_and_refuses_a_bad_key_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let miner = brainmesh_actors::identity::Identity::generate();
+    let out = dir.path().join("smollm.sealed");
+    let run = Command::new(BIN)
+        .args(["seal", "--to-key", &hex::encode(miner.seal_public()), "--model"])
+        .arg(smollm_gguf())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run brainmesh seal");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(brainmesh_actors::sealed_model::is_sealed(&out));
+    // The sealed file does not contain the GGUF's bytes.
+    let gguf = std::fs::read(smollm_gguf()).unwrap();
+    let sealed = std::fs::read(&out).unwrap();
+    assert!(sealed.len() > gguf.len());
+    assert!(!sealed.windows(64).any(|w| w == &gguf[4096..4160]), "plaintext in the sealed file");
+    let bad = Command::new(BIN)
+        .args(["seal", "--to-key", "abc", "--model"])
+        .arg(smollm_gguf())
+        .arg("--out")
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--to-key"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

@@ -38,6 +38,7 @@ pub mod rollup;
 pub mod roster;
 pub mod routing;
 pub mod seal;
+pub mod sealed_model;
 pub mod spend_check;
 pub mod start;
 pub mod store;
