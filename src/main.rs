@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod cmd_account;
 mod cmd_brain;
+mod cmd_distill;
 mod cmd_generate;
 mod cmd_ledger;
 mod cmd_obfuscate;
@@ -49,6 +50,9 @@ enum Cmd {
     Obfuscate(cmd_obfuscate::ObfuscateArgs),
     /// Encrypt a model to one miner's seal key: the miner decrypts it only into memory.
     Seal(cmd_seal::SealArgs),
+    /// Knowledge distillation: a smaller student of a Llama teacher, trained on text with the
+    /// teacher's softened distribution; checkpoints resume.
+    Distill(cmd_distill::DistillArgs),
     /// The rollup ledger of a (stopped) validator: balances, receipts, settlements, proofs.
     #[command(subcommand)]
     Ledger(cmd_ledger::LedgerCmd),
@@ -129,6 +133,7 @@ fn main() -> Result<()> {
         Cmd::Squeeze(a) => cmd_squeeze::run(&a),
         Cmd::Obfuscate(a) => cmd_obfuscate::run(&a),
         Cmd::Seal(a) => cmd_seal::run(&a),
+        Cmd::Distill(a) => cmd_distill::run(&a),
         Cmd::Ledger(c) => cmd_ledger::run(&c),
         Cmd::Sim(a) => cmd_sim::run(&a),
         Cmd::Register(a) => cmd_ledger::register(&a),

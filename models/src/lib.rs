@@ -13,6 +13,7 @@ pub mod act_squeeze;
 pub mod cache;
 pub mod chat_template;
 pub mod device;
+pub mod distill;
 pub mod error;
 /// Sentence embeddings served over the mesh (`/v1/embeddings`): the MiniLM encoder.
 pub mod embed {

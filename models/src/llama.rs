@@ -553,8 +553,8 @@ impl Llama {
         };
         let hd = self.cfg.head_dim() as i64;
         let eps = self.cfg.rms_norm_eps;
-        let cos = self.cos.index_select(0, &step.positions.view([-1])).view([b, 1, t, hd]);
-        let sin = self.sin.index_select(0, &step.positions.view([-1])).view([b, 1, t, hd]);
+        let cos = self.cos.index_select(0, &step.positions.reshape([-1])).view([b, 1, t, hd]);
+        let sin = self.sin.index_select(0, &step.positions.reshape([-1])).view([b, 1, t, hd]);
         let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
         for (li, l) in self.layers.iter().enumerate() {
             let h = x.rms_norm([x.size()[2]], Some(&l.attn_norm), eps);
@@ -646,6 +646,27 @@ impl Llama {
             out.push(("lm_head.weight".to_string(), cpu(&self.lm_head.w)?));
         }
         Ok(out)
+    }
+
+    /// Every weight as a trainable tensor (gradients on). The handles share storage with the
+    /// model, so updating them in place (under `no_grad`) updates it; a tied output head is the
+    /// embeddings' own tensor. The quantized decode copies are dropped (they would go stale).
+    pub fn trainable_parameters(&mut self) -> Vec<Tensor> {
+        self.qpool = None;
+        let mut out = vec![self.embed.set_requires_grad(true), self.norm.set_requires_grad(true)];
+        for l in &mut self.layers {
+            for lin in [&mut l.wqkv, &mut l.wo, &mut l.w_gate_up, &mut l.w_down] {
+                lin.q = None;
+                out.push(lin.w.set_requires_grad(true));
+            }
+            out.push(l.attn_norm.set_requires_grad(true));
+            out.push(l.ffn_norm.set_requires_grad(true));
+        }
+        self.lm_head.q = None;
+        if !self.cfg.tie_word_embeddings {
+            out.push(self.lm_head.w.set_requires_grad(true));
+        }
+        out
     }
 
     /// Turns the quantized CPU decode kernels off (every step then uses the dense f32
