@@ -170,3 +170,51 @@ fn seal_encrypts_a_model_to_one_key_and_refuses_a_bad_key_clearly() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--to-key"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+#[test]
+fn distill_trains_a_student_reports_it_and_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher");
+    let spec = brainmesh_actors::models::tiny::TinySpec { layers: 4, ..Default::default() };
+    brainmesh_actors::models::tiny::write_tiny_llama(
+        &teacher,
+        &spec,
+        5,
+        brainmesh_actors::models::tiny::TinyVariant::Original,
+    )
+    .unwrap();
+    let text = dir.path().join("text.txt");
+    std::fs::write(&text, "a small text for a small student to learn from, again and again. ".repeat(20)).unwrap();
+    let out = dir.path().join("student");
+    let run = |steps: &str| {
+        let r = Command::new(BIN)
+            .args(["distill", "--batch", "2", "--seq", "16", "--save-every", "2", "--lr", "0.003", "--steps", steps])
+            .arg("--teacher")
+            .arg(&teacher)
+            .arg("--data")
+            .arg(&text)
+            .arg("--eval")
+            .arg(&text)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("run brainmesh distill");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        (serde_json::from_slice::<Value>(&r.stdout).expect("report"), String::from_utf8_lossy(&r.stderr).to_string())
+    };
+    let (first, _) = run("4");
+    assert_eq!(first["steps"], 4);
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["num_hidden_layers"], 2, "every second layer of 4");
+    assert!(first["eval"]["top1_agreement"].as_f64().is_some());
+    let (second, log) = run("6");
+    assert!(log.contains("resuming at step 4"), "{log}");
+    assert_eq!(second["steps"], 6);
+    // The student is a model like any other.
+    let gen = Command::new(BIN)
+        .args(["generate", "--max-tokens", "4", "--prompt", "a small", "--model"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+}
