@@ -181,8 +181,9 @@ async fn a_validator_catches_a_substituted_model_bans_it_and_the_gateway_routes_
 /// A Brain whose declared model is an obfuscated copy of SmolLM2 (`brainmesh obfuscate`): the
 /// miner serving that copy from weights sealed to its key (`brainmesh seal`) passes every
 /// re-check (the validator audits with the same copy), another miner cannot load them; a
-/// miner serving the original weights while declaring the copy's hash is caught — the proofs
-/// commit to hidden states, which the rotation changes.
+/// miner serving the original weights while declaring the copy's hash is caught, and so is one
+/// serving the copy under the original's hash (a validator holding the original audits it) —
+/// the proofs commit to hidden states, which the rotation changes.
 #[actix_rt::test]
 async fn an_obfuscated_model_is_served_and_audited_and_the_original_in_its_place_is_caught() {
     let root = tempfile::tempdir().unwrap();
@@ -219,15 +220,24 @@ async fn an_obfuscated_model_is_served_and_audited_and_the_original_in_its_place
     let mut cheat_cfg = config(&root.path().join("cheat"), Role::Miner, vec![boot.clone()]);
     cheat_cfg.miner.model_hash = obf_hash.clone();
     let cheat = Node::start(cheat_cfg).await.unwrap();
+    // The reverse: the obfuscated copy served under the original's hash, audited by a validator
+    // holding the original.
+    let mut v2cfg = validator(&root.path().join("v2"), vec![boot.clone()], 1.0);
+    v2cfg.audit.quality_every_blocks = 0;
+    let v2 = Node::start(v2cfg).await.unwrap();
+    let mut reverse_cfg = config(&root.path().join("reverse"), Role::Miner, vec![boot.clone()]);
+    reverse_cfg.miner.model = obf.clone();
+    reverse_cfg.miner.model_hash = sha256_file(&smollm());
+    let reverse = Node::start(reverse_cfg).await.unwrap();
     let tasks = gw.tasks.clone().unwrap();
-    wait_until("both miners advertised", 60, || async { tasks.models().await.first().is_some_and(|m| m.miners == 2) })
+    wait_until("three miners advertised", 60, || async { tasks.models().await.first().is_some_and(|m| m.miners == 3) })
         .await;
-    assert_eq!(tasks.models().await[0].hash, obf_hash, "both declare the obfuscated copy");
 
     let mut served = std::collections::BTreeMap::<String, usize>::new();
     let mut i = 0;
     let end = tokio::time::Instant::now() + Duration::from_secs(240);
     while !(served.get(&cheat.peer_id).copied().unwrap_or(0) >= 1
+        && served.get(&reverse.peer_id).copied().unwrap_or(0) >= 1
         && served.get(&honest.peer_id).copied().unwrap_or(0) >= 3)
     {
         assert!(tokio::time::Instant::now() < end, "tasks did not reach both miners: {served:?}");
@@ -245,7 +255,21 @@ async fn an_obfuscated_model_is_served_and_audited_and_the_original_in_its_place
     println!("obfuscated Brain: v1 audit stats {s:?}; served {served:?}");
     assert!(!banned(&v1).contains(&honest.peer_id), "no false alarm on the obfuscated model");
     assert_eq!(s.unavailable, 0);
-    for n in [cheat, honest, gw, v1] {
+    wait_until("v2 banned the copy served under the original's hash", 120, || async {
+        banned(&v2).contains(&reverse.peer_id)
+    })
+    .await;
+    assert!(!banned(&v2).contains(&honest.peer_id));
+    println!("original's validator: {:?}", v2.audit.stats());
+    // Each validator judged only its own model's receipts: neither co-signed the other's ban
+    // (it could not re-check that evidence with the model it holds).
+    let entries = |n: &Node, miner: &str| -> Vec<String> {
+        n.audit.bans.lock().unwrap().entries(miner).iter().map(|e| e.validator.clone()).collect()
+    };
+    assert_eq!(entries(&v1, &cheat.peer_id), vec![v1.peer_id.clone()]);
+    assert_eq!(entries(&v2, &reverse.peer_id), vec![v2.peer_id.clone()]);
+    assert_eq!((v1.audit.stats().bans_signed, v2.audit.stats().bans_signed), (1, 1));
+    for n in [reverse, cheat, honest, gw, v2, v1] {
         n.shutdown().await;
     }
 }

@@ -550,6 +550,7 @@ impl Auditor {
             serde_json::to_vec(&AuditRequest::Evidence { digest: entry.evidence_digest.clone() }).unwrap_or_default();
         let jobs = self.jobs.clone();
         let digest = entry.evidence_digest.clone();
+        let my_hash = self.cfg.model_hash.clone();
         ctx.spawn(
             async move {
                 let reply =
@@ -557,6 +558,13 @@ impl Auditor {
                 match reply {
                     Ok(Ok(b)) => match serde_json::from_slice::<AuditReply>(&b) {
                         Ok(AuditReply::Evidence { evidence }) if evidence.digest() == digest => {
+                            // Evidence about another model's receipt cannot be re-checked with
+                            // ours: no judgement, so no co-signature (a validator that held
+                            // another model once co-signed whatever it was shown, since "the
+                            // receipt names another model" reads as a failed check).
+                            if evidence.receipt.verify().map(|r| r.model_hash != my_hash).unwrap_or(true) {
+                                return Some((digest, true));
+                            }
                             let _ = jobs.send(Job::Check(CheckJob {
                                 origin: Origin::Notice,
                                 evidence: *evidence,
@@ -564,16 +572,16 @@ impl Auditor {
                             }));
                             None
                         }
-                        _ => Some(digest),
+                        _ => Some((digest, false)),
                     },
-                    _ => Some(digest),
+                    _ => Some((digest, false)),
                 }
             }
             .into_actor(self)
             .map(|failed, act, _| {
-                if let Some(d) = failed {
+                if let Some((d, other_model)) = failed {
                     act.checking.remove(&d);
-                    act.stats(|s| s.notices_rejected += 1);
+                    act.stats(|s| if other_model { s.skipped_other_model += 1 } else { s.notices_rejected += 1 });
                 }
             }),
         );
