@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use brainmesh_actors::models::obfuscate::{obfuscate, ObfuscateOptions};
+use brainmesh_actors::models::obfuscate::{obfuscate, obfuscate_gguf, ObfuscateOptions};
 use brainmesh_actors::models::{LoadOptions, Model};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -15,9 +15,14 @@ pub struct ObfuscateArgs {
     /// The model to obfuscate: a Llama GGUF file or Hugging Face directory.
     #[arg(long)]
     pub model: PathBuf,
-    /// The directory to write (model.safetensors, config.json, tokenizer, chat template).
+    /// Where to write: a directory (`--format hf`: model.safetensors, config.json, tokenizer,
+    /// chat template) or a file (`--format gguf`).
     #[arg(long)]
     pub out: PathBuf,
+    /// Output format: `hf` (a Hugging Face directory) or `gguf` (f32, from a GGUF source: its
+    /// metadata, tokenizer and chat template are copied).
+    #[arg(long, default_value = "hf")]
+    pub format: String,
     /// The transform's seed (keep it secret; it is not written into the output).
     #[arg(long)]
     pub seed: u64,
@@ -51,7 +56,12 @@ pub fn run(a: &ObfuscateArgs) -> anyhow::Result<()> {
         mix_vo: !a.no_mix_vo,
         permute_mlp: !a.no_permute_mlp,
     };
-    obfuscate(&model, a.seed, &o, &a.out).with_context(|| format!("obfuscating into {}", a.out.display()))?;
+    match a.format.as_str() {
+        "hf" => obfuscate(&model, a.seed, &o, &a.out),
+        "gguf" => obfuscate_gguf(&model, a.seed, &o, &a.out),
+        other => anyhow::bail!("--format must be hf or gguf, not {other:?}"),
+    }
+    .with_context(|| format!("obfuscating into {}", a.out.display()))?;
     let hash = brainmesh::node::hash_model(&a.out).context("hashing the output")?;
     let report = serde_json::json!({
         "source": a.model, "out": a.out, "transforms": o, "content_hash": hash,

@@ -23,6 +23,7 @@ pub mod fhe;
 pub mod generate;
 pub mod ggml;
 pub mod gguf;
+pub mod gguf_write;
 pub mod gpt2;
 pub mod grammar;
 pub mod hf;

@@ -318,6 +318,34 @@ pub fn unpermute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
     Ok(w.f_reshape([n, rows / n / 2, 2, cols])?.f_transpose(1, 2)?.f_reshape([rows, cols])?)
 }
 
+/// Hugging Face's q/k row order back to llama.cpp's (the inverse of [`unpermute_qk`]), for
+/// writing GGUF files.
+pub fn permute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
+    let (rows, cols) = w.size2()?;
+    let n = n_head as i64;
+    if rows % (2 * n) != 0 {
+        return Err(ModelError::ShapeMismatch {
+            name: "q/k projection".into(),
+            actual: vec![rows, cols],
+            expected: vec![],
+        });
+    }
+    Ok(w.f_reshape([n, 2, rows / n / 2, cols])?.f_transpose(1, 2)?.f_reshape([rows, cols])?)
+}
+
+/// The GGUF name of a Hugging Face tensor name, and the head count its rows must be permuted
+/// with for llama.cpp's RoPE layout (q and k projections).
+pub fn hf_to_gguf(hf: &str, cfg: &LlamaConfig) -> Option<(String, Option<usize>)> {
+    gguf_name(hf).map(|(n, qk)| {
+        let heads = match qk {
+            Some(Qk::Q) => Some(cfg.num_attention_heads),
+            Some(Qk::K) => Some(cfg.kv_heads()),
+            None => None,
+        };
+        (n, heads)
+    })
+}
+
 /// The row order [`unpermute_qk`] produces, for permuting quantized rows the same way.
 fn unpermute_rows(rows: usize, n_head: usize) -> Result<Vec<usize>> {
     let idx = Tensor::f_arange(rows as i64, (Kind::Int64, Device::Cpu))?.f_view([rows as i64, 1])?;

@@ -228,6 +228,37 @@ pub fn obfuscate(model: &Model, seed: u64, o: &ObfuscateOptions, out: &std::path
     crate::squeeze::export::write_hf_dir(model, &cfg, &state, out)
 }
 
+/// Writes the obfuscated model to the file `out` as GGUF (f32 tensors, llama.cpp's q/k row
+/// layout), with the source GGUF's metadata (tokenizer, chat template, hyper-parameters). The
+/// source must be a GGUF file.
+pub fn obfuscate_gguf(model: &Model, seed: u64, o: &ObfuscateOptions, out: &std::path::Path) -> Result<()> {
+    let Network::Llama(m) = &model.net else {
+        return Err(ModelError::UnknownArchitecture("obfuscate supports llama models".into()));
+    };
+    if model.source.is_dir() {
+        return Err(ModelError::InvalidArgument(
+            "GGUF output needs a GGUF source (its metadata is copied); write a Hugging Face directory instead".into(),
+        ));
+    }
+    let src = crate::gguf::GgufFile::open(&model.source)?;
+    let mut meta: Vec<(String, crate::gguf::Value)> =
+        src.metadata().iter().filter(|(k, _)| k != "general.alignment" && k != "general.file_type").cloned().collect();
+    meta.push(("general.alignment".into(), crate::gguf::Value::U32(32)));
+    meta.push(("general.file_type".into(), crate::gguf::Value::U32(0)));
+    let state = obfuscate_state(m, seed, o)?;
+    let mut tensors = Vec::with_capacity(state.len());
+    for (name, t) in state {
+        let (g, heads) =
+            crate::llama::hf_to_gguf(&name, &m.cfg).ok_or_else(|| ModelError::MissingTensor(name.clone()))?;
+        let t = match heads {
+            Some(h) => crate::llama::permute_qk(&t, h)?,
+            None => t,
+        };
+        tensors.push((g, t));
+    }
+    crate::gguf_write::write_gguf(out, &meta, &tensors)
+}
+
 /// Per 2-D weight: the largest |cosine| between a (sampled) row of `b` and any row of `a` —
 /// near 1 when a row survived the transform (up to scale), near the random-vector level when
 /// none did.

@@ -151,3 +151,24 @@ fn obfuscated_smollm2_generates_the_same_greedy_tokens_on_20_prompts_with_no_ori
     }
     assert!(worst_cos < 0.9, "a row of the original survived (cosine {worst_cos})");
 }
+
+#[test]
+fn an_obfuscated_gguf_keeps_the_metadata_loads_and_answers_as_the_original() {
+    let orig = smollm();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("obf.gguf");
+    brainmesh_models::obfuscate::obfuscate_gguf(&orig, 77, &ObfuscateOptions::default(), &out).unwrap();
+    let g = brainmesh_models::gguf::GgufFile::open(&out).unwrap();
+    assert!(g.get_str("tokenizer.chat_template").is_ok(), "the chat template travels");
+    assert!(g.tensor_info("output.weight").is_some(), "the rotated head is untied");
+    let ob = load(&out);
+    let mut dense = load(&smollm_gguf());
+    if let Network::Llama(l) = &mut dense.net {
+        l.disable_quantized_kernels();
+    }
+    for p in ["Once upon a time, there was a little girl who", "The capital of France is", "def add(a, b):"] {
+        let ids = orig.tokenizer.encode(p).unwrap();
+        assert_eq!(ob.tokenizer.encode(p).unwrap(), ids, "the tokenizer travels");
+        assert_eq!(greedy(&ob, &ids, 16), greedy(&dense, &ids, 16), "{p}");
+    }
+}
