@@ -10,7 +10,13 @@ import sys
 import time
 
 import numpy as np
+import llama_cpp
 from llama_cpp import Llama
+
+
+def last_logits(llm):
+    """The logits of the last evaluated position, straight from the llama.cpp context."""
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm.n_vocab(),))
 
 
 def main() -> None:
@@ -29,8 +35,9 @@ def main() -> None:
         t = time.perf_counter()
         for _ in range(n_new):
             # Greedy from the last position's logits (`Llama.sample` crashes in 0.3.36 without a
-            # sampler chain; argmax is what greedy decoding is).
-            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            # sampler chain; argmax is what greedy decoding is). Read them from the context:
+            # without `logits_all`, `llm.scores` stays at zero and argmax would be token 0.
+            tok = int(np.argmax(last_logits(llm)))
             llm.eval([tok])
         decode.append(n_new / (time.perf_counter() - t))
     print(json.dumps({
