@@ -27,6 +27,13 @@ pub struct DistillArgs {
     /// Held-out text for the report (never trained on).
     #[arg(long)]
     pub eval: Option<PathBuf>,
+    /// Also train on this many answers the teacher writes itself to varied prompts (sequence-
+    /// level distillation, so the student does not learn only the data files' style).
+    #[arg(long, default_value_t = 0)]
+    pub teacher_corpus: usize,
+    /// Tokens per teacher-written answer.
+    #[arg(long, default_value_t = 128)]
+    pub corpus_tokens: usize,
     /// Optimizer steps (in total: a resumed run continues to this count).
     #[arg(long, default_value_t = 100)]
     pub steps: u64,
@@ -53,6 +60,56 @@ pub struct DistillArgs {
     pub device: String,
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+/// Prompts the teacher answers for its own corpus (varied topics and forms).
+const CORPUS_PROMPTS: [&str; 16] = [
+    "Explain how rain forms.",
+    "Write a short story about a lost robot.",
+    "List five tips for learning a language.",
+    "Describe a medieval castle.",
+    "What is a prime number? Give examples.",
+    "Write a product description for a backpack.",
+    "Summarise the rules of chess.",
+    "Give a recipe for tomato soup.",
+    "Describe the water cycle for a child.",
+    "Write a dialogue between a knight and a dragon.",
+    "Why is the sky blue?",
+    "Write a poem about the sea.",
+    "How does a computer store numbers?",
+    "Describe a busy market in the morning.",
+    "Give advice to a new video game player.",
+    "Explain what a function is in programming.",
+];
+
+/// `n` answers of the teacher (sampled at temperature 0.8, one seed each) as token sequences.
+fn teacher_corpus(teacher: &Model, n: usize, tokens: usize) -> anyhow::Result<Vec<Vec<u32>>> {
+    let bar = ProgressBar::new(n as u64);
+    bar.set_style(
+        ProgressStyle::with_template("teacher corpus [{bar:30}] {pos}/{len}  eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let prompt = CORPUS_PROMPTS[i % CORPUS_PROMPTS.len()];
+        let cfg = brainmesh_actors::models::GenerateConfig {
+            temperature: 0.8,
+            top_p: Some(0.95),
+            seed: i as u64,
+            ..brainmesh_actors::models::GenerateConfig::greedy(tokens)
+        };
+        let text = teacher.tokenizer.chat_prompt(prompt)?;
+        let mut ids = teacher.tokenizer.encode(&text)?;
+        let g = teacher.generate(std::slice::from_ref(&ids), &cfg, &mut |_| true)?.remove(0);
+        ids.extend(g.tokens);
+        out.push(ids);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
 }
 
 fn windows(model: &Model, files: &[PathBuf], seq: usize) -> anyhow::Result<Vec<Vec<u32>>> {
@@ -99,7 +156,23 @@ pub fn run(a: &DistillArgs) -> anyhow::Result<()> {
         trainer.load_optimizer(&a.out)?;
         eprintln!("resuming at step {}", trainer.step);
     }
-    let data = windows(&teacher, &a.data, a.seq)?;
+    let mut data = windows(&teacher, &a.data, a.seq)?;
+    if a.teacher_corpus > 0 {
+        // Cut the teacher's answers into windows too, interleaved with the files' windows.
+        let own: Vec<Vec<u32>> = teacher_corpus(&teacher, a.teacher_corpus, a.corpus_tokens)?
+            .into_iter()
+            .flat_map(|ids| ids.chunks_exact(a.seq).map(<[u32]>::to_vec).collect::<Vec<_>>())
+            .collect();
+        eprintln!("teacher corpus: {} windows beside {} from the data files", own.len(), data.len());
+        let files = std::mem::take(&mut data);
+        let (mut f, mut o) = (files.into_iter(), own.into_iter());
+        loop {
+            match (f.next(), o.next()) {
+                (None, None) => break,
+                (x, y) => data.extend(x.into_iter().chain(y)),
+            }
+        }
+    }
     let bar = ProgressBar::new(a.steps);
     bar.set_style(
         ProgressStyle::with_template("distill [{bar:30}] {pos}/{len} steps  {msg}  eta {eta}")

@@ -209,6 +209,32 @@ fn distill_trains_a_student_reports_it_and_resumes_from_its_checkpoint() {
     assert!(first["eval"]["top1_agreement"].as_f64().is_some());
     let (second, log) = run("6");
     assert!(log.contains("resuming at step 4"), "{log}");
+    // With answers the teacher writes itself beside the files.
+    let own = Command::new(BIN)
+        .args([
+            "distill",
+            "--batch",
+            "2",
+            "--seq",
+            "16",
+            "--steps",
+            "2",
+            "--teacher-corpus",
+            "3",
+            "--corpus-tokens",
+            "24",
+        ])
+        .arg("--teacher")
+        .arg(&teacher)
+        .arg("--data")
+        .arg(&text)
+        .arg("--out")
+        .arg(dir.path().join("student2"))
+        .output()
+        .unwrap();
+    let own_log = String::from_utf8_lossy(&own.stderr);
+    assert!(own.status.success(), "{own_log}");
+    assert!(own_log.contains("teacher corpus: "), "{own_log}");
     assert_eq!(second["steps"], 6);
     // The student is a model like any other.
     let gen = Command::new(BIN)
