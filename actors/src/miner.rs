@@ -528,8 +528,11 @@ fn run_job(
     }
     let s = &body.sampling;
     let remaining = s.max_tokens.saturating_sub(body.resume_tokens.len() as u32);
-    let cfg = match s.generate_config(remaining as usize, body.resume_tokens.len()) {
-        Ok(cfg) => cfg,
+    // The transcript's sampling (what a validator replays) plus what only generation needs.
+    let cfg = match RunSampling::from_request(s).generate_config(remaining as usize, body.resume_tokens.len()) {
+        Ok(cfg) => {
+            brainmesh_models::GenerateConfig { stop: s.stop.clone(), logprobs: s.logprobs.map(|n| n as usize), ..cfg }
+        }
         Err(e) => {
             let _ = events.send(WorkerEvent::Error(TaskError::InvalidRequest(format!("response_format: {e}"))));
             return;

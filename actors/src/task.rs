@@ -59,35 +59,6 @@ pub struct Sampling {
     pub response_format: Option<brainmesh_models::grammar::ResponseFormat>,
 }
 
-impl Sampling {
-    /// The engine's configuration for this request (`resumed`: output tokens an earlier
-    /// attempt produced, now at the end of the prompt). Fails only on a response format whose
-    /// schema does not compile.
-    pub fn generate_config(
-        &self,
-        max_new_tokens: usize,
-        resumed: usize,
-    ) -> Result<brainmesh_models::GenerateConfig, brainmesh_models::grammar::GrammarError> {
-        let grammar = self.response_format.as_ref().map(|f| f.compile()).transpose()?.map(std::sync::Arc::new);
-        Ok(brainmesh_models::GenerateConfig {
-            max_new_tokens,
-            temperature: self.temperature,
-            top_k: self.top_k.map(|k| k as usize),
-            top_p: self.top_p,
-            seed: self.seed.unwrap_or(0),
-            repetition_penalty: self.repetition_penalty.unwrap_or(1.0),
-            stop: self.stop.clone(),
-            ignore_eos: false,
-            frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
-            presence_penalty: self.presence_penalty.unwrap_or(0.0),
-            logit_bias: self.logit_bias.clone(),
-            prior_output: resumed,
-            logprobs: self.logprobs.map(|n| n as usize),
-            grammar,
-        })
-    }
-}
-
 impl Default for Sampling {
     fn default() -> Self {
         Self {

@@ -306,30 +306,28 @@ pub struct Llama {
 /// Undoes llama.cpp's q/k row permutation (its RoPE pairs adjacent elements; HF's
 /// `rotate_half` pairs element i with i + head_dim/2).
 pub fn unpermute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
+    let (rows, cols, n) = qk_shape(w, n_head)?;
+    Ok(w.f_reshape([n, rows / n / 2, 2, cols])?.f_transpose(1, 2)?.f_reshape([rows, cols])?)
+}
+
+/// Rows, columns and head count of a q/k projection whose heads split into RoPE pairs.
+fn qk_shape(w: &Tensor, n_head: usize) -> Result<(i64, i64, i64)> {
     let (rows, cols) = w.size2()?;
     let n = n_head as i64;
-    if rows % (2 * n) != 0 {
+    if n == 0 || rows % (2 * n) != 0 {
         return Err(ModelError::ShapeMismatch {
             name: "q/k projection".into(),
             actual: vec![rows, cols],
             expected: vec![],
         });
     }
-    Ok(w.f_reshape([n, rows / n / 2, 2, cols])?.f_transpose(1, 2)?.f_reshape([rows, cols])?)
+    Ok((rows, cols, n))
 }
 
 /// Hugging Face's q/k row order back to llama.cpp's (the inverse of [`unpermute_qk`]), for
 /// writing GGUF files.
 pub fn permute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
-    let (rows, cols) = w.size2()?;
-    let n = n_head as i64;
-    if rows % (2 * n) != 0 {
-        return Err(ModelError::ShapeMismatch {
-            name: "q/k projection".into(),
-            actual: vec![rows, cols],
-            expected: vec![],
-        });
-    }
+    let (rows, cols, n) = qk_shape(w, n_head)?;
     Ok(w.f_reshape([n, 2, rows / n / 2, cols])?.f_transpose(1, 2)?.f_reshape([rows, cols])?)
 }
 

@@ -44,17 +44,15 @@ impl Default for ObfuscateOptions {
     }
 }
 
-/// splitmix64 with Box–Muller normals: the same transform from the same seed everywhere.
-struct Rng(u64);
+/// The transform's randomness: the sampler's splitmix64 ([`crate::generate::Rng`]) with
+/// Box–Muller normals, so the same seed gives the same transform everywhere.
+struct Rng(crate::generate::Rng);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
+    /// Uniform in (0, 1): never 0, so its logarithm is finite.
     fn uniform(&mut self) -> f64 {
         ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
@@ -101,7 +99,7 @@ pub fn obfuscate_state(m: &Llama, seed: u64, o: &ObfuscateOptions) -> Result<Vec
     let mut get = |name: &str| -> Result<Tensor> {
         state.remove(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))
     };
-    let mut rng = Rng(seed ^ 0x6F62_6675_7363_6174);
+    let mut rng = Rng(crate::generate::Rng::new(seed ^ 0x6F62_6675_7363_6174));
     let (h, hd) = (cfg.hidden_size, cfg.head_dim());
     let (nq, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
     let group = nq / nkv.max(1);

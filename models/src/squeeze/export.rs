@@ -147,30 +147,8 @@ pub fn export(model: &Model, plans: &[LayerPlan], opts: &ExportOptions, out: &Pa
     let mut cfg = m.cfg.clone();
     cfg.brainmesh_heads = Some(plans.iter().map(|p| p.q_to_kv.clone()).collect());
     cfg.brainmesh_act_squeeze = opts.act_squeeze;
-    let mut json = serde_json::to_value(&cfg).map_err(|e| ModelError::Metadata(e.to_string()))?;
-    if let Some(o) = json.as_object_mut() {
-        o.insert("model_type".into(), "llama".into());
-        o.insert("architectures".into(), serde_json::json!(["LlamaForCausalLM"]));
-        o.insert("hidden_act".into(), "silu".into());
-        o.insert("torch_dtype".into(), "float32".into());
-        if opts.quant != Quant::None {
-            o.insert("brainmesh_quant".into(), serde_json::json!({ "kind": opts.quant, "group": 32 }));
-        }
-        if cfg.bos_token_id.is_none() {
-            o.insert("bos_token_id".into(), serde_json::json!(model.tokenizer.bos_id));
-        }
-        if cfg.eos_token_id.is_none() {
-            o.insert("eos_token_id".into(), serde_json::json!(model.tokenizer.eos_id));
-        }
-    }
-    let write = |file: &str, text: String| -> Result<()> {
-        let p = out.join(file);
-        std::fs::write(&p, text).map_err(|e| ModelError::io(&p, e))
-    };
-    write("config.json", serde_json::to_string_pretty(&json).unwrap_or_default())?;
-    write("tokenizer.json", model.tokenizer.to_json(false)?)?;
-    let tc = serde_json::json!({ "chat_template": chat_template(&model.source) });
-    write("tokenizer_config.json", serde_json::to_string_pretty(&tc).unwrap_or_default())?;
+    let quant = (opts.quant != Quant::None).then(|| serde_json::json!({ "kind": opts.quant, "group": 32 }));
+    write_config_and_tokenizer(model, &cfg, quant, out)?;
     let file_bytes = std::fs::metadata(&st).map_err(|e| ModelError::io(&st, e))?.len();
     let heads_before: usize = (0..m.cfg.num_hidden_layers).map(|i| m.cfg.layer_heads(i).0).sum();
     let kv_before: usize = (0..m.cfg.num_hidden_layers).map(|i| m.cfg.layer_heads(i).1).sum();
@@ -186,24 +164,24 @@ pub fn export(model: &Model, plans: &[LayerPlan], opts: &ExportOptions, out: &Pa
     })
 }
 
-/// Writes dense f32 `state` (HF names) with `cfg` as a Hugging Face Llama directory: weights,
-/// `config.json`, `tokenizer.json` and `tokenizer_config.json` (the source's chat template).
-pub fn write_hf_dir(
+/// `config.json` (the Llama config, HF's fixed fields, the tokenizer's special ids when the
+/// config lacks them, and `brainmesh_quant` when given), `tokenizer.json` and
+/// `tokenizer_config.json` (the source's chat template) in `out`.
+fn write_config_and_tokenizer(
     model: &Model,
     cfg: &crate::llama::LlamaConfig,
-    state: &[(String, Tensor)],
+    quant: Option<serde_json::Value>,
     out: &Path,
 ) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| ModelError::io(out, e))?;
-    let tensors: Vec<(String, Tensor)> =
-        state.iter().map(|(n, t)| Ok((n.clone(), t.f_to_kind(Kind::Float)?.f_contiguous()?))).collect::<Result<_>>()?;
-    Tensor::write_safetensors(&tensors, out.join("model.safetensors"))?;
     let mut json = serde_json::to_value(cfg).map_err(|e| ModelError::Metadata(e.to_string()))?;
     if let Some(o) = json.as_object_mut() {
         o.insert("model_type".into(), "llama".into());
         o.insert("architectures".into(), serde_json::json!(["LlamaForCausalLM"]));
         o.insert("hidden_act".into(), "silu".into());
         o.insert("torch_dtype".into(), "float32".into());
+        if let Some(q) = quant {
+            o.insert("brainmesh_quant".into(), q);
+        }
         if cfg.bos_token_id.is_none() {
             o.insert("bos_token_id".into(), serde_json::json!(model.tokenizer.bos_id));
         }
@@ -218,7 +196,22 @@ pub fn write_hf_dir(
     write("config.json", serde_json::to_string_pretty(&json).unwrap_or_default())?;
     write("tokenizer.json", model.tokenizer.to_json(false)?)?;
     let tc = serde_json::json!({ "chat_template": chat_template(&model.source) });
-    write("tokenizer_config.json", serde_json::to_string_pretty(&tc).unwrap_or_default())?;
+    write("tokenizer_config.json", serde_json::to_string_pretty(&tc).unwrap_or_default())
+}
+
+/// Writes dense f32 `state` (HF names) with `cfg` as a Hugging Face Llama directory: weights,
+/// `config.json`, `tokenizer.json` and `tokenizer_config.json` (the source's chat template).
+pub fn write_hf_dir(
+    model: &Model,
+    cfg: &crate::llama::LlamaConfig,
+    state: &[(String, Tensor)],
+    out: &Path,
+) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| ModelError::io(out, e))?;
+    let tensors: Vec<(String, Tensor)> =
+        state.iter().map(|(n, t)| Ok((n.clone(), t.f_to_kind(Kind::Float)?.f_contiguous()?))).collect::<Result<_>>()?;
+    Tensor::write_safetensors(&tensors, out.join("model.safetensors"))?;
+    write_config_and_tokenizer(model, cfg, None, out)?;
     Ok(())
 }
 
