@@ -74,6 +74,8 @@ struct Layer {
 /// all-MiniLM-L6-v2 on tch (CPU), with its WordPiece tokenizer.
 pub struct MiniLm {
     tokenizer: tokenizers::Tokenizer,
+    /// The same tokenizer without truncation, to count a text's tokens.
+    counter: tokenizers::Tokenizer,
     word: Tensor,
     pos: Tensor,
     token_type: Tensor,
@@ -101,6 +103,8 @@ impl MiniLm {
         let mut tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| FheError::Embedder(format!("{}: {e}", dir.join("tokenizer.json").display())))?;
         tokenizer.with_padding(None);
+        let mut counter = tokenizer.clone();
+        counter.with_truncation(None).map_err(|e| FheError::Embedder(format!("tokenizer: {e}")))?;
         let max_len = cfg.max_position_embeddings.min(128);
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams { max_length: max_len, ..Default::default() }))
@@ -140,6 +144,7 @@ impl MiniLm {
         }
         Ok(MiniLm {
             tokenizer,
+            counter,
             word,
             pos: t("embeddings.position_embeddings.weight")?,
             token_type: t("embeddings.token_type_embeddings.weight")?,
@@ -169,9 +174,7 @@ impl MiniLm {
 
     /// How many tokens `text` is (special tokens included, before truncation).
     pub fn count_tokens(&self, text: &str) -> Result<usize, FheError> {
-        let mut t = self.tokenizer.clone();
-        t.with_truncation(None).map_err(|e| FheError::Embedder(format!("tokenizer: {e}")))?;
-        Ok(t.encode(text, true).map_err(|e| FheError::Embedder(format!("tokenize: {e}")))?.len())
+        Ok(self.counter.encode(text, true).map_err(|e| FheError::Embedder(format!("tokenize: {e}")))?.len())
     }
 
     /// Sentence embeddings (mean-pooled, L2-normalised), one row of `dim()` floats per text.
